@@ -1,0 +1,77 @@
+"""``slack-analyst ask``: one analysis in the terminal, through the same engine as Slack."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anthropic
+
+from bot.clients import anthropic_client
+from bot.engine import Engine, InputFile, Job
+from bot.errors import describe_anthropic_error
+from bot.events import Done
+from bot.files_api import FilesApi, digest_file
+from bot.filetypes import FileRefused, mime_type_for, precheck, sniff
+from bot.publish_terminal import TerminalPublisher
+from bot.sanitize import clean_question
+from bot.settings import Settings
+from bot.store import Store
+
+
+async def ask(settings: Settings, files: list[Path], question: str, *, out: Path, show_code: bool = True) -> int:
+    """Analyse ``files``; returns the process exit status."""
+    cleaned = clean_question(question)
+    if not files and not cleaned.text:
+        print("slack-analyst ask: give at least one file or a question (-q)", file=sys.stderr)
+        return 2
+    claude = anthropic_client(settings)
+    async with Store(settings.db_path) as store:
+        files_api = FilesApi(claude, store)
+        try:
+            inputs = []
+            for path in files:
+                if not path.is_file():
+                    print(f"slack-analyst ask: {path}: no such file", file=sys.stderr)
+                    return 2
+                kind = precheck(path.name, "", path.stat().st_size, settings.max_file_bytes)
+                sha256, size, head = digest_file(path)
+                sniff(path.name, kind, head)
+                file_id = await files_api.ensure_uploaded(
+                    path,
+                    sha256=sha256,
+                    filename=path.name,
+                    mime_type=mime_type_for(path.name, kind),
+                    size=size,
+                )
+                inputs.append(InputFile(file_id, path.name, kind.name, size))
+            run_id = await store.create_run(
+                source="cli",
+                question=cleaned.text,
+                status="running",
+                model=settings.model,
+                tool_version=settings.code_execution.type,
+                files_in=len(inputs),
+            )
+            publisher = TerminalPublisher(sys.stdout, files_api, out, show_code=show_code)
+            outcome = await publisher.publish(Engine(claude, settings).run(Job(cleaned.text, inputs)))
+            usage = outcome.usage
+            await store.update_run(
+                run_id,
+                status="succeeded" if isinstance(outcome, Done) else "failed",
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                container_id=outcome.container_id,
+                error=None if isinstance(outcome, Done) else outcome.detail,
+            )
+            return 0 if isinstance(outcome, Done) else 1
+        except FileRefused as refusal:
+            print(f"slack-analyst ask: {str(refusal).replace('*', '')}", file=sys.stderr)
+            return 2
+        except anthropic.APIError as error:
+            print(f"slack-analyst ask: {describe_anthropic_error(error).message}", file=sys.stderr)
+            return 1
+        finally:
+            await claude.close()

@@ -1,0 +1,97 @@
+"""The command line: ``slack-analyst serve`` runs the bot, ``slack-analyst ask`` analyses
+files in the terminal with the same engine (handy to check credentials and prompts).
+
+Settings come from the environment, plus a ``.env`` file in the working directory if
+there is one (real environment variables win). A bad setting stops start-up with one
+line naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger("bot")
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slack-analyst", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--log-level", default=os.environ.get("ANALYST_LOG_LEVEL", "INFO"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the Slack bot")
+    serve.add_argument("--port", type=_port, help="HTTP port (default: $PORT, else 3000)")
+    serve.add_argument("--http", action="store_true", help="receive events over HTTP even when SLACK_APP_TOKEN is set")
+
+    ask = commands.add_parser("ask", help="analyse local files in the terminal")
+    ask.add_argument("files", nargs="*", type=Path, help="data files to analyse")
+    ask.add_argument("-q", "--question", default="", help="the question (default: exploratory analysis)")
+    ask.add_argument("--out", type=Path, default=Path("analyst-output"), help="where to save generated files")
+    ask.add_argument("--no-code", action="store_true", help="don't print the code Claude runs")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Request-level debug logs of the HTTP stacks can include headers; keep them quiet.
+    for noisy in ("httpx", "httpx2", "httpcore", "slack_sdk.web", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    load_dotenv(Path.cwd() / ".env", override=False)
+    args = build_parser().parse_args(argv)
+    try:
+        configure_logging(args.log_level)
+    except ValueError:
+        print(f"slack-analyst: --log-level: unknown level {args.log_level!r}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "serve":
+            settings = Settings.from_env(
+                os.environ, slack=True, http=args.http or not os.environ.get("SLACK_APP_TOKEN")
+            )
+            port = args.port if args.port is not None else _port_from_env()
+            from handlers.server import serve  # the Slack edge, imported only to serve
+
+            asyncio.run(serve(settings, port=port, http=args.http))
+            return 0
+        settings = Settings.from_env(os.environ, slack=False)
+        from bot.ask import ask
+
+        return asyncio.run(ask(settings, args.files, args.question, out=args.out, show_code=not args.no_code))
+    except SettingsError as error:
+        print(f"slack-analyst: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _port_from_env() -> int:
+    value = os.environ.get("PORT", "").strip()
+    if not value:
+        return 3000
+    try:
+        return _port(value)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise SettingsError("PORT", f"should be a TCP port number, got {value!r}") from None

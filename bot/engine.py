@@ -1,0 +1,297 @@
+"""The analysis engine: one question → Claude with code execution → progress events.
+
+It streams ``messages`` with the code-execution tool, continues the turn while the API
+answers ``pause_turn`` (echoing the content back, same container, up to a cap), and turns
+the blocks of every tool version into the same events. It knows nothing of Slack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+
+from bot.errors import describe_anthropic_error, describe_tool_error
+from bot.events import (
+    CodeWritten,
+    Done,
+    Event,
+    Failed,
+    OutputFile,
+    StepOutput,
+    StepStarted,
+    TextWritten,
+    Usage,
+)
+from bot.prompts import SYSTEM_PROMPT, FileNote, user_prompt
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOOL_RESULT_TYPES = frozenset(
+    {
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+    }
+)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file already in the Files API, to be placed in the sandbox."""
+
+    file_id: str
+    filename: str
+    kind: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Job:
+    question: str
+    files: Sequence[InputFile] = ()
+    container_id: str | None = None
+    question_truncated: bool = False
+
+
+@dataclass
+class _Turn:
+    """What the engine has learned so far in one analysis."""
+
+    usage: Usage = field(default_factory=Usage)
+    steps: int = 0
+    step_of_tool_use: dict[str, int] = field(default_factory=dict)
+    answer_parts: list[str] = field(default_factory=list)
+    tool_errors: list[str] = field(default_factory=list)
+    files: list[OutputFile] = field(default_factory=list)
+    container_id: str | None = None
+
+    @property
+    def answer(self) -> str:
+        return "\n\n".join(part.strip() for part in self.answer_parts if part.strip())
+
+
+def step_title(block: Any) -> tuple[str, str, str]:
+    """(title, language, code) for a ``server_tool_use`` block of any tool version."""
+    tool_input = block.input if isinstance(block.input, dict) else {}
+    if block.name == "code_execution":
+        return "Running Python", "python", str(tool_input.get("code", ""))
+    if block.name == "bash_code_execution":
+        command = str(tool_input.get("command", ""))
+        return "Running a command", "bash", command
+    if block.name == "text_editor_code_execution":
+        path = str(tool_input.get("path", ""))
+        action = str(tool_input.get("command", ""))
+        name = path.rsplit("/", 1)[-1] or "a file"
+        if action == "create":
+            language = "python" if path.endswith(".py") else "text"
+            return f"Writing {name}", language, str(tool_input.get("file_text", ""))
+        if action == "str_replace":
+            return f"Editing {name}", "text", str(tool_input.get("new_str", ""))
+        return f"Reading {name}", "text", ""
+    return f"Using {block.name}", "text", ""
+
+
+def result_output(step: int, block: Any) -> StepOutput:
+    """The :class:`StepOutput` of any code-execution tool-result block."""
+    content = block.content
+    content_type = getattr(content, "type", "")
+    if content_type.endswith("_error"):
+        return StepOutput(step=step, error_code=str(getattr(content, "error_code", "unknown")))
+    if content_type in (
+        "code_execution_result",
+        "bash_code_execution_result",
+        "encrypted_code_execution_result",
+    ):
+        return StepOutput(
+            step=step,
+            stdout=str(getattr(content, "stdout", "") or ""),
+            stderr=str(content.stderr or ""),
+            return_code=int(content.return_code),
+            file_ids=tuple(item.file_id for item in content.content or ()),
+        )
+    return StepOutput(step=step)
+
+
+class Engine:
+    """Runs analyses against the Anthropic API. One instance serves many analyses."""
+
+    def __init__(self, client: anthropic.AsyncAnthropic, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def request_params(self, messages: list[dict[str, Any]], container_id: str | None) -> dict[str, Any]:
+        tool = self.settings.code_execution
+        params: dict[str, Any] = {
+            "model": self.settings.model,
+            "max_tokens": self.settings.max_tokens,
+            "system": [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}],
+            "tools": [tool.definition],
+            "messages": messages,
+        }
+        if container_id:
+            params["container"] = container_id
+        if tool.beta:
+            params["extra_headers"] = {"anthropic-beta": tool.beta}
+        return params
+
+    @staticmethod
+    def first_messages(job: Job) -> list[dict[str, Any]]:
+        """The conversation for a new question: container uploads in this (newest) user turn."""
+        notes = [FileNote(f.filename, f.kind, f.size_bytes) for f in job.files]
+        content: list[dict[str, Any]] = [{"type": "container_upload", "file_id": f.file_id} for f in job.files]
+        content.append({"type": "text", "text": user_prompt(job.question, notes, truncated=job.question_truncated)})
+        return [{"role": "user", "content": content}]
+
+    async def run(self, job: Job) -> AsyncIterator[Event]:
+        """Analyse ``job``, yielding progress events and ending with Done or Failed."""
+        turn = _Turn(container_id=job.container_id)
+        messages = self.first_messages(job)
+        try:
+            for call in range(self.settings.max_continuations + 1):
+                message = None
+                async for item in self._stream_once(messages, turn):
+                    if isinstance(item, anthropic.types.Message):
+                        message = item
+                    else:
+                        yield item
+                if message is None:  # pragma: no cover - the stream always ends with a message
+                    raise RuntimeError("stream ended without a message")
+                usage = _usage(message)
+                turn.usage = turn.usage + usage
+                yield usage
+                if message.container is not None:
+                    turn.container_id = message.container.id
+                for block in message.content:
+                    async for file_event in self._collect_files(block, turn):
+                        yield file_event
+                if message.stop_reason != "pause_turn":
+                    yield self._finish(message.stop_reason, turn)
+                    return
+                _echo(messages, message)
+                log.info("pause_turn: continuing (%d of %d)", call + 1, self.settings.max_continuations)
+            yield self._finish("pause_turn_cap", turn)
+        except anthropic.APIError as error:
+            problem = describe_anthropic_error(error)
+            log.warning("analysis failed: %s", problem.detail)
+            yield Failed(
+                problem.message,
+                retryable=problem.retryable,
+                usage=turn.usage,
+                steps=turn.steps,
+                container_id=turn.container_id,
+                detail=problem.detail,
+            )
+
+    async def _stream_once(
+        self, messages: list[dict[str, Any]], turn: _Turn
+    ) -> AsyncIterator[Event | anthropic.types.Message]:
+        """One streamed API call: yields events as blocks complete, then the final Message."""
+        params = self.request_params(messages, turn.container_id)
+        async with self.client.messages.stream(**params) as stream:
+            async for event in stream:
+                if event.type == "content_block_start" and event.content_block.type == "server_tool_use":
+                    turn.steps += 1
+                    turn.step_of_tool_use[event.content_block.id] = turn.steps
+                    yield StepStarted(turn.steps, "Working in the sandbox")
+                elif event.type == "content_block_stop":
+                    for item in self._block_events(event.content_block, turn):
+                        yield item
+            yield await stream.get_final_message()
+
+    def _block_events(self, block: Any, turn: _Turn) -> list[Event]:
+        if block.type == "server_tool_use":
+            step = turn.step_of_tool_use.get(block.id, turn.steps)
+            title, language, code = step_title(block)
+            turn.answer_parts.clear()  # text before a step is narration, not the answer
+            return [StepStarted(step, title), CodeWritten(step, language, code)] if code else [StepStarted(step, title)]
+        if block.type in TOOL_RESULT_TYPES:
+            step = turn.step_of_tool_use.get(block.tool_use_id, turn.steps)
+            output = result_output(step, block)
+            if output.error_code:
+                turn.tool_errors.append(output.error_code)
+            turn.answer_parts.clear()
+            return [output]
+        if block.type == "text" and block.text.strip():
+            turn.answer_parts.append(block.text)
+            return [TextWritten(block.text)]
+        return []
+
+    async def _collect_files(self, block: Any, turn: _Turn) -> AsyncIterator[OutputFile]:
+        if block.type not in TOOL_RESULT_TYPES:
+            return
+        known = {f.file_id for f in turn.files}
+        for file_id in result_output(0, block).file_ids:
+            if file_id in known:
+                continue
+            meta = await self.client.files.retrieve_metadata(file_id)
+            output = OutputFile(meta.id, meta.filename, meta.mime_type, meta.size_bytes)
+            turn.files.append(output)
+            known.add(file_id)
+            yield output
+
+    def _finish(self, stop_reason: str | None, turn: _Turn) -> Done | Failed:
+        answer = turn.answer
+        notes: list[str] = []
+        errors = sorted(set(turn.tool_errors))
+        common = {"usage": turn.usage, "steps": turn.steps, "container_id": turn.container_id}
+        if stop_reason == "refusal":
+            return Failed(
+                "Claude declined to carry out this analysis. Rephrase the question if you think that's a mistake.",
+                retryable=False,
+                detail="stop_reason=refusal",
+                **common,  # type: ignore[arg-type]
+            )
+        if stop_reason == "model_context_window_exceeded":
+            return Failed(
+                "The analysis outgrew Claude's context window. Ask a narrower question or share a smaller extract.",
+                retryable=False,
+                detail="stop_reason=model_context_window_exceeded",
+                **common,  # type: ignore[arg-type]
+            )
+        if stop_reason == "max_tokens":
+            notes.append("The answer hit the length limit and was cut off; ask a narrower follow-up for the rest.")
+        if stop_reason == "pause_turn_cap":
+            notes.append(
+                f"The analysis was stopped after {self.settings.max_continuations + 1} rounds of work; "
+                "the answer may be incomplete."
+            )
+        if errors:
+            notes.append("Some steps failed: " + "; ".join(describe_tool_error(code) for code in errors) + ".")
+        if not answer and not turn.files:
+            reason = notes[-1] if notes else "Claude finished without an answer."
+            return Failed(
+                f"The analysis finished without an answer. {reason} Try again, perhaps with a more specific question.",
+                retryable=True,
+                detail=f"empty answer, stop_reason={stop_reason}, tool_errors={errors}",
+                **common,  # type: ignore[arg-type]
+            )
+        return Done(
+            answer=answer,
+            files=tuple(turn.files),
+            notes=tuple(notes),
+            **common,  # type: ignore[arg-type]
+        )
+
+
+def _usage(message: anthropic.types.Message) -> Usage:
+    usage = message.usage
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+        cache_write_tokens=usage.cache_creation_input_tokens or 0,
+    )
+
+
+def _echo(messages: list[dict[str, Any]], message: anthropic.types.Message) -> None:
+    """Hand a paused turn back as-is, extending the assistant turn we already echoed."""
+    content = [block.to_dict(mode="json") for block in message.content]
+    if messages[-1]["role"] == "assistant":
+        messages[-1]["content"].extend(content)
+    else:
+        messages.append({"role": "assistant", "content": content})

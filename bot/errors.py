@@ -1,0 +1,113 @@
+"""Failures, translated into sentences for the person in the thread. Pure functions.
+
+Each message says what failed and whether trying again helps; details that only an
+operator needs (status codes, request ids) go to the log and the run ledger instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anthropic
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failure as the person sees it (``message``) and as the ledger records it (``detail``)."""
+
+    message: str
+    retryable: bool
+    detail: str
+
+
+class UserFacingError(Exception):
+    """An error whose text is meant for the person who asked."""
+
+    def __init__(self, message: str, *, retryable: bool = False, detail: str = "", status: str = "failed"):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.detail = detail or message
+        self.status = status
+
+
+TOOL_ERRORS = {
+    "execution_time_exceeded": "a step of the analysis ran longer than the sandbox allows",
+    "output_file_too_large": "a file the analysis produced was too large to return",
+    "unavailable": "the code sandbox was unavailable",
+    "too_many_requests": "the code sandbox was busy",
+    "invalid_tool_input": "Claude sent the sandbox malformed input",
+    "file_not_found": "a file the analysis needed was missing from the sandbox",
+}
+
+
+def describe_tool_error(code: str) -> str:
+    return TOOL_ERRORS.get(code, f"the sandbox reported `{code}`")
+
+
+def _request_id(error: anthropic.APIStatusError) -> str:
+    request_id = getattr(error, "request_id", None)
+    return f" request_id={request_id}" if request_id else ""
+
+
+def describe_anthropic_error(error: anthropic.APIError) -> Problem:
+    """What to tell a person when the Anthropic API failed (after the SDK's own retries)."""
+    if isinstance(error, anthropic.APITimeoutError):
+        return Problem("Claude took too long to answer. Try again in a minute.", True, "anthropic timeout")
+    if isinstance(error, anthropic.APIConnectionError):
+        return Problem(
+            "I couldn't reach Claude (network error). Try again in a minute.",
+            True,
+            f"anthropic connection: {error}",
+        )
+    if not isinstance(error, anthropic.APIStatusError):
+        return Problem("Something went wrong talking to Claude. Try again.", True, f"anthropic: {error}")
+    detail = f"anthropic {error.status_code}: {error.message}{_request_id(error)}"
+    status = error.status_code
+    if isinstance(error, anthropic.OverloadedError) or status == 529:
+        return Problem("Claude is overloaded right now. Try again in a few minutes.", True, detail)
+    if isinstance(error, anthropic.RateLimitError):
+        return Problem("This workspace has hit its Anthropic rate limit. Try again in a few minutes.", True, detail)
+    if isinstance(error, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
+        return Problem(
+            "The bot's Anthropic API key was rejected, so retrying won't help. "
+            "Ask whoever runs the bot to check ANTHROPIC_API_KEY.",
+            False,
+            detail,
+        )
+    if isinstance(error, anthropic.ContentTooLargeError) or status == 413:
+        return Problem("That request was too large for Claude. Try a smaller file or extract.", False, detail)
+    if isinstance(error, anthropic.BadRequestError):
+        return Problem(
+            "Claude rejected the request, so retrying the same thing won't help. "
+            "Try rephrasing, or a smaller or simpler file. (The bot's operator can find details in the log.)",
+            False,
+            detail,
+        )
+    if status >= 500:
+        return Problem("Claude's service had an error. Try again in a few minutes.", True, detail)
+    return Problem("Claude returned an unexpected error. Try again.", True, detail)
+
+
+SLACK_ERRORS = {
+    "ratelimited": ("Slack is rate-limiting the bot. Try again in a minute.", True),
+    "not_in_channel": ("I'm not a member of this channel. Invite me with `/invite @Analyst`.", False),
+    "channel_not_found": ("I can't see this channel. Invite me with `/invite @Analyst`.", False),
+    "file_not_found": ("Slack says that file no longer exists. Share it again.", False),
+    "missing_scope": (
+        "The bot lacks a Slack permission it needs; ask whoever runs it to reinstall it.",
+        False,
+    ),
+    "invalid_auth": (
+        "The bot's Slack token was rejected; ask whoever runs it to check SLACK_BOT_TOKEN.",
+        False,
+    ),
+    "not_authed": ("The bot's Slack token is missing; ask whoever runs it to check SLACK_BOT_TOKEN.", False),
+}
+
+
+def describe_slack_error(error_code: str) -> Problem:
+    message, retryable = SLACK_ERRORS.get(
+        error_code, (f"Slack returned an error (`{error_code}`). Try again in a minute.", True)
+    )
+    return Problem(message, retryable, f"slack: {error_code}")

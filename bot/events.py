@@ -1,0 +1,105 @@
+"""The progress events an analysis yields, in order, to whoever is watching.
+
+The engine produces them; the Slack publisher and the terminal ``ask`` command are two
+consumers of the same stream. Every stream ends with exactly one :class:`Done` or
+:class:`Failed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """Claude started a step in the sandbox (running code, editing a file)."""
+
+    step: int
+    title: str
+
+
+@dataclass(frozen=True)
+class CodeWritten:
+    """The code (or command) of a step, as Claude wrote it."""
+
+    step: int
+    language: str  # "python" or "bash"
+    code: str
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What a step printed, its exit status and the files it produced."""
+
+    step: int
+    stdout: str = ""
+    stderr: str = ""
+    return_code: int | None = None
+    file_ids: tuple[str, ...] = ()
+    error_code: str | None = None  # a tool-level error (execution_time_exceeded, …)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None and (self.return_code in (None, 0))
+
+
+@dataclass(frozen=True)
+class TextWritten:
+    """A piece of Claude's prose (narration between steps, or part of the answer)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file the analysis produced, ready to download from the Files API."""
+
+    file_id: str
+    filename: str
+    mime_type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage of one API call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class Done:
+    """The analysis finished. ``answer`` is the interpretation to show."""
+
+    answer: str
+    container_id: str | None
+    usage: Usage
+    steps: int
+    files: tuple[OutputFile, ...] = ()
+    notes: tuple[str, ...] = field(default=())  # e.g. "the answer was cut off"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The analysis could not finish. ``message`` is written for the person who asked."""
+
+    message: str
+    retryable: bool
+    usage: Usage = field(default_factory=Usage)
+    steps: int = 0
+    container_id: str | None = None
+    detail: str = ""  # for the ledger and logs, never shown
+
+
+Event = StepStarted | CodeWritten | StepOutput | TextWritten | OutputFile | Usage | Done | Failed

@@ -1,0 +1,337 @@
+"""The Slack publisher: turns an analysis's progress events into what the thread shows.
+
+While the analysis runs, one streamed message (``chat.startStream``) shows the plan and
+each sandbox step as a task; if streaming isn't available it falls back to one message
+updated in place. When it's done the thread gets the interpretation (split across
+messages when long), the files the analysis made (charts first) and the code it ran.
+Everything Claude wrote is neutralised before it is posted; link unfurling is off.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anthropic
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_chat_stream import AsyncChatStream
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import describe_anthropic_error
+from bot.events import CodeWritten, Done, Event, Failed, OutputFile, StepOutput, StepStarted
+from bot.files_api import FilesApi
+from bot.filetypes import describe_size, safe_filename
+from bot.render import answer_messages, code_listing, title_from_filename
+from bot.sanitize import neutralize
+
+log = logging.getLogger(__name__)
+
+TASK_OUTPUT_LIMIT = 280
+
+
+@dataclass(frozen=True)
+class SlackThread:
+    """Where replies go, and who asked."""
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+    user_id: str
+
+
+def _snippet(text: str, limit: int = TASK_OUTPUT_LIMIT) -> str:
+    text = neutralize(text.strip())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def step_summary(output: StepOutput) -> tuple[str, str]:
+    """(task status, short output) for a finished step."""
+    if output.error_code:
+        return "error", output.error_code.replace("_", " ")
+    if output.return_code not in (None, 0):
+        last = (output.stderr.strip().splitlines() or [f"exit status {output.return_code}"])[-1]
+        return "error", _snippet(last)
+    return "complete", _snippet(output.stdout.strip().splitlines()[0]) if output.stdout.strip() else ""
+
+
+class Progress(Protocol):
+    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None: ...
+
+    async def finish(self, summary: str, ok: bool) -> None: ...
+
+
+class StreamProgress:
+    """Progress as a streamed message: a plan with one task per sandbox step."""
+
+    def __init__(self, stream: AsyncChatStream) -> None:
+        self.stream = stream
+
+    @classmethod
+    async def start(cls, client: AsyncWebClient, thread: SlackThread, title: str) -> StreamProgress:
+        stream = await client.chat_stream(
+            channel=thread.channel_id,
+            thread_ts=thread.thread_ts,
+            recipient_team_id=thread.team_id,
+            recipient_user_id=thread.user_id,
+            task_display_mode="plan",
+            buffer_size=1,
+        )
+        await stream.append(
+            chunks=[
+                {"type": "plan_update", "title": title},
+                {
+                    "type": "task_update",
+                    "id": "prepare",
+                    "title": "Reading your data",
+                    "status": "in_progress",
+                },
+            ]
+        )
+        return cls(stream)
+
+    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
+        chunk: dict[str, Any] = {"type": "task_update", "id": task_id, "title": title, "status": status}
+        if output:
+            chunk["output"] = output
+        await self.stream.append(chunks=[chunk])
+
+    async def finish(self, summary: str, ok: bool) -> None:
+        await self.stream.stop(markdown_text=summary)
+
+
+class MessageProgress:
+    """Fallback progress: one ordinary message edited in place."""
+
+    def __init__(self, client: AsyncWebClient, thread: SlackThread, title: str, ts: str) -> None:
+        self.client = client
+        self.thread = thread
+        self.title = title
+        self.ts = ts
+        self.tasks: dict[str, tuple[str, str]] = {}
+
+    @classmethod
+    async def start(cls, client: AsyncWebClient, thread: SlackThread, title: str) -> MessageProgress:
+        response = await client.chat_postMessage(
+            channel=thread.channel_id,
+            thread_ts=thread.thread_ts,
+            text=f":hourglass_flowing_sand: {title}…",
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return cls(client, thread, title, str(response["ts"]))
+
+    def _render(self, footer: str = "") -> str:
+        icons = {"in_progress": ":hourglass_flowing_sand:", "complete": ":white_check_mark:", "error": ":x:"}
+        lines = [f"*{self.title}*"]
+        lines += [f"{icons.get(status, '•')} {title}" for title, status in self.tasks.values()]
+        if footer:
+            lines.append(footer)
+        return "\n".join(lines)
+
+    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
+        self.tasks[task_id] = (title, status)
+        await self.client.chat_update(channel=self.thread.channel_id, ts=self.ts, text=self._render())
+
+    async def finish(self, summary: str, ok: bool) -> None:
+        await self.client.chat_update(channel=self.thread.channel_id, ts=self.ts, text=self._render(summary))
+
+
+class _NoProgress:
+    """Used once progress updates have failed: the answer matters more than the log."""
+
+    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
+        return None
+
+    async def finish(self, summary: str, ok: bool) -> None:
+        return None
+
+
+@dataclass
+class PublishResult:
+    outcome: Done | Failed
+    files_posted: int = 0
+    files_failed: list[str] = field(default_factory=list)
+    code_steps: int = 0
+
+
+class SlackPublisher:
+    """Consumes one analysis's events and shows them in one Slack thread."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        files_api: FilesApi,
+        thread: SlackThread,
+        *,
+        max_files: int,
+        max_file_bytes: int,
+        workdir: Path | None = None,
+    ) -> None:
+        self.client = client
+        self.files_api = files_api
+        self.thread = thread
+        self.max_files = max_files
+        self.max_file_bytes = max_file_bytes
+        self.workdir = workdir
+        self.progress: Progress = _NoProgress()
+        self.code: list[tuple[int, str, str]] = []
+        self.titles: dict[int, str] = {}
+
+    # -- posting ---------------------------------------------------------------------
+
+    async def post(self, text: str, **kwargs: Any) -> str:
+        response = await self.client.chat_postMessage(
+            channel=self.thread.channel_id,
+            thread_ts=self.thread.thread_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+            **kwargs,
+        )
+        return str(response["ts"])
+
+    async def post_error(self, message: str) -> None:
+        """Say what went wrong, closing the progress view first if it is still open."""
+        await self._finish_progress(":warning: The analysis stopped.", ok=False)
+        await self.post(f":warning: {message}")
+
+    async def react(self, name: str, *, remove: str | None = None, message_ts: str) -> None:
+        """Swap reactions on the asking message; a reaction failing never fails a run."""
+        try:
+            if remove:
+                await self.client.reactions_remove(channel=self.thread.channel_id, timestamp=message_ts, name=remove)
+            await self.client.reactions_add(channel=self.thread.channel_id, timestamp=message_ts, name=name)
+        except SlackApiError as error:
+            log.info("reaction %s not set: %s", name, error.response.get("error"))
+
+    # -- progress --------------------------------------------------------------------
+
+    async def start_progress(self, title: str) -> None:
+        try:
+            self.progress = await StreamProgress.start(self.client, self.thread, title)
+            return
+        except SlackApiError as error:
+            log.info("streaming unavailable (%s); using an edited message", error.response.get("error"))
+        try:
+            self.progress = await MessageProgress.start(self.client, self.thread, title)
+        except SlackApiError as error:
+            log.warning("progress message failed: %s", error.response.get("error"))
+
+    async def _progress(self, task_id: str, title: str, status: str, output: str = "") -> None:
+        try:
+            await self.progress.update(task_id, title, status, output)
+        except SlackApiError as error:
+            log.warning("progress update failed (%s); continuing without it", error.response.get("error"))
+            self.progress = _NoProgress()
+
+    async def _finish_progress(self, summary: str, ok: bool) -> None:
+        progress, self.progress = self.progress, _NoProgress()
+        try:
+            await progress.finish(summary, ok)
+        except SlackApiError as error:
+            log.warning("progress finish failed: %s", error.response.get("error"))
+
+    async def prepared(self) -> None:
+        """The data is in the sandbox; analysis begins."""
+        await self._progress("prepare", "Reading your data", "complete")
+
+    # -- the event stream ------------------------------------------------------------
+
+    async def publish(self, events: AsyncIterator[Event]) -> PublishResult:
+        """Show every event; returns the outcome once the stream ends."""
+        async for event in events:
+            if isinstance(event, StepStarted):
+                self.titles[event.step] = event.title
+                await self._progress(f"step-{event.step}", event.title, "in_progress")
+            elif isinstance(event, CodeWritten):
+                self.code.append((event.step, event.language, event.code))
+            elif isinstance(event, StepOutput):
+                status, output = step_summary(event)
+                title = self.titles.get(event.step, f"Step {event.step}")
+                await self._progress(f"step-{event.step}", title, status, output)
+            elif isinstance(event, Done):
+                return await self._done(event)
+            elif isinstance(event, Failed):
+                await self._failed(event)
+                return PublishResult(event, code_steps=len(self.code))
+        raise RuntimeError("the analysis ended without Done or Failed")
+
+    async def _failed(self, failed: Failed) -> None:
+        await self.post_error(failed.message)
+
+    async def _done(self, done: Done) -> PublishResult:
+        charts = sum(f.mime_type.startswith("image/") for f in done.files)
+        summary = f"Done: {done.steps} step{'s' if done.steps != 1 else ''}"
+        if charts:
+            summary += f", {charts} chart{'s' if charts != 1 else ''}"
+        await self._finish_progress(summary + ".", ok=True)
+        if done.answer or done.notes:
+            for message in answer_messages(done.answer or "Here is what the analysis produced.", done.notes):
+                await self.post(message.text, blocks=message.blocks)
+        result = PublishResult(done, code_steps=len(self.code))
+        await self._post_files(done.files, result)
+        await self._post_code()
+        return result
+
+    async def _post_files(self, files: tuple[OutputFile, ...], result: PublishResult) -> None:
+        ordered = sorted(files, key=lambda f: not f.mime_type.startswith("image/"))
+        shown, held = ordered[: self.max_files], ordered[self.max_files :]
+        too_big = [f for f in shown if f.size_bytes > self.max_file_bytes]
+        shown = [f for f in shown if f.size_bytes <= self.max_file_bytes]
+        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="outputs-") as tmp:
+            for output in shown:
+                name = safe_filename(output.filename, fallback="output")
+                try:
+                    path = await self.files_api.download(output, Path(tmp))
+                    await self.client.files_upload_v2(
+                        file=str(path),
+                        filename=name,
+                        title=title_from_filename(name),
+                        channel=self.thread.channel_id,
+                        thread_ts=self.thread.thread_ts,
+                    )
+                    result.files_posted += 1
+                except anthropic.APIError as error:
+                    log.warning("download of %s failed: %s", output.file_id, describe_anthropic_error(error).detail)
+                    result.files_failed.append(name)
+                except SlackApiError as error:
+                    log.warning("upload of %s failed: %s", name, error.response.get("error"))
+                    result.files_failed.append(name)
+        notes = []
+        if result.files_failed:
+            notes.append("I couldn't attach " + ", ".join(f"*{neutralize(n)}*" for n in result.files_failed) + ".")
+        if held:
+            notes.append(
+                f"{len(held)} more file{'s were' if len(held) != 1 else ' was'} held back "
+                f"(at most {self.max_files} per answer): " + ", ".join(neutralize(f.filename) for f in held) + "."
+            )
+        if too_big:
+            notes.append(
+                "Too large to post here (limit "
+                + describe_size(self.max_file_bytes)
+                + "): "
+                + ", ".join(f"{neutralize(f.filename)} ({describe_size(f.size_bytes)})" for f in too_big)
+                + "."
+            )
+        if notes:
+            await self.post(":paperclip: " + " ".join(notes))
+
+    async def _post_code(self) -> None:
+        if not self.code:
+            return
+        listing = code_listing(self.code)
+        try:
+            await self.client.files_upload_v2(
+                content=listing,
+                filename="analysis_code.py",
+                title="Code the analysis ran",
+                snippet_type="python",
+                channel=self.thread.channel_id,
+                thread_ts=self.thread.thread_ts,
+            )
+        except SlackApiError as error:
+            log.warning("code upload failed: %s", error.response.get("error"))

@@ -1,0 +1,75 @@
+"""The terminal publisher: the same progress events as Slack sees, printed for a person.
+
+Used by ``slack-analyst ask``: steps, code and output as they happen, then the answer,
+and the generated files saved to a folder.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TextIO
+
+from bot.events import CodeWritten, Done, Event, Failed, StepOutput, StepStarted, TextWritten, Usage
+from bot.files_api import FilesApi
+from bot.filetypes import safe_filename
+
+OUTPUT_LINES = 12
+
+
+class TerminalPublisher:
+    def __init__(self, out: TextIO, files_api: FilesApi, save_to: Path, *, show_code: bool = True) -> None:
+        self.out = out
+        self.files_api = files_api
+        self.save_to = save_to
+        self.show_code = show_code
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    async def publish(self, events: AsyncIterator[Event]) -> Done | Failed:
+        async for event in events:
+            if isinstance(event, StepStarted):
+                self.say(f"▶ step {event.step}: {event.title}")
+            elif isinstance(event, CodeWritten) and self.show_code:
+                self.say(textwrap.indent(event.code.rstrip(), "    │ "))
+            elif isinstance(event, StepOutput):
+                self._output(event)
+            elif isinstance(event, TextWritten):
+                continue  # the answer is printed whole at the end
+            elif isinstance(event, Usage):
+                self.say(f"  · tokens: {event.input_tokens} in, {event.output_tokens} out")
+            elif isinstance(event, Done):
+                await self._done(event)
+                return event
+            elif isinstance(event, Failed):
+                self.say(f"\n✗ {event.message}")
+                return event
+        raise RuntimeError("the analysis ended without Done or Failed")
+
+    def _output(self, output: StepOutput) -> None:
+        if output.error_code:
+            self.say(f"  ✗ sandbox error: {output.error_code}")
+            return
+        text = (output.stdout or "").rstrip()
+        lines = text.splitlines()
+        shown = lines[:OUTPUT_LINES] + (
+            [f"… ({len(lines) - OUTPUT_LINES} more lines)"] if len(lines) > OUTPUT_LINES else []
+        )
+        if shown:
+            self.say(textwrap.indent("\n".join(shown), "    » "))
+        if output.return_code not in (None, 0):
+            self.say(f"  ✗ exit status {output.return_code}: {(output.stderr.strip().splitlines() or [''])[-1]}")
+
+    async def _done(self, done: Done) -> None:
+        self.say("\n" + (done.answer or "(no written answer)"))
+        for note in done.notes:
+            self.say(f"\nnote: {note}")
+        if done.files:
+            self.save_to.mkdir(parents=True, exist_ok=True)
+            for output in done.files:
+                path = await self.files_api.download(output, self.save_to)
+                target = self.save_to / safe_filename(output.filename, fallback="output")
+                path.replace(target)
+                self.say(f"saved {target}")

@@ -1,0 +1,188 @@
+"""Configuration from the environment.
+
+Every setting the bot reads is parsed and checked here, once, at start-up. A missing or
+malformed value raises :class:`SettingsError` naming the variable, which the CLI prints
+as one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_MODEL = "claude-sonnet-5-5"
+DEFAULT_DB = "./data/analyst.db"
+
+
+@dataclass(frozen=True)
+class CodeExecutionTool:
+    """One version of Anthropic's code-execution tool and what calling it needs."""
+
+    type: str
+    beta: str | None  # the anthropic-beta header this version needs, if any
+
+    @property
+    def definition(self) -> dict[str, str]:
+        return {"type": self.type, "name": "code_execution"}
+
+    @property
+    def version(self) -> str:
+        return self.type.removeprefix("code_execution_")
+
+
+CODE_EXECUTION_TOOLS: dict[str, CodeExecutionTool] = {
+    tool.type: tool
+    for tool in (
+        CodeExecutionTool("code_execution_20250522", beta="code-execution-2025-05-22"),
+        CodeExecutionTool("code_execution_20250825", beta=None),
+        CodeExecutionTool("code_execution_20260120", beta=None),
+        CodeExecutionTool("code_execution_20260521", beta=None),
+    )
+}
+DEFAULT_CODE_EXECUTION = "code_execution_20260521"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed. ``str(error)`` is one line naming it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot is configured with. Build it with :meth:`from_env`."""
+
+    anthropic_api_key: str
+    anthropic_base_url: str | None = None
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    db_path: Path = Path(DEFAULT_DB)
+    model: str = DEFAULT_MODEL
+    code_execution: CodeExecutionTool = CODE_EXECUTION_TOOLS[DEFAULT_CODE_EXECUTION]
+    max_file_mb: float = 100.0
+    max_tokens: int = 16_000
+    max_continuations: int = 8
+    max_output_files: int = 10
+    max_output_file_mb: float = 50.0
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def max_output_file_bytes(self) -> int:
+        return int(self.max_output_file_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, slack: bool = True, http: bool = False) -> Settings:
+        """Read the settings from ``env``.
+
+        ``slack`` says whether the Slack credentials are required (the terminal ``ask``
+        command needs none); ``http`` whether the bot will receive events over HTTP, which
+        needs the signing secret (Socket Mode needs the app-level token instead).
+        """
+        reader = _Reader(env)
+        settings = cls(
+            anthropic_api_key=reader.required("ANTHROPIC_API_KEY"),
+            anthropic_base_url=reader.url("ANTHROPIC_BASE_URL", default=None),
+            slack_bot_token=reader.token("SLACK_BOT_TOKEN", "xoxb-", required=slack),
+            slack_signing_secret=reader.optional("SLACK_SIGNING_SECRET"),
+            slack_app_token=reader.token("SLACK_APP_TOKEN", "xapp-", required=False),
+            slack_api_url=_with_trailing_slash(
+                reader.url("SLACK_API_URL", default=DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL
+            ),
+            db_path=Path(reader.optional("ANALYST_DB") or DEFAULT_DB),
+            model=reader.optional("ANALYST_MODEL") or DEFAULT_MODEL,
+            code_execution=reader.code_execution("ANALYST_CODE_EXECUTION"),
+            max_file_mb=reader.number("ANALYST_MAX_FILE_MB", 100.0),
+            max_tokens=reader.integer("ANALYST_MAX_TOKENS", 16_000),
+            max_continuations=reader.integer("ANALYST_MAX_CONTINUATIONS", 8),
+            max_output_files=reader.integer("ANALYST_MAX_OUTPUT_FILES", 10),
+            max_output_file_mb=reader.number("ANALYST_MAX_OUTPUT_FILE_MB", 50.0),
+        )
+        if slack and http and not settings.slack_signing_secret:
+            raise SettingsError(
+                "SLACK_SIGNING_SECRET", "is required to receive events over HTTP (or set SLACK_APP_TOKEN)"
+            )
+        return settings
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+
+def _with_trailing_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+class _Reader:
+    """Parses individual variables, raising :class:`SettingsError` with the variable's name."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingsError(name, "is not set")
+        return value
+
+    def token(self, name: str, prefix: str, *, required: bool) -> str | None:
+        value = self.required(name) if required else self.optional(name)
+        if value is not None and not value.startswith(prefix):
+            raise SettingsError(name, f"should start with {prefix!r}")
+        return value
+
+    def url(self, name: str, *, default: str | None) -> str | None:
+        value = self.optional(name)
+        if value is None:
+            return default
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SettingsError(name, f"should be an http(s) URL, got {value!r}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(name, f"should be a number, got {value!r}") from None
+        if not math.isfinite(number) or number <= 0:
+            raise SettingsError(name, f"should be a positive number, got {value!r}")
+        return number
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(name, f"should be a whole number, got {value!r}") from None
+        if number <= 0:
+            raise SettingsError(name, f"should be a positive whole number, got {value!r}")
+        return number
+
+    def code_execution(self, name: str) -> CodeExecutionTool:
+        value = self.optional(name) or DEFAULT_CODE_EXECUTION
+        key = value if value.startswith("code_execution_") else f"code_execution_{value}"
+        try:
+            return CODE_EXECUTION_TOOLS[key]
+        except KeyError:
+            known = ", ".join(sorted(CODE_EXECUTION_TOOLS))
+            raise SettingsError(name, f"unknown tool version {value!r}; use one of {known}") from None

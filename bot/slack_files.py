@@ -1,0 +1,111 @@
+"""Fetching the files people share: metadata from Slack, bytes streamed to disk.
+
+A download never holds the file in memory: it is streamed in chunks into a temporary
+file while its SHA-256 is computed and its size is checked against the limit (Slack's
+claimed size can be wrong, so the limit is enforced on the bytes actually received).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import UserFacingError, describe_slack_error
+from bot.filetypes import FileRefused, describe_size
+from bot.requests import SlackFile
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+SNIFF_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """A Slack file on local disk."""
+
+    slack_id: str
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    head: bytes  # the first bytes, for type sniffing
+
+
+async def complete_file(client: AsyncWebClient, file: SlackFile) -> SlackFile:
+    """Fill in what the event left out (name, size, download URL) from ``files.info``."""
+    if file.complete:
+        return file
+    try:
+        response = await client.files_info(file=file.id)
+    except SlackApiError as error:
+        code = str(error.response.get("error", "unknown"))
+        problem = describe_slack_error(code)
+        raise UserFacingError(
+            f"I couldn't look up a shared file: {problem.message}",
+            retryable=problem.retryable,
+            detail=problem.detail,
+        ) from error
+    info = response.get("file") or {}
+    return SlackFile.from_payload({**info, "id": file.id})
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    file: SlackFile,
+    *,
+    token: str,
+    max_bytes: int,
+    directory: Path,
+) -> DownloadedFile:
+    """Stream ``file`` into ``directory``, hashing as it goes. Refuses oversize files mid-stream."""
+    if not file.url_private_download:
+        raise UserFacingError(f"Slack didn't give me a download link for *{file.name}*. Share it again.")
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix="slack-", delete=False)  # noqa: SIM115
+    path = Path(handle.name)
+    try:
+        with handle:
+            async with session.get(
+                file.url_private_download,
+                headers={"Authorization": f"Bearer {token}"},
+                allow_redirects=True,
+            ) as response:
+                if response.status != 200:
+                    raise UserFacingError(
+                        f"Slack wouldn't let me download *{file.name}* (HTTP {response.status}). Try again, "
+                        "or share the file again.",
+                        retryable=response.status >= 500 or response.status == 429,
+                        detail=f"slack download status {response.status}",
+                    )
+                if response.content_type == "text/html":
+                    # Slack answers a download without valid auth with its login page.
+                    raise UserFacingError(
+                        f"Slack sent a sign-in page instead of *{file.name}*: the bot isn't allowed to read "
+                        "this file. Ask whoever runs the bot to check it has the `files:read` scope.",
+                        detail="slack download returned text/html",
+                    )
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FileRefused(
+                            f"*{file.name}* is larger than this workspace's limit of {describe_size(max_bytes)}. "
+                            "Share a smaller extract."
+                        )
+                    if len(head) < SNIFF_BYTES:
+                        head += chunk[: SNIFF_BYTES - len(head)]
+                    digest.update(chunk)
+                    handle.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return DownloadedFile(file.id, file.name, path, size, digest.hexdigest(), head)

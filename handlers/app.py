@@ -1,0 +1,28 @@
+"""Builds the Bolt app: the Slack edge, with each listener module registered on it."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.service import AnalystService
+from bot.settings import Settings
+from handlers import mentions, messages
+
+LISTENER_MODULES = (mentions, messages)
+
+
+def create_app(settings: Settings, service: AnalystService, client: AsyncWebClient) -> AsyncApp:
+    """An AsyncApp whose listeners hand requests to ``service`` and return at once."""
+    verify = settings.slack_signing_secret is not None
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret or "",
+        request_verification_enabled=verify,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    for module in LISTENER_MODULES:
+        module.register(app, service)
+    return app

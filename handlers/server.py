@@ -1,0 +1,117 @@
+"""Runs the Bolt app: over Socket Mode, or as an HTTP server with a health check.
+
+HTTP mode serves ``POST /slack/events`` (events, slash commands and interactivity) and
+``GET /healthz`` (200 once the bot is connected and ready, 503 while starting or
+stopping). On SIGTERM or SIGINT the bot stops taking new work and lets running analyses
+finish within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+
+from bot.runtime import open_service
+from bot.service import AnalystService
+from bot.settings import Settings
+from handlers.app import create_app
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 60.0
+
+
+def http_app(app: AsyncApp, service: AnalystService, ready: asyncio.Event) -> web.Application:
+    """The aiohttp application for HTTP mode."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        bolt_response = await app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def healthz(request: web.Request) -> web.Response:
+        if not ready.is_set():
+            return web.json_response({"ok": False, "status": "starting or stopping"}, status=503)
+        return web.json_response({"ok": True, "analyses_running": len(service.tasks)})
+
+    web_app = web.Application(client_max_size=4 * 1024 * 1024)
+    web_app.router.add_post("/slack/events", slack_events)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+class RunningBot:
+    """The bot, started: connected to Slack one way or the other, until :meth:`stop`."""
+
+    def __init__(self, settings: Settings, *, http: bool, port: int = 3000, host: str = "0.0.0.0") -> None:  # noqa: S104
+        self.settings = settings
+        self.http = http or not settings.socket_mode
+        self.port = port
+        self.host = host
+        self.ready = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.service: AnalystService
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP server (HTTP mode only)."""
+        if self._runner is None:
+            raise RuntimeError("not serving HTTP")
+        host, port = self._runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> RunningBot:
+        self.service = await self._stack.enter_async_context(open_service(self.settings))
+        await self.service.start()
+        app = create_app(self.settings, self.service, self.service.slack)
+        if self.http:
+            self._runner = web.AppRunner(http_app(app, self.service, self.ready), access_log=None)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, host=self.host, port=self.port).start()
+            log.info("listening for Slack events at %s/slack/events", self.url)
+        else:
+            self._socket = AsyncSocketModeHandler(app, self.settings.slack_app_token, web_client=self.service.slack)
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            log.info("connected to Slack over Socket Mode")
+        self.ready.set()
+        return self
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop taking new work, let running analyses finish within ``grace``, then close."""
+        self.ready.clear()
+        if self._runner is not None:
+            await self._runner.shutdown()
+        if self._socket is not None:
+            await self._socket.disconnect_async()  # type: ignore[no-untyped-call]
+        if len(self.service.tasks):
+            log.info("waiting up to %.0fs for %d analyses to finish", grace, len(self.service.tasks))
+        if not await self.service.drain(grace):
+            log.warning("analyses still running after the grace period; cancelling them")
+            await self.service.tasks.cancel_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        await self._stack.aclose()
+
+
+async def serve(settings: Settings, *, port: int, http: bool) -> None:
+    """Run the bot until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bot = await RunningBot(settings, http=http, port=port).start()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await bot.stop()
