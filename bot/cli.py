@@ -16,7 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiohttp
 from dotenv import load_dotenv
+from slack_sdk.errors import SlackApiError
 
 from bot.settings import Settings, SettingsError
 
@@ -83,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"slack-analyst: {error}", file=sys.stderr)
         return 2
+    except SlackApiError as error:
+        code = error.response.get("error", "unknown error")
+        print(f"slack-analyst: Slack refused the bot's credentials ({code}); check SLACK_BOT_TOKEN.", file=sys.stderr)
+        return 2
+    except (aiohttp.ClientConnectionError, OSError) as error:
+        print(f"slack-analyst: could not start: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -17,7 +17,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
 
-ANTHROPIC_MAX_RETRIES = 4
 ANTHROPIC_TIMEOUT_S = 600.0
 
 
@@ -37,6 +36,6 @@ def anthropic_client(settings: Settings) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,
-        max_retries=ANTHROPIC_MAX_RETRIES,
+        max_retries=settings.anthropic_max_retries,
         timeout=ANTHROPIC_TIMEOUT_S,
     )

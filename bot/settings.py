@@ -72,6 +72,7 @@ class Settings:
     max_continuations: int = 8
     max_output_files: int = 10
     max_output_file_mb: float = 50.0
+    anthropic_max_retries: int = 4
 
     @property
     def max_file_bytes(self) -> int:
@@ -107,6 +108,7 @@ class Settings:
             max_continuations=reader.integer("ANALYST_MAX_CONTINUATIONS", 8),
             max_output_files=reader.integer("ANALYST_MAX_OUTPUT_FILES", 10),
             max_output_file_mb=reader.number("ANALYST_MAX_OUTPUT_FILE_MB", 50.0),
+            anthropic_max_retries=reader.integer("ANALYST_ANTHROPIC_MAX_RETRIES", 4, minimum=0),
         )
         if slack and http and not settings.slack_signing_secret:
             raise SettingsError(
@@ -166,7 +168,7 @@ class _Reader:
             raise SettingsError(name, f"should be a positive number, got {value!r}")
         return number
 
-    def integer(self, name: str, default: int) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 1) -> int:
         value = self.optional(name)
         if value is None:
             return default
@@ -174,8 +176,8 @@ class _Reader:
             number = int(value)
         except ValueError:
             raise SettingsError(name, f"should be a whole number, got {value!r}") from None
-        if number <= 0:
-            raise SettingsError(name, f"should be a positive whole number, got {value!r}")
+        if number < minimum:
+            raise SettingsError(name, f"should be a whole number of at least {minimum}, got {value!r}")
         return number
 
     def code_execution(self, name: str) -> CodeExecutionTool:

@@ -8,7 +8,19 @@ MB = 1024 * 1024
 
 
 def test_accepted_types() -> None:
-    for name in ("a.csv", "b.TSV", "c.xlsx", "d.xls", "e.json", "f.xml", "g.parquet", "h.txt", "i.log", "j.pdf", "k.png"):
+    for name in (
+        "a.csv",
+        "b.TSV",
+        "c.xlsx",
+        "d.xls",
+        "e.json",
+        "f.xml",
+        "g.parquet",
+        "h.txt",
+        "i.log",
+        "j.pdf",
+        "k.png",
+    ):
         assert kind_for(name) is not None, name
     assert kind_for("noext", "csv") is not None
 

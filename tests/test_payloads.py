@@ -13,7 +13,14 @@ FILE = {
 
 
 def mention(**extra: object) -> dict[str, object]:
-    return {"type": "app_mention", "user": "U0ALICE", "channel": "C0DATA", "ts": "10.1", "text": "<@UBOT> why?", **extra}
+    return {
+        "type": "app_mention",
+        "user": "U0ALICE",
+        "channel": "C0DATA",
+        "ts": "10.1",
+        "text": "<@UBOT> why?",
+        **extra,
+    }
 
 
 def test_mention_replies_in_its_own_thread() -> None:

@@ -55,6 +55,13 @@ def test_secrets_are_redacted() -> None:
         "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----"
     )
     out = redact_secrets(text)
-    for secret in ("xoxb-1234567890", "xapp-1-A1B2", "sk-ant-api03", "AKIAABCDEFGHIJKLMNOP", "abcdefghijklmnopqrstuvwxyz012345", "MIIEow"):
+    for secret in (
+        "xoxb-1234567890",
+        "xapp-1-A1B2",
+        "sk-ant-api03",
+        "AKIAABCDEFGHIJKLMNOP",
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "MIIEow",
+    ):
         assert secret not in out
     assert out.count("[redacted") == 6

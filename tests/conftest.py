@@ -1,0 +1,56 @@
+"""Shared fixtures: the two loopback fakes and the bot running against them.
+
+The bot under test is the real thing — Bolt app, slack-sdk and anthropic clients, SQLite
+store — started in HTTP mode on a free port and pointed at the fakes through
+``SLACK_API_URL`` and ``ANTHROPIC_BASE_URL``. Tests talk to it the way Slack does
+(signed event deliveries) and assert on what the fakes saw and show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import FakeSlack
+from tests.harness import Harness
+
+STREAMING_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "streaming.csv"
+
+
+@pytest.fixture
+def streaming_csv() -> bytes:
+    return STREAMING_CSV.read_bytes()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def claude() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def env(tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic) -> dict[str, str]:
+    """The bot's environment, as an operator would set it, pointed at the fakes."""
+    return {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ANTHROPIC_API_KEY": claude.api_key,
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "ANALYST_DB": str(tmp_path / "analyst.db"),
+    }
+
+
+@pytest.fixture
+async def harness(env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic) -> AsyncIterator[Harness]:
+    async with Harness(env, slack, claude) as running:
+        yield running

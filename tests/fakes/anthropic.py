@@ -1,0 +1,1676 @@
+"""A stateful loopback fake of the Anthropic API: Files API + Messages with code execution.
+
+The bot under test talks to it through its REAL ``anthropic`` SDK client, with
+``ANTHROPIC_BASE_URL`` set to :attr:`FakeAnthropic.base_url`::
+
+    async with FakeAnthropic() as api:
+        client = anthropic.AsyncAnthropic(api_key=api.api_key, base_url=api.base_url)
+        meta = await client.files.upload(file=("streaming.csv", data, "text/csv"))
+        message = await client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=4096,
+            tools=[{"type": "code_execution_20260521", "name": "code_execution"}],
+            messages=[{"role": "user", "content": [
+                {"type": "text", "text": "Why do customers churn?"},
+                {"type": "container_upload", "file_id": meta.id},
+            ]}],
+        )
+
+It is strict like the real service (auth and version headers, request validation, real error
+JSON and status codes), keeps state a test can inspect (:attr:`~FakeAnthropic.requests`,
+:attr:`~FakeAnthropic.files`, :attr:`~FakeAnthropic.uploads`, :attr:`~FakeAnthropic.containers`,
+:attr:`~FakeAnthropic.responses`), and can inject faults (:meth:`~FakeAnthropic.fail_next`,
+:meth:`~FakeAnthropic.break_stream_next`, :meth:`~FakeAnthropic.error_stream_next`,
+:meth:`~FakeAnthropic.expire_container`).  The "model" is a script (``tests/fakes/scripts.py``)
+whose code really runs in the warm forking sandbox (``tests/fakes/sandbox.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import mimetypes
+import re
+import secrets
+import shutil
+import string
+import tempfile
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import BodyPartReader, web
+
+from . import sandbox
+from .scripts import (
+    Action,
+    Code,
+    CodeRun,
+    GeneratedFile,
+    MaxTokens,
+    Pause,
+    Refuse,
+    Script,
+    ScriptContext,
+    Text,
+    ToolError,
+    Turn,
+    analyst,
+)
+
+__all__ = [
+    "API_VERSION",
+    "API_VERSIONS",
+    "CODE_EXECUTION_TOOLS",
+    "DEFAULT_API_KEY",
+    "ApiError",
+    "ContainerState",
+    "FakeAnthropic",
+    "RecordedRequest",
+    "StoredFile",
+    "UploadRecord",
+]
+
+API_VERSION = "2023-06-01"
+#: ``anthropic-version`` values accepted: the long-standing one and the one anthropic 2.14 sends.
+API_VERSIONS = frozenset({API_VERSION, "2026-10-21"})
+DEFAULT_API_KEY = "sk-ant-test-key"
+
+#: Code execution tool types -> the beta header each one still needs (None: generally available).
+CODE_EXECUTION_TOOLS: dict[str, str | None] = {
+    "code_execution_20250522": "code-execution-2025-05-22",  # Python only
+    "code_execution_20250825": None,  # bash + text editor
+    "code_execution_20260120": None,
+    "code_execution_20260521": None,
+}
+PYTHON_ONLY_TOOL = "code_execution_20250522"
+
+#: Tool types the installed SDK knows (``types/tool_union_param.py``); "custom" is a client tool.
+KNOWN_TOOL_TYPES = frozenset(
+    {
+        "custom",
+        "bash_20250124",
+        "memory_20250818",
+        "web_fetch_20250910",
+        "web_fetch_20260209",
+        "web_fetch_20260309",
+        "web_fetch_20260318",
+        "web_search_20250305",
+        "web_search_20260209",
+        "web_search_20260318",
+        "browser_toolset_20260801",
+        "computer_toolset_20260801",
+        "text_editor_20250124",
+        "text_editor_20250429",
+        "text_editor_20250728",
+        "tool_search_tool_bm25_20251119",
+        "tool_search_tool_bm25",
+        "tool_search_tool_regex_20251119",
+        "tool_search_tool_regex",
+        *CODE_EXECUTION_TOOLS,
+    }
+)
+
+#: Input content block types (``types/content_block_param.py``), in the SDK's order.
+KNOWN_BLOCK_TYPES = (
+    "text",
+    "image",
+    "document",
+    "search_result",
+    "thinking",
+    "redacted_thinking",
+    "tool_use",
+    "tool_result",
+    "server_tool_use",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "tool_search_tool_result",
+    "container_upload",
+)
+TOOL_RESULT_BLOCK_TYPES = frozenset(
+    {"code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result"}
+)
+
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+DEFAULT_ERROR_MESSAGES: dict[str, str] = {
+    "invalid_request_error": "Invalid request",
+    "authentication_error": "invalid x-api-key",
+    "billing_error": "Your credit balance is too low to access the Anthropic API.",
+    "permission_error": "Your API key does not have permission to use the specified resource.",
+    "not_found_error": "Not found",
+    "request_too_large": "Request exceeds the maximum allowed number of bytes.",
+    "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit.",
+    "api_error": "Internal server error",
+    "overloaded_error": "Overloaded",
+    "timeout_error": "Request timeout",
+}
+FaultEndpoint = Literal["messages", "files.upload", "files.list", "files.download", "files.retrieve", "files.delete"]
+FAULT_ENDPOINTS: frozenset[str] = frozenset(FaultEndpoint.__args__)  # type: ignore[attr-defined]
+
+MAX_REQUEST_BYTES = 32 * 1024 * 1024  # Messages API request size limit
+MAX_FILE_BYTES = 500 * 1024 * 1024  # Files API per-file limit
+MAX_OUTPUT_TOKENS = 128_000
+CONTAINER_LIFETIME = timedelta(days=30)
+#: The container ``expires_at`` the API reports is a shorter, rolling value.
+CONTAINER_REPORTED_TTL = timedelta(hours=1)
+STREAM_CHUNK_CHARS = 200
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str) -> str:
+    """An id shaped like the real ones, e.g. ``file_011CNha8iCJcU1wXNR6q4V8w``."""
+    return f"{prefix}_011C" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(20))
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def estimate_tokens(value: Any) -> int:
+    """Deterministic token estimate: one token per four characters of canonical JSON (text as-is)."""
+    text = value if isinstance(value, str) else _canonical(value)
+    return math.ceil(len(text) / 4)
+
+
+# --------------------------------------------------------------------------------------------
+# State a test can inspect
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StoredFile:
+    """A Files API file: uploaded by the client or generated by code in a container."""
+
+    id: str
+    filename: str
+    mime_type: str
+    data: bytes
+    origin: Literal["upload", "generated"]
+    created_at: datetime = field(default_factory=_now)
+    expires_at: datetime | None = None
+    deleted: bool = False
+    #: For generated files: the container and the container-relative path it came from.
+    container_id: str | None = None
+    path: str | None = None
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def downloadable(self) -> bool:
+        """Only files generated by a tool can be downloaded, as on the real API."""
+        return self.origin == "generated"
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= _now()
+
+    def metadata(self) -> dict[str, Any]:
+        """The ``FileMetadata`` JSON."""
+        return {
+            "id": self.id,
+            "type": "file",
+            "filename": self.filename,
+            "mime_type": self.mime_type,
+            "size_bytes": self.size_bytes,
+            "created_at": rfc3339(self.created_at),
+            "downloadable": self.downloadable,
+            "expires_at": rfc3339(self.expires_at) if self.expires_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """One successful ``POST /v1/files`` (so tests can assert bytes arrived exactly once)."""
+
+    file_id: str
+    filename: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request as the fake received it (the API key header is left out)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    request_id: str
+    #: Parsed JSON for messages; for uploads ``{"file": {filename, content_type, size_bytes,
+    #: sha256}, "expires_in_seconds": ...}``; None for bodiless requests.
+    body: Any = None
+    status: int | None = None
+
+    @property
+    def betas(self) -> list[str]:
+        return [b.strip() for b in self.headers.get("anthropic-beta", "").split(",") if b.strip()]
+
+
+@dataclass
+class ContainerState:
+    """A code-execution container: a host directory with ``inputs/`` and ``outputs/``."""
+
+    id: str
+    root: Path
+    created_at: datetime = field(default_factory=_now)
+    last_used: datetime = field(default_factory=_now)
+    expired: bool = False
+    #: Files API ids already copied into ``inputs/`` -> their container-relative path.
+    uploaded: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def expires_at(self) -> datetime:
+        """What responses report: a rolling value, shorter than the real lifetime."""
+        return min(self.last_used + CONTAINER_REPORTED_TTL, self.created_at + CONTAINER_LIFETIME)
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.expired and _now() < self.created_at + CONTAINER_LIFETIME
+
+    def response_json(self) -> dict[str, Any]:
+        return {"id": self.id, "expires_at": rfc3339(self.expires_at)}
+
+
+@dataclass
+class _Fault:
+    status: int
+    error_type: str
+    message: str
+    retry_after: float | None
+    should_retry: bool | None
+    times: int
+
+
+@dataclass
+class _StreamFault:
+    after_events: int
+    kind: Literal["break", "error"]
+    error_type: str = "overloaded_error"
+    message: str = "Overloaded"
+
+
+_RECORD = web.RequestKey("record", RecordedRequest)
+_REQUEST_ID = web.RequestKey("request_id", str)
+
+
+class ApiError(Exception):
+    """Raised inside handlers; rendered as the real error JSON."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type or ERROR_TYPES.get(status, "api_error")
+        self.headers = dict(headers or {})
+        self.error_code = error_code
+
+
+def _invalid(message: str, **kwargs: Any) -> ApiError:
+    return ApiError(400, message, **kwargs)
+
+
+class ScriptError(RuntimeError):
+    """The scripted model did something impossible (a bug in the test's script)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Request parsing and validation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Upload:
+    message_index: int
+    block_index: int
+    file_id: str
+
+
+@dataclass
+class _MessagesRequest:
+    body: dict[str, Any]
+    model: str
+    max_tokens: int
+    messages: list[dict[str, Any]]  # normalised: content is always a list of blocks
+    system: str
+    tools: list[dict[str, Any]]
+    tool_type: str | None
+    stream: bool
+    container_ref: str | None
+    turn_start: int
+    uploads: list[_Upload]  # every container_upload in the request
+    betas: set[str]
+
+    @property
+    def newest_uploads(self) -> list[_Upload]:
+        return [u for u in self.uploads if u.message_index >= self.turn_start]
+
+    def echoed_blocks(self) -> list[dict[str, Any]]:
+        """Assistant content after the newest user turn (what a pause_turn client echoes back)."""
+        return [
+            block
+            for message in self.messages[self.turn_start :]
+            if message["role"] == "assistant"
+            for block in message["content"]
+        ]
+
+
+def _type_name(value: Any) -> str:
+    return {str: "string", int: "integer", bool: "boolean", list: "list", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _expected_tags(tags: Sequence[str]) -> str:
+    return ", ".join(f"'{t}'" for t in tags)
+
+
+def _parse_messages_request(body: Any, betas: set[str]) -> _MessagesRequest:
+    """Validate a Messages request the way the real API does (messages modelled on its wording)."""
+    if not isinstance(body, dict):
+        raise _invalid("Request body must be a JSON object")
+    model = body.get("model")
+    if model is None:
+        raise _invalid("model: Field required")
+    if not isinstance(model, str) or not model:
+        raise _invalid("model: Input should be a valid string")
+    if "max_tokens" not in body:
+        raise _invalid("max_tokens: Field required")
+    max_tokens = body["max_tokens"]
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        raise _invalid("max_tokens: Input should be a valid integer")
+    if max_tokens < 0:
+        raise _invalid("max_tokens: Input should be greater than or equal to 0")
+    if max_tokens > MAX_OUTPUT_TOKENS:
+        raise _invalid(
+            f"max_tokens: {max_tokens} > {MAX_OUTPUT_TOKENS}, which is the maximum allowed number of "
+            f"output tokens for {model}"
+        )
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _invalid("stream: Input should be a valid boolean")
+
+    system = _parse_system(body.get("system"))
+    tools, tool_type = _parse_tools(body.get("tools"), betas)
+    messages, extra_system = _parse_message_list(body.get("messages"))
+    system = "\n\n".join(s for s in (system, extra_system) if s)
+    uploads = [
+        _Upload(i, j, block["file_id"])
+        for i, message in enumerate(messages)
+        for j, block in enumerate(message["content"])
+        if block["type"] == "container_upload"
+    ]
+    if uploads and tool_type is None:
+        u = uploads[0]
+        raise _invalid(
+            f"messages.{messages[u.message_index]['index']}.content.{u.block_index}: container_upload blocks "
+            "can only be used with the code execution tool"
+        )
+    return _MessagesRequest(
+        body=body,
+        model=model,
+        max_tokens=max_tokens,
+        messages=messages,
+        system=system,
+        tools=tools,
+        tool_type=tool_type,
+        stream=stream,
+        container_ref=_parse_container(body.get("container")),
+        turn_start=_newest_user_turn(messages),
+        uploads=uploads,
+        betas=betas,
+    )
+
+
+def _parse_system(system: Any) -> str:
+    if system is None:
+        return ""
+    if isinstance(system, str):
+        return system
+    if not isinstance(system, list):
+        raise _invalid("system: Input should be a valid string or a list of text blocks")
+    texts = []
+    for i, block in enumerate(system):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise _invalid(f"system.{i}: Input should be a text block")
+        texts.append(block["text"])
+    return "\n".join(texts)
+
+
+def _parse_tools(tools: Any, betas: set[str]) -> tuple[list[dict[str, Any]], str | None]:
+    if tools is None:
+        return [], None
+    if not isinstance(tools, list):
+        raise _invalid(f"tools: Input should be a valid list, got {_type_name(tools)}")
+    names: set[str] = set()
+    code_tools: list[str] = []
+    allowed = sorted(t for t in KNOWN_TOOL_TYPES if t not in CODE_EXECUTION_TOOLS or _beta_ok(t, betas))
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise _invalid(f"tools.{i}: Input should be an object")
+        tool_type = tool.get("type", "custom")
+        if tool_type is None:
+            tool_type = "custom"
+        if tool_type not in allowed:
+            raise _invalid(
+                f"tools.{i}: Input tag '{tool_type}' found using 'type' does not match any of the expected "
+                f"tags: {_expected_tags(allowed)}"
+            )
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise _invalid(f"tools.{i}.name: Field required")
+        if tool_type == "custom" and not isinstance(tool.get("input_schema"), dict):
+            raise _invalid(f"tools.{i}.custom.input_schema: Field required")
+        if tool_type in CODE_EXECUTION_TOOLS:
+            if name != "code_execution":
+                raise _invalid(f"tools.{i}.{tool_type}.name: Input should be 'code_execution'")
+            if code_tools:
+                raise _invalid(f"tools.{i}: at most one code execution tool may be specified")
+            code_tools.append(tool_type)
+        if name in names:
+            raise _invalid(f"tools: Tool names must be unique. Duplicate name: {name!r}")
+        names.add(name)
+    return tools, (code_tools[0] if code_tools else None)
+
+
+def _beta_ok(tool_type: str, betas: set[str]) -> bool:
+    needed = CODE_EXECUTION_TOOLS.get(tool_type)
+    return needed is None or needed in betas
+
+
+def _parse_container(container: Any) -> str | None:
+    if container is None:
+        return None
+    if isinstance(container, str):
+        return container
+    if isinstance(container, dict):
+        ref = container.get("id")
+        if ref is None or isinstance(ref, str):
+            return ref
+    raise _invalid("container: Input should be a valid string or an object with an 'id'")
+
+
+def _parse_message_list(messages: Any) -> tuple[list[dict[str, Any]], str]:
+    if messages is None:
+        raise _invalid("messages: Field required")
+    if not isinstance(messages, list):
+        raise _invalid(f"messages: Input should be a valid list, got {_type_name(messages)}")
+    normalised: list[dict[str, Any]] = []
+    system_parts: list[str] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _invalid(f"messages.{i}: Input should be an object")
+        role = message.get("role")
+        if role not in ("user", "assistant", "system"):
+            raise _invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if "content" not in message:
+            raise _invalid(f"messages.{i}.content: Field required")
+        content = message["content"]
+        if isinstance(content, str):
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+        elif isinstance(content, list):
+            blocks = [_check_block(block, f"messages.{i}.content.{j}") for j, block in enumerate(content)]
+        else:
+            raise _invalid(f"messages.{i}.content: Input should be a valid string or list")
+        if role == "system":
+            system_parts.extend(b.get("text", "") for b in blocks)
+            continue
+        normalised.append({"role": role, "content": blocks, "index": i})
+    if not normalised:
+        raise _invalid("messages: at least one message is required")
+    if normalised[0]["role"] != "user":
+        raise _invalid('messages: first message must use the "user" role')
+    last = len(normalised) - 1
+    for k, message in enumerate(normalised):
+        if not message["content"] and not (k == last and message["role"] == "assistant"):
+            raise _invalid(
+                f"messages.{message['index']}: all messages must have non-empty content except for the "
+                "optional final assistant message"
+            )
+    _check_tool_use_pairs(normalised)
+    return normalised, "\n".join(system_parts)
+
+
+def _check_block(block: Any, where: str) -> dict[str, Any]:
+    if not isinstance(block, dict):
+        raise _invalid(f"{where}: Input should be an object")
+    block_type = block.get("type")
+    if block_type not in KNOWN_BLOCK_TYPES:
+        raise _invalid(
+            f"{where}: Input tag '{block_type}' found using 'type' does not match any of the expected tags: "
+            f"{_expected_tags(KNOWN_BLOCK_TYPES)}"
+        )
+    if block_type == "text":
+        if not isinstance(block.get("text"), str):
+            raise _invalid(f"{where}.text: Field required")
+        if not block["text"]:
+            raise _invalid("messages: text content blocks must be non-empty")
+    if block_type == "container_upload" and not isinstance(block.get("file_id"), str):
+        raise _invalid(f"{where}.container_upload.file_id: Field required")
+    if block_type in ("tool_use", "server_tool_use") and not isinstance(block.get("id"), str):
+        raise _invalid(f"{where}.{block_type}.id: Field required")
+    return block
+
+
+def _check_tool_use_pairs(messages: list[dict[str, Any]]) -> None:
+    """Client ``tool_use`` blocks need ``tool_result`` blocks in the very next message."""
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        ids = [b["id"] for b in message["content"] if b["type"] == "tool_use"]
+        if not ids or k == len(messages) - 1:
+            continue
+        answered = {b.get("tool_use_id") for b in messages[k + 1]["content"] if b["type"] == "tool_result"}
+        missing = [i for i in ids if i not in answered]
+        if missing:
+            raise _invalid(
+                f"messages.{messages[k + 1]['index']}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                "`tool_result` block in the next message."
+            )
+
+
+def _newest_user_turn(messages: list[dict[str, Any]]) -> int:
+    """Index of the message that opened the newest user turn.
+
+    A user message holding only ``tool_result`` blocks continues a turn rather than opening
+    one; consecutive user messages are one turn (the API merges them).
+    """
+    start = 0
+    for k in range(len(messages) - 1, -1, -1):
+        message = messages[k]
+        if message["role"] == "user" and any(b["type"] != "tool_result" for b in message["content"]):
+            start = k
+            break
+    while start > 0 and messages[start - 1]["role"] == "user":
+        start -= 1
+    return start
+
+
+def _block_text(blocks: Sequence[Mapping[str, Any]]) -> str:
+    return "\n".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt caching and usage
+# --------------------------------------------------------------------------------------------
+
+
+def _cache_units(body: Mapping[str, Any], messages: list[dict[str, Any]]) -> tuple[list[Any], list[int], str]:
+    """The request as cacheable units (tools, then system, then message blocks) + breakpoints."""
+    units: list[Any] = []
+    breakpoints: list[int] = []
+    ttl = "5m"
+
+    def add(unit: Any, marker: Mapping[str, Any] | None) -> None:
+        nonlocal ttl
+        units.append(unit)
+        if marker:
+            breakpoints.append(len(units) - 1)
+            ttl = str(marker.get("ttl", "5m"))
+
+    def strip(block: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in block.items() if k != "cache_control"}
+
+    for tool in body.get("tools") or []:
+        add(["tool", strip(tool)], tool.get("cache_control"))
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        add(["system", {"type": "text", "text": system}], None)
+    elif isinstance(system, list):
+        for block in system:
+            add(["system", strip(block)], block.get("cache_control"))
+    for message in messages:
+        for block in message["content"]:
+            add([message["role"], strip(block)], block.get("cache_control"))
+    top = body.get("cache_control")
+    if isinstance(top, dict) and units and (not breakpoints or breakpoints[-1] != len(units) - 1):
+        breakpoints.append(len(units) - 1)
+        ttl = str(top.get("ttl", "5m"))
+    return units, breakpoints, ttl
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------
+
+
+class FakeAnthropic:
+    """The fake API server; use as ``async with FakeAnthropic(...) as api``."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        script: Script | None = None,
+        code_timeout: float = 60.0,
+        min_cacheable_tokens: int = 0,
+        max_output_file_bytes: int = 100 * 1024 * 1024,
+        enforce_max_tokens: bool = True,
+        host: str = "127.0.0.1",
+        api_versions: frozenset[str] = API_VERSIONS,
+    ) -> None:
+        self.api_key = api_key
+        self.api_versions = api_versions
+        #: The scripted model; replace at any time (default: :func:`tests.fakes.scripts.analyst`).
+        self.script: Script = script or analyst
+        #: Seconds one code run may take before it yields ``execution_time_exceeded``.
+        self.code_timeout = code_timeout
+        #: Prefixes shorter than this are not cached (the real minimum is model-specific).
+        self.min_cacheable_tokens = min_cacheable_tokens
+        self.max_output_file_bytes = max_output_file_bytes
+        #: Cut text that would exceed ``max_tokens`` and stop with ``stop_reason="max_tokens"``.
+        self.enforce_max_tokens = enforce_max_tokens
+        self.host = host
+
+        self.requests: list[RecordedRequest] = []
+        self.files: dict[str, StoredFile] = {}
+        self.uploads: list[UploadRecord] = []
+        self.containers: dict[str, ContainerState] = {}
+        #: The final Message JSON of every completed messages request (streamed or not).
+        self.responses: list[dict[str, Any]] = []
+        #: Exceptions raised by scripts (also reported to the client as 500 api_error).
+        self.script_errors: list[BaseException] = []
+
+        self._faults: dict[str, deque[_Fault]] = {name: deque() for name in FAULT_ENDPOINTS}
+        self._stream_faults: deque[_StreamFault] = deque()
+        self._cache_seen: set[str] = set()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeAnthropic:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Listen on ``host``:0 in the running event loop."""
+        self._tmp = tempfile.TemporaryDirectory(prefix="fake-anthropic-", ignore_cleanup_errors=True)
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_FILE_BYTES + (1 << 20))
+        app.router.add_post("/v1/files", self._upload_file)
+        app.router.add_get("/v1/files", self._list_files)
+        app.router.add_get("/v1/files/{file_id}", self._retrieve_file)
+        app.router.add_get("/v1/files/{file_id}/content", self._download_file)
+        app.router.add_delete("/v1/files/{file_id}", self._delete_file)
+        app.router.add_post("/v1/messages", self._create_message)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @property
+    def base_url(self) -> str:
+        """What goes into ``ANTHROPIC_BASE_URL``."""
+        if self._port is None:
+            raise RuntimeError("FakeAnthropic is not started")
+        return f"http://{self.host}:{self._port}"
+
+    # -- test controls -------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        endpoint: FaultEndpoint,
+        *,
+        status: int,
+        error_type: str | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` calls to ``endpoint`` with an error (checked after auth).
+
+        ``retry_after`` (seconds) sets ``retry-after`` and ``retry-after-ms``, which the SDK
+        honours between retries; ``should_retry`` sets ``x-should-retry``.
+        """
+        if endpoint not in FAULT_ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {sorted(FAULT_ENDPOINTS)}")
+        kind = error_type or ERROR_TYPES.get(status, "api_error")
+        self._faults[endpoint].append(
+            _Fault(status, kind, message or DEFAULT_ERROR_MESSAGES.get(kind, "Error"), retry_after, should_retry, times)
+        )
+
+    def break_stream_next(self, after_events: int = 3) -> None:
+        """Close the connection of the next streamed answer abruptly after ``after_events`` SSE events."""
+        self._stream_faults.append(_StreamFault(after_events, "break"))
+
+    def error_stream_next(
+        self, after_events: int = 3, *, error_type: str = "overloaded_error", message: str = "Overloaded"
+    ) -> None:
+        """Send an ``error`` SSE event (and end the stream) after ``after_events`` events."""
+        self._stream_faults.append(_StreamFault(after_events, "error", error_type, message))
+
+    def expire_container(self, container_id: str) -> None:
+        """Expire a container now: its files are gone and reusing its id is a 400."""
+        container = self.containers[container_id]
+        container.expired = True
+        shutil.rmtree(container.root, ignore_errors=True)
+
+    def expire_file(self, file_id: str) -> None:
+        """Make a file's ``expires_at`` pass."""
+        self.files[file_id].expires_at = _now() - timedelta(seconds=1)
+
+    def add_file(self, filename: str, data: bytes, *, mime_type: str | None = None) -> StoredFile:
+        """Register an uploaded file directly (no HTTP request, not counted in :attr:`uploads`)."""
+        stored = StoredFile(new_id("file"), filename, mime_type or _guess_mime(filename), bytes(data), "upload")
+        self.files[stored.id] = stored
+        return stored
+
+    # -- convenience views ---------------------------------------------------------------------
+
+    @property
+    def message_requests(self) -> list[RecordedRequest]:
+        """Recorded ``POST /v1/messages`` requests (including failed ones and SDK retries)."""
+        return [r for r in self.requests if r.method == "POST" and r.path == "/v1/messages"]
+
+    @property
+    def generated_files(self) -> list[StoredFile]:
+        return [f for f in self.files.values() if f.origin == "generated"]
+
+    def uploads_of(self, data: bytes) -> list[UploadRecord]:
+        """Upload calls that carried exactly these bytes."""
+        digest = hashlib.sha256(data).hexdigest()
+        return [u for u in self.uploads if u.sha256 == digest]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request_id = new_id("req")
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            headers={
+                k.lower(): v for k, v in request.headers.items() if k.lower() not in ("x-api-key", "authorization")
+            },
+            request_id=request_id,
+        )
+        self.requests.append(record)
+        request[_RECORD] = record
+        request[_REQUEST_ID] = request_id
+        try:
+            self._check_auth(request)
+            response = await handler(request)
+        except ApiError as exc:
+            response = self._error_response(exc, request_id)
+        except web.HTTPException as exc:
+            kind = "not_found_error" if exc.status == 404 else ERROR_TYPES.get(exc.status, "invalid_request_error")
+            response = self._error_response(ApiError(exc.status, exc.reason, error_type=kind), request_id)
+        if not response.prepared:
+            response.headers["request-id"] = request_id
+        record.status = response.status
+        return response
+
+    def _check_auth(self, request: web.Request) -> None:
+        key = request.headers.get("x-api-key")
+        if key is None and request.headers.get("authorization", "").startswith("Bearer "):
+            key = request.headers["authorization"][len("Bearer ") :]
+        if not key:
+            raise ApiError(401, "x-api-key header is required")
+        if key != self.api_key:
+            raise ApiError(401, "invalid x-api-key")
+        version = request.headers.get("anthropic-version")
+        if not version:
+            raise _invalid("anthropic-version: header is required")
+        if version not in self.api_versions:
+            raise _invalid(f"anthropic-version: invalid version {version!r}")
+
+    def _error_response(self, exc: ApiError, request_id: str) -> web.Response:
+        error: dict[str, Any] = {"type": exc.error_type, "message": exc.message}
+        if exc.error_code:
+            error["details"] = {"error_code": exc.error_code}
+        body = {"type": "error", "error": error, "request_id": request_id}
+        return web.json_response(body, status=exc.status, headers={"request-id": request_id, **exc.headers})
+
+    def _maybe_fail(self, endpoint: str) -> None:
+        queue = self._faults[endpoint]
+        if not queue:
+            return
+        fault = queue[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            queue.popleft()
+        headers: dict[str, str] = {}
+        if fault.retry_after is not None:
+            headers["retry-after"] = str(max(0, math.ceil(fault.retry_after)))
+            headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+        if fault.should_retry is not None:
+            headers["x-should-retry"] = "true" if fault.should_retry else "false"
+        raise ApiError(fault.status, fault.message, error_type=fault.error_type, headers=headers)
+
+    def _file_or_404(self, file_id: str) -> StoredFile:
+        stored = self.files.get(file_id)
+        if stored is None or stored.deleted:
+            raise ApiError(404, f"File not found: {file_id}")
+        return stored
+
+    # -- Files API -----------------------------------------------------------------------------
+
+    async def _upload_file(self, request: web.Request) -> web.StreamResponse:
+        self._maybe_fail("files.upload")
+        if request.content_length is not None and request.content_length > MAX_FILE_BYTES:
+            raise ApiError(413, "File exceeds the maximum allowed size of 500 MB.")
+        if not request.content_type.startswith("multipart/"):
+            raise _invalid("Request body must be multipart/form-data with a 'file' part")
+        reader = await request.multipart()
+        data: bytes | None = None
+        raw_name, content_type = "", ""
+        fields: dict[str, str] = {}
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                data = bytes(await part.read(decode=False))
+                raw_name = part.filename or ""
+                content_type = part.headers.get("Content-Type", "")
+            elif part.name:
+                fields[part.name] = await part.text()
+        record: RecordedRequest = request[_RECORD]
+        record.body = {
+            "file": None
+            if data is None
+            else {
+                "filename": raw_name,
+                "content_type": content_type,
+                "size_bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            },
+            **fields,
+        }
+        if data is None:
+            raise _invalid("file: Field required")
+        if not data:
+            raise _invalid("file: The uploaded file is empty")
+        if len(data) > MAX_FILE_BYTES:
+            raise ApiError(413, "File exceeds the maximum allowed size of 500 MB.")
+        expires_at = None
+        if "expires_in_seconds" in fields:
+            try:
+                seconds = int(fields["expires_in_seconds"])
+            except ValueError:
+                raise _invalid("expires_in_seconds: Input should be a valid integer") from None
+            if not 3600 <= seconds <= 7_776_000:
+                raise _invalid("expires_in_seconds: must be between 3600 and 7776000")
+            expires_at = _now() + timedelta(seconds=seconds)
+        filename = re.split(r"[\\/]", raw_name)[-1].strip()
+        mime = content_type.split(";")[0].strip().lower()
+        if not mime or mime == "application/octet-stream":
+            mime = _guess_mime(filename)
+        if not filename:
+            filename = "unnamed" + (mimetypes.guess_extension(mime) or "")
+        stored = StoredFile(new_id("file"), filename, mime, data, "upload", expires_at=expires_at)
+        self.files[stored.id] = stored
+        self.uploads.append(UploadRecord(stored.id, filename, mime, stored.size_bytes, stored.sha256))
+        return web.json_response(stored.metadata())
+
+    async def _list_files(self, request: web.Request) -> web.StreamResponse:
+        self._maybe_fail("files.list")
+        query = request.query
+        ids = [i for value in query.getall("ids[]", []) + query.getall("ids", []) for i in value.split(",") if i]
+        order = sorted(enumerate(self.files.values()), key=lambda item: (item[1].created_at, item[0]), reverse=True)
+        newest_first = [f for _, f in order]
+        visible = [f for f in newest_first if not f.deleted]
+        if ids:
+            if "page" in query or "limit" in query:
+                raise _invalid("ids: cannot be combined with page or limit")
+            wanted = set(ids)
+            page = [f for f in visible if f.id in wanted]
+            return web.json_response(_page_json(page, None))
+        try:
+            limit = int(query.get("limit", "20"))
+        except ValueError:
+            raise _invalid("limit: Input should be a valid integer") from None
+        if not 1 <= limit <= 1000:
+            raise _invalid("limit: Input should be between 1 and 1000")
+        if query.get("page"):  # the cursor is the last file of the previous page (deleted or not)
+            after = _decode_cursor(query["page"])
+            positions = [k for k, f in enumerate(newest_first) if f.id == after]
+            if after is None or not positions:
+                raise _invalid("page: Invalid page token")
+            visible = [f for f in newest_first[positions[0] + 1 :] if not f.deleted]
+        page = visible[:limit]
+        more = len(visible) > limit
+        return web.json_response(_page_json(page, _encode_cursor(page[-1].id) if more else None))
+
+    async def _retrieve_file(self, request: web.Request) -> web.StreamResponse:
+        self._maybe_fail("files.retrieve")
+        return web.json_response(self._file_or_404(request.match_info["file_id"]).metadata())
+
+    async def _download_file(self, request: web.Request) -> web.StreamResponse:
+        self._maybe_fail("files.download")
+        stored = self._file_or_404(request.match_info["file_id"])
+        if stored.expired:
+            raise ApiError(404, "File has expired and its content is no longer available", error_code="file_expired")
+        if not stored.downloadable:
+            raise _invalid("File is not downloadable", error_code="file_not_downloadable")
+        return web.Response(
+            body=stored.data,
+            content_type=stored.mime_type,
+            headers={"Content-Disposition": f'attachment; filename="{stored.filename}"'},
+        )
+
+    async def _delete_file(self, request: web.Request) -> web.StreamResponse:
+        self._maybe_fail("files.delete")
+        stored = self._file_or_404(request.match_info["file_id"])
+        stored.deleted = True
+        return web.json_response({"id": stored.id, "type": "file_deleted"})
+
+    # -- Messages ------------------------------------------------------------------------------
+
+    async def _read_json(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
+            raise ApiError(413, DEFAULT_ERROR_MESSAGES["request_too_large"])
+        raw = await request.read()
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise ApiError(413, DEFAULT_ERROR_MESSAGES["request_too_large"])
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _invalid(f"There was an issue with your request body: invalid JSON ({exc})") from None
+        request[_RECORD].body = body
+        return body
+
+    def _parse(self, request: web.Request, body: Any) -> _MessagesRequest:
+        betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()}
+        parsed = _parse_messages_request(body, betas)
+        for upload in parsed.uploads:
+            stored = self.files.get(upload.file_id)
+            if stored is None or stored.deleted or stored.expired:
+                raise _invalid(
+                    f"messages.{parsed.messages[upload.message_index]['index']}.content.{upload.block_index}: "
+                    f"File not found: {upload.file_id}"
+                )
+        return parsed
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_json(request)
+        if isinstance(body, dict):
+            body = {"max_tokens": 1, **body}
+        parsed = self._parse(request, body)
+        units, _, _ = _cache_units(parsed.body, parsed.messages)
+        return web.json_response({"input_tokens": sum(estimate_tokens(u) for u in units) + 3})
+
+    async def _create_message(self, request: web.Request) -> web.StreamResponse:
+        self._maybe_fail("messages")
+        parsed = self._parse(request, await self._read_json(request))
+        container = self._resolve_container(parsed)
+        usage = self._input_usage(parsed)
+        ctx = self._script_context(parsed, container)
+        message_id = new_id("msg")
+        if parsed.stream:
+            return await self._stream_message(request, parsed, ctx, container, usage, message_id)
+
+        content: list[dict[str, Any]] = []
+
+        async def collect(block: dict[str, Any]) -> None:
+            content.append(block)
+
+        turn = _TurnRunner(self, parsed, ctx, container, collect)
+        try:
+            await turn.run()
+        except ScriptError as exc:
+            raise ApiError(500, f"fake model script failed: {exc}", headers={"x-should-retry": "false"}) from exc
+        message = self._message_json(message_id, parsed, container, content, turn, usage)
+        self.responses.append(message)
+        return web.json_response(message, headers={"request-id": request[_REQUEST_ID]})
+
+    def _resolve_container(self, parsed: _MessagesRequest) -> ContainerState | None:
+        if parsed.container_ref is not None:
+            container = self.containers.get(parsed.container_ref)
+            if container is None:
+                raise _invalid(f"container: Container '{parsed.container_ref}' not found")
+            if not container.is_usable:
+                raise _invalid(
+                    f"container: Container '{parsed.container_ref}' has expired and can no longer be used. "
+                    "Send the request without `container` to get a new container."
+                )
+        elif parsed.tool_type is not None:
+            assert self._tmp is not None
+            container_id = new_id("container")
+            root = Path(self._tmp.name) / container_id
+            (root / "inputs").mkdir(parents=True)
+            (root / "outputs").mkdir()
+            container = self.containers[container_id] = ContainerState(container_id, root)
+        else:
+            return None
+        container.last_used = _now()
+        if parsed.tool_type is None:
+            return container
+        # Only the newest user turn's container_upload blocks are materialised: a block in an
+        # earlier, finished turn is inert (a fresh container silently lacks that file).
+        for upload in parsed.newest_uploads:
+            if upload.file_id in container.uploaded:
+                continue
+            stored = self.files[upload.file_id]
+            target = _unique_path(container.inputs, stored.filename)
+            target.write_bytes(stored.data)
+            container.uploaded[upload.file_id] = target.relative_to(container.root).as_posix()
+        return container
+
+    def _input_usage(self, parsed: _MessagesRequest) -> dict[str, Any]:
+        units, breakpoints, ttl = _cache_units(parsed.body, parsed.messages)
+        tokens = [estimate_tokens(u) for u in units]
+        cumulative = [0]
+        for t in tokens:
+            cumulative.append(cumulative[-1] + t)
+        digests, running = [], hashlib.sha256(parsed.model.encode())
+        for unit in units:
+            running.update(_canonical(unit).encode())
+            digests.append(running.copy().hexdigest())
+        cacheable = [bp for bp in breakpoints if cumulative[bp + 1] >= max(1, self.min_cacheable_tokens)]
+        read = creation = 0
+        if cacheable:
+            hits = [bp for bp in cacheable if digests[bp] in self._cache_seen]
+            read = cumulative[max(hits) + 1] if hits else 0
+            creation = cumulative[cacheable[-1] + 1] - read
+            self._cache_seen.update(digests[bp] for bp in cacheable)
+        uncached = cumulative[-1] - read - creation + 3  # + message framing overhead
+        return {
+            "input_tokens": uncached,
+            "cache_creation_input_tokens": creation,
+            "cache_read_input_tokens": read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": creation if ttl != "1h" else 0,
+                "ephemeral_1h_input_tokens": creation if ttl == "1h" else 0,
+            },
+            "service_tier": "standard",
+        }
+
+    def _script_context(self, parsed: _MessagesRequest, container: ContainerState | None) -> ScriptContext:
+        history = [
+            Turn(m["role"], _block_text(m["content"]), tuple(m["content"]))
+            for m in parsed.messages[: parsed.turn_start]
+        ]
+        question = "\n".join(
+            _block_text(m["content"]) for m in parsed.messages[parsed.turn_start :] if m["role"] == "user"
+        ).strip()
+        root = container.root if container is not None and parsed.tool_type is not None else None
+        return ScriptContext(
+            question=question,
+            tool_type=parsed.tool_type,
+            history=history,
+            container_dir=root,
+            input_files=_listing(root / "inputs") if root else [],
+            output_files=_listing(root / "outputs") if root else [],
+            uploaded_file_ids=[u.file_id for u in parsed.newest_uploads],
+            model=parsed.model,
+            system=parsed.system,
+            max_tokens=parsed.max_tokens,
+            request=parsed.body,
+        )
+
+    def _message_json(
+        self,
+        message_id: str,
+        parsed: _MessagesRequest,
+        container: ContainerState | None,
+        content: list[dict[str, Any]],
+        turn: _TurnRunner,
+        usage: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": parsed.model,
+            "content": content,
+            "stop_reason": turn.stop_reason,
+            "stop_sequence": None,
+            "stop_details": turn.stop_details,
+            "usage": {**usage, "output_tokens": max(1, turn.output_tokens)},
+            "container": container.response_json() if container is not None and parsed.tool_type else None,
+        }
+
+    async def _stream_message(
+        self,
+        request: web.Request,
+        parsed: _MessagesRequest,
+        ctx: ScriptContext,
+        container: ContainerState | None,
+        usage: dict[str, Any],
+        message_id: str,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "request-id": request[_REQUEST_ID],
+            }
+        )
+        request[_RECORD].status = response.status  # recorded now: the handler returns when the stream ends
+        await response.prepare(request)
+        sse = _SseWriter(request, response, self._stream_faults.popleft() if self._stream_faults else None)
+        container_json = container.response_json() if container is not None and parsed.tool_type else None
+        turn = _TurnRunner(self, parsed, ctx, container, sse.block)
+        try:
+            start: dict[str, Any] = {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": parsed.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {**usage, "output_tokens": 1},
+                "container": container_json,
+            }
+            await sse.send("message_start", {"type": "message_start", "message": start})
+            await sse.send("ping", {"type": "ping"})
+            try:
+                await turn.run()
+            except ScriptError as exc:
+                await sse.send("error", _error_event("api_error", f"fake model script failed: {exc}"))
+                await response.write_eof()
+                return response
+            output_tokens = max(1, turn.output_tokens)
+            delta_usage = {
+                k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+            }
+            await sse.send(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {
+                        "stop_reason": turn.stop_reason,
+                        "stop_sequence": None,
+                        "stop_details": turn.stop_details,
+                        "container": container_json,
+                    },
+                    "usage": {**delta_usage, "output_tokens": output_tokens},
+                },
+            )
+            self.responses.append(self._message_json(message_id, parsed, container, sse.content, turn, usage))
+            await sse.send("message_stop", {"type": "message_stop"})
+            await response.write_eof()
+        except _StreamAborted:
+            pass
+        except ConnectionError:
+            pass  # the client went away
+        return response
+
+    # -- code execution ------------------------------------------------------------------------
+
+    async def execute(
+        self, container: ContainerState, *, python: str | None = None, bash: str | None = None
+    ) -> tuple[CodeRun, str | None]:
+        """Run code in a container; register new files. Returns the run and an error code (or None)."""
+        source = python if python is not None else (bash or "")
+        root = container.root
+        env = sandbox.sandbox_env(root)
+        before = sandbox.snapshot_files(root)
+        try:
+            if python is not None:
+                result = await sandbox.run_python(python, cwd=root, env=env, timeout=self.code_timeout)
+            else:
+                result = await sandbox.run_bash(source, cwd=root, env=env, timeout=self.code_timeout)
+        except sandbox.SandboxError:
+            return CodeRun(source, error_code="unavailable"), "unavailable"
+        if result.timed_out:
+            return CodeRun(source, error_code="execution_time_exceeded"), "execution_time_exceeded"
+        changed = sandbox.changed_files(before, sandbox.snapshot_files(root))
+        if any((root / path).stat().st_size > self.max_output_file_bytes for path in changed):
+            return CodeRun(source, error_code="output_file_too_large"), "output_file_too_large"
+        files = [self._register_generated(container, path) for path in changed]
+        run = CodeRun(source, result.stdout, result.stderr, result.return_code, files)
+        return run, None
+
+    def _register_generated(self, container: ContainerState, path: str) -> GeneratedFile:
+        data = (container.root / path).read_bytes()
+        name = Path(path).name
+        stored = StoredFile(
+            new_id("file"), name, _guess_mime(name), data, "generated", container_id=container.id, path=path
+        )
+        self.files[stored.id] = stored
+        return GeneratedFile(stored.id, name, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Playing a script: replaying echoed content, running live actions
+# --------------------------------------------------------------------------------------------
+
+
+class _StreamAborted(Exception):
+    """The stream was cut by an injected fault; stop producing content."""
+
+
+class _TurnRunner:
+    """Plays the script for one response, replaying what the client echoed back first."""
+
+    def __init__(
+        self,
+        api: FakeAnthropic,
+        parsed: _MessagesRequest,
+        ctx: ScriptContext,
+        container: ContainerState | None,
+        emit: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        self.api = api
+        self.parsed = parsed
+        self.ctx = ctx
+        self.container = container
+        self._emit = emit
+        self.stop_reason = "end_turn"
+        self.stop_details: dict[str, Any] | None = None
+        self.output_tokens = 0
+        #: Text tokens so far: ``max_tokens`` is enforced on text only, so a modest limit never
+        #: cuts the (long) code a script writes.
+        self.text_tokens = 0
+        self.blocks_emitted = 0
+
+    async def emit(self, block: dict[str, Any]) -> None:
+        if block["type"] == "text":
+            self.output_tokens += estimate_tokens(block["text"])
+            self.text_tokens += estimate_tokens(block["text"])
+        elif block["type"] == "server_tool_use":
+            self.output_tokens += estimate_tokens(block["input"])
+        self.blocks_emitted += 1
+        await self._emit(block)
+
+    async def run(self) -> None:
+        if self.parsed.max_tokens == 0:  # cache pre-warming: no output
+            self.stop_reason = "max_tokens"
+            return
+        echoed = self.parsed.echoed_blocks()
+        position, last_pause, replaying = 0, 0, bool(echoed)
+        try:
+            actions: Iterator[Action] = iter(self.api.script(self.ctx))
+            for action in actions:
+                if replaying:
+                    if isinstance(action, Pause):
+                        if position > last_pause:  # the earlier response ended here
+                            last_pause = position
+                            continue
+                    else:
+                        matched = self._replay(action, echoed, position)
+                        if matched is not None:
+                            position = matched
+                            continue
+                    replaying = False  # echo exhausted (or the client changed it): go live
+                if await self._play(action):
+                    return
+        except (ScriptError, _StreamAborted, ConnectionError):
+            raise
+        except Exception as exc:
+            self.api.script_errors.append(exc)
+            raise ScriptError("".join(traceback.format_exception_only(type(exc), exc)).strip()) from exc
+
+    # replay ------------------------------------------------------------------------------------
+
+    def _replay(self, action: Action, echoed: list[dict[str, Any]], position: int) -> int | None:
+        """Match ``action`` against echoed blocks at ``position``; the new position or None."""
+        if isinstance(action, Text | MaxTokens):
+            if position < len(echoed) and echoed[position].get("type") == "text":
+                self.ctx.texts.append(str(echoed[position].get("text", "")))
+                return position + 1
+            return None
+        if isinstance(action, Code | ToolError):
+            matched = self._match_code(echoed, position)
+            if matched is None:
+                return None
+            position, run = matched
+            self.ctx.runs.append(run)
+            return position
+        return None
+
+    def _match_code(self, echoed: list[dict[str, Any]], position: int) -> tuple[int, CodeRun] | None:
+        source = ""
+        while position + 1 < len(echoed):
+            use, result = echoed[position], echoed[position + 1]
+            if use.get("type") != "server_tool_use" or result.get("type") not in TOOL_RESULT_BLOCK_TYPES:
+                return None
+            if result.get("tool_use_id") != use.get("id"):
+                return None
+            tool_input = use.get("input") or {}
+            position += 2
+            if use.get("name") == "text_editor_code_execution":
+                source = str(tool_input.get("file_text", source))
+                continue
+            if use.get("name") == "code_execution":
+                source = str(tool_input.get("code", ""))
+            return position, self._run_from_result(source or str(tool_input.get("command", "")), result)
+        return None
+
+    def _run_from_result(self, source: str, result: Mapping[str, Any]) -> CodeRun:
+        content = result.get("content") or {}
+        if str(content.get("type", "")).endswith("_error"):
+            return CodeRun(source, error_code=str(content.get("error_code")), replayed=True)
+        files = []
+        for output in content.get("content") or []:
+            stored = self.api.files.get(str(output.get("file_id")))
+            file_id = str(output.get("file_id"))
+            files.append(
+                GeneratedFile(file_id, stored.filename, stored.path or "") if stored else GeneratedFile(file_id, "")
+            )
+        return CodeRun(
+            source,
+            stdout=str(content.get("stdout", "")),
+            stderr=str(content.get("stderr", "")),
+            return_code=int(content.get("return_code", 0)),
+            files=files,
+            replayed=True,
+        )
+
+    # live --------------------------------------------------------------------------------------
+
+    async def _play(self, action: Action) -> bool:
+        """Perform one action live; True when the response ends here."""
+        ctx = self.ctx
+        if isinstance(action, Text):
+            text = action.text(ctx) if callable(action.text) else action.text
+            return await self._text(str(text))
+        if isinstance(action, Code):
+            source = action.source(ctx) if callable(action.source) else action.source
+            await self._code(str(source), action.filename)
+            return False
+        if isinstance(action, ToolError):
+            await self._tool_error(action)
+            return False
+        if isinstance(action, Pause):
+            if self.blocks_emitted == 0:
+                raise ScriptError("Pause() with no content since the previous pause (the real API never does that)")
+            self.stop_reason = "pause_turn"
+            return True
+        if isinstance(action, Refuse):
+            if action.text:
+                await self.emit({"type": "text", "text": action.text})
+            self.stop_reason = "refusal"
+            self.stop_details = {"type": "refusal", "category": action.category, "explanation": action.explanation}
+            return True
+        if isinstance(action, MaxTokens):
+            if action.text:
+                await self.emit({"type": "text", "text": action.text})
+            self.stop_reason = "max_tokens"
+            return True
+        raise ScriptError(f"unknown action {action!r}")
+
+    async def _text(self, text: str) -> bool:
+        if not text:
+            return False
+        budget = self.parsed.max_tokens - self.text_tokens
+        if self.api.enforce_max_tokens and estimate_tokens(text) > budget:
+            if budget > 0:
+                await self.emit({"type": "text", "text": text[: budget * 4]})
+            self.stop_reason = "max_tokens"
+            return True
+        await self.emit({"type": "text", "text": text})
+        self.ctx.texts.append(text)
+        return False
+
+    def _require_container(self) -> ContainerState:
+        if self.container is None or self.parsed.tool_type is None:
+            raise ScriptError("the script ran code, but the request has no code execution tool")
+        return self.container
+
+    async def _code(self, source: str, filename: str | None) -> None:
+        container = self._require_container()
+        if self.parsed.tool_type == PYTHON_ONLY_TOOL:
+            use = _server_tool_use("code_execution", {"code": source})
+            await self.emit(use)
+            run, error = await self.api.execute(container, python=source)
+            await self.emit(_result_block("code_execution", use["id"], run, error))
+        else:
+            name = filename or _next_script_name(container.root)
+            script_path = container.root / name
+            edit = _server_tool_use(
+                "text_editor_code_execution", {"command": "create", "path": name, "file_text": source}
+            )
+            await self.emit(edit)
+            is_update = script_path.exists()
+            script_path.parent.mkdir(parents=True, exist_ok=True)
+            script_path.write_text(source, encoding="utf-8")
+            await self.emit(
+                {
+                    "type": "text_editor_code_execution_tool_result",
+                    "tool_use_id": edit["id"],
+                    "content": {"type": "text_editor_code_execution_create_result", "is_file_update": is_update},
+                }
+            )
+            command = f"python3 {name}"
+            use = _server_tool_use("bash_code_execution", {"command": command})
+            await self.emit(use)
+            run, error = await self.api.execute(container, bash=command)
+            run.source = source
+            await self.emit(_result_block("bash_code_execution", use["id"], run, error))
+        self.ctx.runs.append(run)
+
+    async def _tool_error(self, action: ToolError) -> None:
+        self._require_container()
+        if self.parsed.tool_type == PYTHON_ONLY_TOOL:
+            use = _server_tool_use("code_execution", {"code": action.source})
+            kind = "code_execution"
+        else:
+            use = _server_tool_use("bash_code_execution", {"command": f"python3 -c {json.dumps(action.source)}"})
+            kind = "bash_code_execution"
+        await self.emit(use)
+        run = CodeRun(action.source, error_code=action.error_code)
+        await self.emit(_result_block(kind, use["id"], run, action.error_code))
+        self.ctx.runs.append(run)
+
+
+def _server_tool_use(name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "server_tool_use", "id": new_id("srvtoolu"), "name": name, "input": tool_input}
+
+
+def _result_block(kind: str, tool_use_id: str, run: CodeRun, error: str | None) -> dict[str, Any]:
+    """``code_execution_tool_result`` / ``bash_code_execution_tool_result`` for a run."""
+    if error is not None:
+        content: dict[str, Any] = {"type": f"{kind}_tool_result_error", "error_code": error}
+    else:
+        content = {
+            "type": f"{kind}_result",
+            "stdout": run.stdout,
+            "stderr": run.stderr,
+            "return_code": run.return_code,
+            "content": [{"type": f"{kind}_output", "file_id": f.file_id} for f in run.files],
+        }
+    return {"type": f"{kind}_tool_result", "tool_use_id": tool_use_id, "content": content}
+
+
+def _next_script_name(root: Path) -> str:
+    taken = {p.name for p in root.glob("analysis_*.py")}
+    n = 1
+    while f"analysis_{n}.py" in taken:
+        n += 1
+    return f"analysis_{n}.py"
+
+
+class _SseWriter:
+    """Writes content blocks as the SSE events the SDK's stream accumulator expects."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, fault: _StreamFault | None) -> None:
+        self.request = request
+        self.response = response
+        self.fault = fault
+        self.events = 0
+        self.index = 0
+        self.content: list[dict[str, Any]] = []
+
+    async def send(self, event: str, data: Mapping[str, Any]) -> None:
+        await self._fault_check()
+        payload = f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+        await self.response.write(payload)
+        self.events += 1
+
+    async def _fault_check(self) -> None:
+        fault = self.fault
+        if fault is None or self.events < fault.after_events:
+            return
+        self.fault = None
+        if fault.kind == "break":
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()  # no terminating chunk: the client sees a truncated body
+            raise _StreamAborted
+        payload = json.dumps(_error_event(fault.error_type, fault.message))
+        await self.response.write(f"event: error\ndata: {payload}\n\n".encode())
+        await self.response.write_eof()
+        raise _StreamAborted
+
+    async def block(self, block: dict[str, Any]) -> None:
+        index = self.index
+        self.index += 1
+        self.content.append(block)
+        if block["type"] == "text":
+            await self.send(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+            )
+            for chunk in _chunks(block["text"]):
+                delta = {"type": "text_delta", "text": chunk}
+                await self.send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        elif block["type"] == "server_tool_use":
+            await self.send(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+            )
+            for chunk in _chunks(json.dumps(block["input"], ensure_ascii=False)):
+                delta = {"type": "input_json_delta", "partial_json": chunk}
+                await self.send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        else:  # tool results arrive whole
+            await self.send(
+                "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+            )
+        await self.send("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def _error_event(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def _chunks(text: str, size: int = STREAM_CHUNK_CHARS) -> Iterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+_EXTRA_MIME = {
+    ".csv": "text/csv",
+    ".tsv": "text/tab-separated-values",
+    ".md": "text/markdown",
+    ".json": "application/json",
+    ".parquet": "application/vnd.apache.parquet",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".xls": "application/vnd.ms-excel",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+
+def _guess_mime(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return _EXTRA_MIME.get(suffix) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _unique_path(directory: Path, filename: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    candidate = directory / filename
+    stem, suffix, n = Path(filename).stem, Path(filename).suffix, 1
+    while candidate.exists():
+        candidate = directory / f"{stem}_{n}{suffix}"
+        n += 1
+    return candidate
+
+
+def _listing(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+
+
+def _page_json(page: list[StoredFile], next_page: str | None) -> dict[str, Any]:
+    return {
+        "data": [f.metadata() for f in page],
+        "next_page": next_page,
+        "has_more": next_page is not None,
+        "first_id": page[0].id if page else None,
+        "last_id": page[-1].id if page else None,
+    }
+
+
+def _encode_cursor(file_id: str) -> str:
+    return "page_" + base64.urlsafe_b64encode(file_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> str | None:
+    if not token.startswith("page_"):
+        return None
+    raw = token[len("page_") :]
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,850 @@
+"""A stateful, strict, loopback fake of Slack for driving the bot's real Slack clients.
+
+``FakeSlack`` is an aiohttp application served on 127.0.0.1 (port 0) inside the test's
+event loop. Point slack-sdk at ``slack.api_url`` and the bot's real ``AsyncWebClient``,
+file downloads, ``files_upload_v2`` and Socket Mode client all talk to it::
+
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what's in this?")
+        await slack.deliver_http(bot_url, envelope)
+        await slack.wait_for(lambda: len(slack.thread("C0DATA", message["ts"])) > 1)
+
+It serves:
+
+* the Web API under ``/api/<method>`` (``slack_web_api``), rejecting malformed calls
+  with Slack's own errors, and recording every call in ``calls``;
+* hosted files at ``/files-pri/<team>-<id>/<name>`` (``/download/`` variant), which
+  answer a missing or wrong token with Slack's HTML login page (HTTP 200);
+* the upload URLs of ``files.getUploadURLExternal`` and the ``response_url`` of slash
+  commands and interactions;
+* Socket Mode at ``/socket-mode``.
+
+It delivers events, slash commands and interactions to the bot (signed like Slack) and
+offers the views a person would have (``thread``, ``visible_text``, ``ephemerals``).
+Tests synchronise with ``wait_for``, which re-checks its predicate after every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+
+from tests.fakes.slack_blocks import rich_text_for
+from tests.fakes.slack_events import (
+    LOGIN_PAGE_HTML,
+    app_mention_event,
+    event_envelope,
+    message_event,
+    signature,
+)
+from tests.fakes.slack_http import (
+    bearer,
+    fault_response,
+    read_api_request,
+    stream_file,
+    upload_body,
+    upload_problem,
+)
+from tests.fakes.slack_models import (
+    JSON,
+    ApiCall,
+    AssistantThread,
+    Channel,
+    Download,
+    Edit,
+    Ephemeral,
+    Fault,
+    Message,
+    ResponseUrlPost,
+    SlackFile,
+    Upload,
+    User,
+)
+from tests.fakes.slack_socket import DEFAULT_ACK_TIMEOUT, SocketModeServer
+from tests.fakes.slack_web_api import ApiError, WebApi, decode_json_arguments, new_client_msg_id, text_arg
+from tests.fakes.slack_workspace import Workspace
+
+__all__ = [
+    "ApiCall",
+    "AssistantThread",
+    "Channel",
+    "Download",
+    "Ephemeral",
+    "FakeSlack",
+    "Message",
+    "ResponseUrlPost",
+    "SlackFile",
+    "Upload",
+    "User",
+]
+
+MAX_REQUEST_BYTES = 1024**3
+SLACK_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
+
+
+@dataclass
+class _ResponseUrl:
+    """Where a ``response_url`` came from, so its posts land in the right place."""
+
+    url: str
+    channel_id: str
+    user_id: str
+    message_ts: str | None = None
+
+
+class FakeSlack:
+    """A fake Slack workspace with a real HTTP/WebSocket surface on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        team_id: str = "T0TEAM",
+        team_name: str = "Acme",
+        team_domain: str = "acme",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        bot_name: str = "analyst",
+        app_id: str = "A0APP",
+        bot_token: str = "xoxb-test-token",
+        app_token: str = "xapp-test-token",
+        signing_secret: str = "test-signing-secret",
+        verification_token: str = "fake-verification-token",
+    ) -> None:
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.signing_secret = signing_secret
+        self.verification_token = verification_token
+        self.workspace = Workspace(
+            team_id=team_id,
+            team_name=team_name,
+            team_domain=team_domain,
+            bot_user_id=bot_user_id,
+            bot_id=bot_id,
+            bot_name=bot_name,
+            app_id=app_id,
+            base_url=lambda: self.base_url,
+        )
+        self.api = WebApi(self.workspace, bot_token=bot_token, app_token=app_token, base_url=lambda: self.base_url)
+        #: every Web API request, in arrival order (failed ones too)
+        self.calls: list[ApiCall] = []
+        self.downloads: list[Download] = []
+        self.uploads: list[Upload] = []
+        #: posts to response_urls (slash commands, interactions)
+        self.responses: list[ResponseUrlPost] = []
+        self.socket = SocketModeServer(app_id=app_id, tickets=self.api.issued_socket_tickets, on_change=self._changed)
+        self._faults: defaultdict[str, deque[Fault]] = defaultdict(deque)
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._response_urls: dict[str, _ResponseUrl] = {}
+        self._event_numbers = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._seed(bot_name)
+
+    def _seed(self, bot_name: str) -> None:
+        self.add_user(self.bot_user_id, bot_name, is_bot=True)
+        self.add_user("U0ALICE", "alice")
+        self.add_user("U0BOB", "bob")
+        self.add_channel("C0DATA", "data")
+
+    # ================================================================= lifecycle
+
+    async def __aenter__(self) -> FakeSlack:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> FakeSlack:
+        """Serve on 127.0.0.1 on a free port, in the running event loop."""
+        if self._runner is not None:
+            raise RuntimeError("FakeSlack is already running")
+        self._runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+        return self
+
+    async def stop(self) -> None:
+        """Close Socket Mode connections and the HTTP client, then stop serving."""
+        await self.socket.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/upload/v1/{ticket}", self._handle_upload)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._handle_file)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_file)
+        app.router.add_post("/response-url/{key}", self._handle_response_url)
+        app.router.add_get("/socket-mode", self.socket.handle)
+        return app
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not running: use `async with FakeSlack()` or `await start()`")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``"""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/``: the bot's SLACK_API_URL (slack-sdk appends method names)."""
+        return f"{self.base_url}/api/"
+
+    # ================================================================= workspace setup
+
+    def add_user(
+        self, id: str, name: str, *, is_bot: bool = False, team_id: str | None = None, real_name: str = ""
+    ) -> User:
+        """A person (or bot). A ``team_id`` other than the workspace's makes a Slack Connect user."""
+        user = User(
+            id=id,
+            name=name,
+            team_id=team_id or self.team_id,
+            is_bot=is_bot,
+            real_name=real_name,
+            bot_id=self.bot_id if id == self.bot_user_id else None,
+        )
+        self.workspace.add_user(user)
+        self._changed()
+        return user
+
+    def add_channel(
+        self,
+        id: str,
+        name: str,
+        *,
+        is_im: bool = False,
+        is_private: bool = False,
+        is_ext_shared: bool = False,
+        members: list[str] | None = None,
+        bot_is_member: bool = True,
+    ) -> Channel:
+        """A conversation. DMs (``is_im``) have ids starting with "D" and name their person in
+        ``members``; channels default to every local person as a member. The bot joins
+        unless ``bot_is_member=False``.
+        """
+        if is_im != id.startswith("D"):
+            raise ValueError(f"{id}: DM ids start with 'D', and only DMs' do")
+        if members is None:
+            if is_im:
+                raise ValueError(f"DM {id} needs members=[<the person's user id>]")
+            members = [u.id for u in self.workspace.users.values() if not u.is_bot and u.team_id == self.team_id]
+        channel = Channel(
+            id=id,
+            name=name,
+            is_im=is_im,
+            is_private=is_private or is_im,
+            is_ext_shared=is_ext_shared,
+            members=set(members) | ({self.bot_user_id} if bot_is_member else set()),
+            im_user=next((m for m in members if m != self.bot_user_id), None) if is_im else None,
+            created=self.workspace.clock.now_seconds(),
+        )
+        self.workspace.add_channel(channel)
+        self._changed()
+        return channel
+
+    def host_file(
+        self,
+        *,
+        name: str,
+        content: bytes,
+        mimetype: str | None = None,
+        filetype: str | None = None,
+        user: str = "U0ALICE",
+        size: int | None = None,
+        title: str | None = None,
+    ) -> JSON:
+        """Host a file a person shared; returns its file object as events carry it.
+
+        ``size`` overrides the size Slack reports (e.g. claim 150 MB without allocating it);
+        downloads always serve ``content``.
+        """
+        file = self.workspace.new_file(name=name, user=user, mimetype=mimetype, filetype=filetype)
+        file.title = title or name
+        file.content = content
+        file.claimed_size = size
+        self.workspace.files[file.id] = file
+        self._changed()
+        return self.workspace.file_api(file)
+
+    def delete_file(self, file_id: str) -> None:
+        """The person deleted the file: ``files.info`` and downloads stop finding it."""
+        self.workspace.files[file_id].state = "deleted"
+        self._changed()
+
+    def post_user_message(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        files: list[JSON] | None = None,
+        thread_ts: str | None = None,
+        subtype: str | None = None,
+    ) -> JSON:
+        """A person posts into ``channel`` (in ``thread_ts``'s thread); returns the message
+        as the Web API shows it, plus ``channel``. ``files`` are ``host_file`` objects.
+        """
+        conversation = self._channel(channel)
+        person = self.workspace.users.get(user)
+        if person is None:
+            raise ValueError(f"unknown user {user}: add_user() first")
+        if user not in conversation.members:
+            raise ValueError(f"{user} is not a member of {channel}")
+        root = None
+        if thread_ts is not None:
+            root = self.workspace.thread_root(channel, thread_ts)
+            if root is None:
+                raise ValueError(f"no thread {thread_ts} in {channel}")
+        message = Message(
+            channel=channel,
+            ts=self.workspace.clock.next(),
+            text=text,
+            user=user,
+            team=person.team_id,
+            thread_ts=root,
+            subtype=subtype,
+            blocks=rich_text_for(text),
+            client_msg_id=new_client_msg_id(),
+        )
+        for file_object in files or []:
+            file = self.workspace.files[file_object["id"]]
+            self.workspace.share_file(file, message)
+            message.files.append(self.workspace.file_api(file))
+        message.upload = bool(message.files)
+        self.workspace.add_message(message)
+        self._changed()
+        return {**self.workspace.message_api(message), "channel": channel}
+
+    # ================================================================= events to the bot
+
+    def event_callback(self, event: JSON, *, event_id: str | None = None, event_time: int | None = None) -> JSON:
+        """The Events API envelope (``type: event_callback``) around ``event``."""
+        channel = self.workspace.channels.get(str(event.get("channel", "")))
+        return event_envelope(
+            event,
+            team_id=self.team_id,
+            api_app_id=self.app_id,
+            bot_user_id=self.bot_user_id,
+            verification_token=self.verification_token,
+            event_id=event_id or f"Ev0FAKE{next(self._event_numbers):05d}",
+            event_time=event_time if event_time is not None else int(time.time()),
+            is_ext_shared_channel=bool(channel and channel.is_ext_shared),
+        )
+
+    def mention_event(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        files: list[JSON] | None = None,
+        thread_ts: str | None = None,
+        file_access: Literal["visible", "check_file_info"] = "visible",
+    ) -> tuple[JSON, JSON]:
+        """A person mentions the bot: records the message, returns (message, envelope).
+
+        ``<@BOT>`` is prepended to ``text`` unless it already mentions the bot.
+        """
+        mention = f"<@{self.bot_user_id}>"
+        if mention not in text:
+            text = f"{mention} {text}"
+        message = self.post_user_message(channel, user, text, files=files, thread_ts=thread_ts)
+        event = app_mention_event(self._as_event_message(message, file_access), channel=channel)
+        return message, self.event_callback(event)
+
+    def file_share_message_event(
+        self,
+        channel: str,
+        user: str,
+        text: str = "",
+        *,
+        files: list[JSON],
+        thread_ts: str | None = None,
+        file_access: Literal["visible", "check_file_info"] = "visible",
+    ) -> tuple[JSON, JSON]:
+        """A person shares files: the ``message`` event with ``subtype: file_share``.
+
+        ``file_access="check_file_info"`` sends the bare file objects Slack Connect events
+        carry (id only; the bot must call ``files.info``).
+        """
+        message = self.post_user_message(channel, user, text, files=files, thread_ts=thread_ts, subtype="file_share")
+        event = message_event(
+            self._as_event_message(message, file_access),
+            channel=channel,
+            channel_type=self._channel(channel).channel_type,
+            subtype="file_share",
+        )
+        return message, self.event_callback(event)
+
+    def message_event(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> tuple[JSON, JSON]:
+        """A plain ``message`` event (e.g. a DM to the bot): records it, returns (message, envelope)."""
+        message = self.post_user_message(channel, user, text, thread_ts=thread_ts)
+        event = message_event(message, channel=channel, channel_type=self._channel(channel).channel_type)
+        return message, self.event_callback(event)
+
+    def _as_event_message(self, message: JSON, file_access: str) -> JSON:
+        if file_access != "check_file_info" or not message.get("files"):
+            return message
+        stubs = [self.workspace.files[f["id"]].stub() for f in message["files"]]
+        return {**message, "files": stubs}
+
+    def command_payload(
+        self,
+        *,
+        command: str = "/analyze",
+        text: str = "",
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0DATA",
+        trigger_id: str | None = None,
+    ) -> dict[str, str]:
+        """The fields of a slash command (form fields over HTTP, the payload in Socket Mode)."""
+        user = self.workspace.users.get(user_id)
+        channel = self.workspace.channels.get(channel_id)
+        return {
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            "team_domain": self.workspace.team_domain,
+            "channel_id": channel_id,
+            "channel_name": "directmessage" if channel and channel.is_im else (channel.name if channel else ""),
+            "user_id": user_id,
+            "user_name": user.name if user else "",
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": self.new_response_url(channel_id, user_id),
+            "trigger_id": trigger_id or f"{next(self._event_numbers)}.{self.team_id}.{uuid.uuid4().hex}",
+        }
+
+    def new_response_url(self, channel_id: str, user_id: str, *, message_ts: str | None = None) -> str:
+        """A response_url on the fake; posts to it land in ``responses`` and in the channel.
+
+        ``message_ts`` (for interactions) is the message ``replace_original``/``delete_original`` act on.
+        """
+        key = uuid.uuid4().hex
+        url = f"{self.base_url}/response-url/{key}"
+        self._response_urls[key] = _ResponseUrl(url, channel_id, user_id, message_ts)
+        return url
+
+    async def deliver_http(
+        self,
+        url: str,
+        payload: JSON,
+        *,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        timestamp: int | None = None,
+        sign: bool = True,
+        secret: str | None = None,
+    ) -> tuple[int, str, dict[str, str]]:
+        """POST an Events API payload to the bot as Slack does; returns (status, body, headers).
+
+        ``timestamp`` forges ``X-Slack-Request-Timestamp`` (stale requests), ``secret``
+        signs with another secret, ``sign=False`` omits the signature headers.
+        """
+        headers = {"Content-Type": "application/json"}
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        return await self._post_signed(url, json.dumps(payload), headers, timestamp, sign, secret)
+
+    async def deliver_command(
+        self,
+        url: str,
+        *,
+        command: str = "/analyze",
+        text: str = "",
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0DATA",
+        trigger_id: str | None = None,
+        timestamp: int | None = None,
+        sign: bool = True,
+        secret: str | None = None,
+    ) -> tuple[int, str, dict[str, str]]:
+        """POST a slash command (form-encoded, signed); its response_url points at the fake."""
+        fields = self.command_payload(
+            command=command, text=text, user_id=user_id, channel_id=channel_id, trigger_id=trigger_id
+        )
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return await self._post_signed(url, urlencode(fields), headers, timestamp, sign, secret)
+
+    async def deliver_interaction(
+        self,
+        url: str,
+        payload: JSON,
+        *,
+        timestamp: int | None = None,
+        sign: bool = True,
+        secret: str | None = None,
+    ) -> tuple[int, str, dict[str, str]]:
+        """POST an interaction (``payload=<json>`` form field, signed)."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self._post_signed(url, body, headers, timestamp, sign, secret)
+
+    async def _post_signed(
+        self,
+        url: str,
+        body: str,
+        headers: dict[str, str],
+        timestamp: int | None,
+        sign: bool,
+        secret: str | None,
+    ) -> tuple[int, str, dict[str, str]]:
+        headers = {"User-Agent": SLACK_USER_AGENT, **headers}
+        if sign:
+            stamp = str(timestamp if timestamp is not None else int(time.time()))
+            headers["X-Slack-Request-Timestamp"] = stamp
+            headers["X-Slack-Signature"] = signature(secret or self.signing_secret, stamp, body)
+        async with self._http().post(url, data=body.encode(), headers=headers) as response:
+            return response.status, await response.text(), dict(response.headers)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # ================================================================= Socket Mode
+
+    @property
+    def socket_connections(self) -> int:
+        """Open Socket Mode connections right now."""
+        return self.socket.open_connections
+
+    @property
+    def socket_connects(self) -> int:
+        """Socket Mode connections ever opened (a reconnect counts again)."""
+        return self.socket.connects
+
+    @property
+    def socket_acks(self) -> list[JSON]:
+        """Every ack Socket Mode clients sent back, in order."""
+        return self.socket.acks
+
+    async def wait_socket_connected(self, *, timeout: float = 10.0) -> None:
+        await self.wait_for(lambda: self.socket_connections > 0, timeout=timeout, what="a Socket Mode connection")
+
+    async def deliver_socket(
+        self,
+        payload: JSON,
+        *,
+        envelope_type: str = "events_api",
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        envelope_id: str | None = None,
+        timeout: float = DEFAULT_ACK_TIMEOUT,
+    ) -> JSON:
+        """Send an envelope to the newest Socket Mode connection and return its ack.
+
+        ``payload`` is an ``event_callback`` envelope for ``events_api``, the command
+        fields (``command_payload()``) for ``slash_commands``, the interaction for
+        ``interactive``. Raises AssertionError if no ack arrives within ``timeout``.
+        """
+        return await self.socket.deliver(
+            payload,
+            envelope_type=envelope_type,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason,
+            envelope_id=envelope_id,
+            timeout=timeout,
+        )
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Send Slack's ``disconnect`` frame to every open connection (clients reconnect)."""
+        await self.socket.disconnect(reason)
+
+    # ================================================================= faults
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` fail.
+
+        ``status=429``: HTTP 429, ``Retry-After`` (default 1) and ``error: ratelimited``;
+        ``status>=500``: that status with an HTML body; otherwise ``{"ok": false, "error":
+        error}`` with ``status``. ``method`` may also be "upload" (the POST of file bytes)
+        or "download" (a hosted file; ``status=200`` there serves the login page).
+        """
+        if status == 200 and error is None and method != "download":
+            raise ValueError("fail_next needs an error code or a non-200 status")
+        self._faults[method].extend(Fault(status, error, retry_after) for _ in range(times))
+
+    def expire_stream(self, channel: str, ts: str) -> None:
+        """Slack's server-side stream timeout: append/stop now fail with
+        ``message_not_in_streaming_state`` (python-slack-sdk#1880)."""
+        stream = self.message(channel, ts).stream
+        if stream is None:
+            raise ValueError(f"{channel}/{ts} is not a streamed message")
+        stream.streaming = False
+        stream.stopped_by = "timeout"
+        self._changed()
+
+    def _take_fault(self, key: str) -> Fault | None:
+        queue = self._faults.get(key)
+        return queue.popleft() if queue else None
+
+    # ================================================================= HTTP handlers
+
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        params: JSON = {}
+        token: str | None = None
+        bad_request: ApiError | None = None
+        try:
+            params, token = await read_api_request(request)
+        except ApiError as error:
+            bad_request = error
+        call = ApiCall(method=method, params=decode_json_arguments(params), token=token)
+        self.calls.append(call)
+        fault = self._take_fault(method)
+        if fault is not None:
+            response = fault_response(fault, call)
+        else:
+            try:
+                if bad_request is not None:
+                    raise bad_request
+                call.response = self.api.call(method, params, token)
+            except ApiError as error:
+                call.response = error.body()
+            response = web.json_response(call.response)
+        self._changed()
+        return response
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.match_info["ticket"]
+        data = await upload_body(request)
+        file = self.workspace.file_by_ticket(ticket)
+        record = Upload(
+            file_id=file.id if file else None,
+            ticket=ticket,
+            received=len(data),
+            expected=file.expected_length if file else None,
+            accepted=False,
+        )
+        self.uploads.append(record)
+        fault = self._take_fault("upload")
+        if fault is not None:
+            record.reason = f"fault: {fault.status}"
+            self._changed()
+            return fault_response(fault)
+        status, record.reason = upload_problem(file, data)
+        if file is not None and status == 200:
+            file.content = data
+            file.state = "uploaded"
+            record.accepted = True
+        self._changed()
+        return web.Response(status=status, text=record.reason, content_type="text/plain")
+
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["team_file"].removeprefix(f"{self.team_id}-")
+        token = bearer(request)
+        authorized = token == self.bot_token
+        record = Download(file_id=file_id, path=request.path, token=token, authorized=authorized, status=200)
+        self.downloads.append(record)
+        self._changed()
+        fault = self._take_fault("download")
+        if fault is not None and fault.status != 200:
+            record.status = fault.status
+            return fault_response(fault)
+        file = self.workspace.files.get(file_id)
+        if file is None or file.state != "complete" or file.name != request.match_info["name"]:
+            record.status = 404
+            return web.Response(status=404, text="<html><body>File not found</body></html>", content_type="text/html")
+        if not authorized or fault is not None:
+            record.authorized = False
+            return web.Response(text=self._login_page(), content_type="text/html")
+        return await stream_file(request, file, download="/download/" in request.path)
+
+    def _login_page(self) -> str:
+        return LOGIN_PAGE_HTML.format(team_name=self.workspace.team_name, team_domain=self.workspace.team_domain)
+
+    async def _handle_response_url(self, request: web.Request) -> web.StreamResponse:
+        target = self._response_urls.get(request.match_info["key"])
+        if target is None:
+            return web.Response(status=404, text="no_such_response_url")
+        try:
+            payload = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="invalid_payload")
+        self.responses.append(ResponseUrlPost(target.url, payload, target.channel_id, target.user_id))
+        try:
+            self._apply_response(target, payload)
+        except ApiError as error:
+            self._changed()
+            return web.Response(status=400, text=error.error)
+        self._changed()
+        return web.Response(text="ok")
+
+    def _apply_response(self, target: _ResponseUrl, payload: JSON) -> None:
+        """What a response_url post shows: replace/delete the original, post in the
+        channel (``in_channel``), or show an ephemeral to the user (the default)."""
+        original = self.workspace.live_message(target.channel_id, target.message_ts or "")
+        if payload.get("delete_original") and original is not None:
+            original.deleted = True
+            return
+        content = self.api.message_content(payload)
+        if payload.get("replace_original") and original is not None:
+            edit = Edit(self.workspace.clock.next(), original.text, original.blocks, content.text, content.blocks)
+            original.edits.append(edit)
+            original.text, original.blocks = content.text, content.blocks
+            return
+        channel = self.workspace.channels[target.channel_id]
+        thread_ts = self.api.thread_for_post(channel, text_arg(payload, "thread_ts"))
+        if payload.get("response_type") == "in_channel":
+            message = self.api.bot_message(
+                channel.id, content.text, thread_ts=thread_ts, requested_thread_ts=None, blocks=content.blocks
+            )
+            self.workspace.add_message(message)
+            return
+        self.workspace.ephemerals.append(
+            Ephemeral(
+                channel=channel.id,
+                user=target.user_id,
+                ts=self.workspace.clock.next(),
+                text=content.text,
+                blocks=content.blocks,
+                thread_ts=thread_ts,
+                source="response_url",
+            )
+        )
+
+    # ================================================================= inspection
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """Root and replies of a thread, oldest first, as a person sees it (deleted ones left out).
+
+        ``thread_ts`` may also be a reply's ts: its whole thread is returned.
+        """
+        return self.workspace.thread(channel, self.workspace.thread_root(channel, thread_ts) or thread_ts)
+
+    def channel_messages(self, channel: str) -> list[Message]:
+        """What the channel shows: live top-level messages and broadcast replies, oldest first."""
+        return self.workspace.top_level(channel)
+
+    def message(self, channel: str, ts: str) -> Message:
+        """Any message, deleted ones included."""
+        message = self.workspace.find_message(channel, ts)
+        if message is None:
+            known = [m.ts for m in self.workspace.messages.get(channel, [])]
+            raise KeyError(f"no message {ts} in {channel}; it has {known}")
+        return message
+
+    def bot_messages(self, channel: str, thread_ts: str | None = None) -> list[Message]:
+        """The bot's live messages in a thread (or anywhere in the channel)."""
+        pool = self.thread(channel, thread_ts) if thread_ts else self.workspace.messages.get(channel, [])
+        return [m for m in pool if m.by_bot and not m.deleted]
+
+    def ephemerals(self, channel: str | None = None, user: str | None = None) -> list[Ephemeral]:
+        return [
+            e
+            for e in self.workspace.ephemerals
+            if (channel is None or e.channel == channel) and (user is None or e.user == user)
+        ]
+
+    def visible_text(self, message: Message | JSON) -> str:
+        """What a person reads in ``message`` (a Message, or a message dict with channel and ts)."""
+        if not isinstance(message, Message):
+            message = self.message(str(message["channel"]), str(message["ts"]))
+        return self.workspace.visible_text(message)
+
+    def assistant_thread(self, channel: str, thread_ts: str) -> AssistantThread | None:
+        """Status, suggested prompts and title the bot set on a thread (None if it set nothing)."""
+        return self.workspace.assistant_threads.get((channel, thread_ts))
+
+    def file(self, file_id: str) -> SlackFile:
+        return self.workspace.files[file_id]
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        return [call for call in self.calls if call.method == method]
+
+    # ================================================================= synchronisation
+
+    async def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:
+        """Return as soon as ``predicate()`` is true; it is re-checked after every change
+        (API call, upload, download, event, socket frame, setup helper).
+
+        Raises AssertionError with the recent API calls if ``timeout`` passes first.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(self._timeout_report(what or getattr(predicate, "__name__", "condition"), timeout))
+            changed: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(changed)
+            try:
+                await asyncio.wait_for(changed, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._waiters.discard(changed)
+
+    async def wait_for_call(
+        self, method: str, *, where: Callable[[ApiCall], bool] | None = None, timeout: float = 10.0
+    ) -> ApiCall:
+        """The first call of ``method`` (matching ``where``), waiting for it if needed."""
+
+        def found() -> ApiCall | None:
+            return next((c for c in self.calls if c.method == method and (where is None or where(c))), None)
+
+        await self.wait_for(lambda: found() is not None, timeout=timeout, what=f"a {method} call")
+        call = found()
+        assert call is not None
+        return call
+
+    def _changed(self) -> None:
+        """Wake every ``wait_for``: some state changed."""
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _timeout_report(self, what: str, timeout: float) -> str:
+        recent = "\n".join(f"  {call.summary()}" for call in self.calls[-15:]) or "  (none)"
+        return f"timed out after {timeout}s waiting for {what}; last API calls:\n{recent}"
+
+    def _channel(self, channel_id: str) -> Channel:
+        channel = self.workspace.channels.get(channel_id)
+        if channel is None:
+            raise ValueError(f"unknown channel {channel_id}: add_channel() first")
+        return channel

@@ -1,0 +1,138 @@
+"""What Slack sends to an app: Events API envelopes, slash commands, Socket Mode frames.
+
+Pure builders; ``FakeSlack`` fills in the workspace's ids. Shapes follow real payloads
+(Slack's Events API docs and captured payloads such as the golden files of
+MercuryTechnologies/slack-web): a ``message`` with ``subtype: file_share`` carries
+``files``, ``upload: true``, ``display_as_bot: false`` and ``channel_type`` and, unlike
+plain messages, no ``team``; an ``app_mention`` carries ``files`` when the mention came
+with a file (``upload: false``, as observed) and has no ``channel_type``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+JSON = dict[str, Any]
+
+LOGIN_PAGE_HTML = """<!DOCTYPE html>
+<html lang="en-US">
+<head><meta charset="utf-8"><title>Slack</title></head>
+<body class="signin">
+<h1>Sign in to {team_name}</h1>
+<p>{team_domain}.slack.com</p>
+<form id="signin_form" action="/" method="post">
+<input type="email" name="email" placeholder="name@work-email.com">
+<input type="password" name="password" placeholder="Password">
+<button type="submit" id="signin_btn">Sign in</button>
+</form>
+</body>
+</html>
+"""
+
+SERVER_ERROR_HTML = "<html><head><title>Server Error</title></head><body><h1>Server Error</h1></body></html>"
+
+
+def signature(secret: str, timestamp: str, body: str | bytes) -> str:
+    """Slack's request signature: ``v0=`` + HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
+    text = body.decode() if isinstance(body, bytes) else body
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{text}".encode(), hashlib.sha256).hexdigest()
+    return f"v0={digest}"
+
+
+def message_event(message: JSON, *, channel: str, channel_type: str, subtype: str | None = None) -> JSON:
+    """A ``message`` event for a message a person posted (``message`` as the Web API shows it)."""
+    event: JSON = {"type": "message"}
+    if subtype:
+        event["subtype"] = subtype
+    event.update(_person_fields(message, channel))
+    if subtype == "file_share":
+        event.pop("team", None)
+    event["channel_type"] = channel_type
+    return event
+
+
+def app_mention_event(message: JSON, *, channel: str) -> JSON:
+    """An ``app_mention`` event for a message that mentions the bot."""
+    event: JSON = {"type": "app_mention"}
+    event.update(_person_fields(message, channel))
+    if "files" in message:
+        event["upload"] = False
+    return event
+
+
+def _person_fields(message: JSON, channel: str) -> JSON:
+    fields: JSON = {"text": message.get("text", "")}
+    if message.get("files"):
+        fields.update(files=message["files"], upload=True, display_as_bot=False)
+    for key in ("user", "ts", "team", "blocks", "client_msg_id", "thread_ts", "parent_user_id"):
+        if key in message:
+            fields[key] = message[key]
+    fields["channel"] = channel
+    fields["event_ts"] = message["ts"]
+    return fields
+
+
+def event_envelope(
+    event: JSON,
+    *,
+    team_id: str,
+    api_app_id: str,
+    bot_user_id: str,
+    verification_token: str,
+    event_id: str,
+    event_time: int,
+    is_ext_shared_channel: bool,
+) -> JSON:
+    """The outer ``event_callback`` envelope of the Events API."""
+    return {
+        "token": verification_token,
+        "team_id": team_id,
+        "context_team_id": team_id,
+        "context_enterprise_id": None,
+        "api_app_id": api_app_id,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": event_time,
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": is_ext_shared_channel,
+        "event_context": f"4-fake-{event_id}",
+    }
+
+
+def socket_envelope(
+    payload: JSON, *, envelope_type: str, envelope_id: str, retry_attempt: int, retry_reason: str
+) -> JSON:
+    """A Socket Mode frame carrying an event, a slash command or an interaction."""
+    envelope: JSON = {
+        "envelope_id": envelope_id,
+        "payload": payload,
+        "type": envelope_type,
+        "accepts_response_payload": envelope_type != "events_api",
+    }
+    if envelope_type == "events_api":
+        envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason)
+    return envelope
+
+
+def hello_frame(*, num_connections: int, app_id: str) -> JSON:
+    return {
+        "type": "hello",
+        "num_connections": num_connections,
+        "debug_info": {"host": "applink-fake-1", "build_number": 1, "approximate_connection_time": 18060},
+        "connection_info": {"app_id": app_id},
+    }
+
+
+def disconnect_frame(reason: str) -> JSON:
+    return {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake-1"}}

@@ -1,0 +1,490 @@
+"""The state of the fake Slack, as plain dataclasses a test can read.
+
+Everything here is data: who exists, which conversations there are, what was posted,
+which files are hosted, and the records of what reached the fake (API calls, downloads,
+uploads, response_url posts). The behaviour lives in ``slack_workspace`` (queries and
+rendering) and ``slack_web_api`` (the Web API methods).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+JSON = dict[str, Any]
+
+#: 2025-11-26 00:00:00 UTC, the second every fake timestamp counts from.
+BASE_EPOCH = 1_764_115_200
+
+TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+
+
+class TsClock:
+    """Hands out unique, strictly increasing Slack timestamps: "1764115200.000100", …"""
+
+    def __init__(self, start: int = BASE_EPOCH) -> None:
+        self._micros = start * 1_000_000
+
+    def next(self) -> str:
+        self._micros += 100
+        seconds, micros = divmod(self._micros, 1_000_000)
+        return f"{seconds}.{micros:06d}"
+
+    def now_seconds(self) -> int:
+        """The whole second of the latest timestamp (used for ``created`` fields)."""
+        return self._micros // 1_000_000
+
+
+# --------------------------------------------------------------------------- people
+
+
+@dataclass
+class User:
+    """A member of the workspace (or, with a different ``team_id``, a Slack Connect guest)."""
+
+    id: str
+    name: str
+    team_id: str
+    is_bot: bool = False
+    real_name: str = ""
+    display_name: str = ""
+    bot_id: str | None = None
+
+    def to_api(self, *, is_stranger: bool) -> JSON:
+        """The ``user`` object of ``users.info``."""
+        real_name = self.real_name or self.name.capitalize()
+        profile: JSON = {
+            "real_name": real_name,
+            "real_name_normalized": real_name,
+            "display_name": self.display_name or self.name,
+            "display_name_normalized": self.display_name or self.name,
+            "team": self.team_id,
+            "image_48": f"https://avatars.example/{self.id}_48.png",
+        }
+        if self.bot_id:
+            profile["bot_id"] = self.bot_id
+        user: JSON = {
+            "id": self.id,
+            "team_id": self.team_id,
+            "name": self.name,
+            "deleted": False,
+            "real_name": real_name,
+            "tz": "Europe/London",
+            "tz_label": "Greenwich Mean Time",
+            "tz_offset": 0,
+            "profile": profile,
+            "is_admin": False,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": self.is_bot,
+            "is_app_user": False,
+            "updated": BASE_EPOCH,
+        }
+        if is_stranger:
+            user["is_stranger"] = True
+        return user
+
+
+@dataclass
+class Channel:
+    """A conversation: public or private channel, or a DM (``is_im``, id starting with "D")."""
+
+    id: str
+    name: str
+    is_im: bool = False
+    is_private: bool = False
+    is_ext_shared: bool = False
+    members: set[str] = field(default_factory=set)
+    im_user: str | None = None  # the person on the other side of a DM
+    created: int = BASE_EPOCH
+
+    @property
+    def channel_type(self) -> Literal["im", "group", "channel"]:
+        """The ``channel_type`` of message events in this conversation."""
+        if self.is_im:
+            return "im"
+        return "group" if self.is_private else "channel"
+
+    def to_api(self, *, team_id: str, bot_user_id: str) -> JSON:
+        """The ``channel`` object of ``conversations.info``."""
+        if self.is_im:
+            return {
+                "id": self.id,
+                "created": self.created,
+                "is_archived": False,
+                "is_im": True,
+                "is_org_shared": False,
+                "is_ext_shared": self.is_ext_shared,
+                "is_private": True,
+                "context_team_id": team_id,
+                "updated": self.created * 1000,
+                "user": self.im_user,
+                "is_user_deleted": False,
+                "priority": 0,
+                "is_open": True,
+            }
+        return {
+            "id": self.id,
+            "name": self.name,
+            "name_normalized": self.name,
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": self.is_private,
+            "created": self.created,
+            "is_archived": False,
+            "is_general": False,
+            "unlinked": 0,
+            "is_shared": self.is_ext_shared,
+            "is_org_shared": False,
+            "is_ext_shared": self.is_ext_shared,
+            "is_pending_ext_shared": False,
+            "pending_shared": [],
+            "context_team_id": team_id,
+            "updated": self.created * 1000,
+            "parent_conversation": None,
+            "creator": next((m for m in sorted(self.members) if m != bot_user_id), bot_user_id),
+            "is_member": bot_user_id in self.members,
+            "shared_team_ids": [team_id],
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+        }
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass
+class Edit:
+    """One ``chat.update`` of a message: what it said before and after, and when."""
+
+    at: str
+    old_text: str
+    old_blocks: list[JSON] | None
+    new_text: str
+    new_blocks: list[JSON] | None
+
+
+@dataclass
+class StreamTask:
+    """A task card of a streamed message: its latest state and every update it received."""
+
+    id: str
+    title: str
+    status: str
+    details: str | None = None
+    output: str | None = None
+    history: list[JSON] = field(default_factory=list)
+
+
+@dataclass
+class StreamState:
+    """What ``chat.startStream`` / ``appendStream`` / ``stopStream`` built up on a message.
+
+    ``segments`` keeps the order things appeared in: ``("text", markdown)``,
+    ``("task", task_id)`` (where the task card first appeared) and ``("blocks", json)``.
+    """
+
+    recipient_user_id: str | None = None
+    recipient_team_id: str | None = None
+    task_display_mode: str = "timeline"
+    markdown: str = ""
+    tasks: dict[str, StreamTask] = field(default_factory=dict)
+    plan_title: str | None = None
+    final_blocks: list[JSON] | None = None
+    chunks: list[JSON] = field(default_factory=list)  # every chunk received, in order
+    segments: list[tuple[str, Any]] = field(default_factory=list)
+    streaming: bool = True
+    stopped_by: Literal["app", "timeout"] | None = None
+
+    @property
+    def state(self) -> Literal["streaming", "stopped"]:
+        return "streaming" if self.streaming else "stopped"
+
+
+@dataclass
+class Message:
+    """A message in a conversation, by a person or by the bot.
+
+    Deleted messages keep their content (``deleted`` is set) so a test can still inspect
+    them; the thread views leave them out.
+    """
+
+    channel: str
+    ts: str
+    text: str = ""
+    user: str | None = None
+    team: str | None = None
+    bot_id: str | None = None
+    app_id: str | None = None
+    thread_ts: str | None = None
+    subtype: str | None = None
+    blocks: list[JSON] | None = None
+    attachments: list[JSON] | None = None
+    files: list[JSON] = field(default_factory=list)
+    upload: bool = False
+    client_msg_id: str | None = None
+    reactions: dict[str, list[str]] = field(default_factory=dict)
+    edits: list[Edit] = field(default_factory=list)
+    deleted: bool = False
+    metadata: JSON | None = None
+    stream: StreamState | None = None
+    reply_broadcast: bool = False
+    #: the ``thread_ts`` the poster asked for; differs from ``thread_ts`` when Slack
+    #: posted the reply at the channel root because that thread did not exist.
+    requested_thread_ts: str | None = None
+    options: JSON = field(default_factory=dict)  # unfurl_links, unfurl_media, mrkdwn, …
+
+    @property
+    def is_reply(self) -> bool:
+        return self.thread_ts is not None and self.thread_ts != self.ts
+
+    @property
+    def by_bot(self) -> bool:
+        return self.bot_id is not None
+
+    def to_api(self) -> JSON:
+        """The message as the Web API returns it (without thread counters)."""
+        if self.deleted:
+            return self._tombstone()
+        body: JSON = {"type": "message", "ts": self.ts, "text": self.text}
+        if self.subtype:
+            body["subtype"] = self.subtype
+        if self.user:
+            body["user"] = self.user
+        if self.team:
+            body["team"] = self.team
+        if self.bot_id:
+            body["bot_id"] = self.bot_id
+            body["app_id"] = self.app_id
+            body["bot_profile"] = {"id": self.bot_id, "app_id": self.app_id, "deleted": False, "team_id": self.team}
+        if self.client_msg_id:
+            body["client_msg_id"] = self.client_msg_id
+        if self.blocks is not None:
+            body["blocks"] = self.blocks
+        if self.attachments:
+            body["attachments"] = self.attachments
+        if self.files:
+            body.update(files=self.files, upload=self.upload, display_as_bot=False)
+        if self.thread_ts:
+            body["thread_ts"] = self.thread_ts
+        if self.edits:
+            body["edited"] = {"user": self.user, "ts": self.edits[-1].at}
+        if self.reactions:
+            body["reactions"] = [
+                {"name": name, "users": list(users), "count": len(users)} for name, users in self.reactions.items()
+            ]
+        if self.metadata is not None:
+            body["metadata"] = self.metadata
+        return body
+
+    def _tombstone(self) -> JSON:
+        return {
+            "type": "message",
+            "subtype": "tombstone",
+            "text": "This message was deleted.",
+            "user": "USLACKBOT",
+            "hidden": True,
+            "ts": self.ts,
+            "thread_ts": self.thread_ts or self.ts,
+        }
+
+
+@dataclass
+class Ephemeral:
+    """A message only ``user`` sees (``chat.postEphemeral`` or an ephemeral response_url post)."""
+
+    channel: str
+    user: str
+    ts: str
+    text: str
+    blocks: list[JSON] | None = None
+    thread_ts: str | None = None
+    source: str = "chat.postEphemeral"
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass
+class SlackFile:
+    """A file Slack hosts: shared by a person (``host_file``) or uploaded by the bot.
+
+    ``state`` follows the external upload flow: ``pending`` (URL issued), ``uploaded``
+    (bytes received), ``complete`` (``files.completeUploadExternal`` done, or hosted by a
+    test); ``deleted`` files are gone.
+    """
+
+    id: str
+    name: str
+    title: str
+    mimetype: str
+    filetype: str
+    user: str
+    user_team: str
+    created: int
+    content: bytes | None = None
+    claimed_size: int | None = None  # what Slack says the size is, when a test lies
+    state: Literal["pending", "uploaded", "complete", "deleted"] = "complete"
+    expected_length: int | None = None
+    upload_ticket: str | None = None
+    alt_txt: str | None = None
+    snippet_type: str | None = None
+    shares: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, message ts, channel_type)
+
+    @property
+    def size(self) -> int:
+        if self.claimed_size is not None:
+            return self.claimed_size
+        return len(self.content or b"")
+
+    def private_path(self, team_id: str, *, download: bool = False) -> str:
+        """The path of ``url_private`` (or ``url_private_download``) on the fake."""
+        middle = "/download" if download else ""
+        return f"/files-pri/{team_id}-{self.id}{middle}/{quote(self.name, safe='')}"
+
+    def to_api(self, *, base_url: str, team_id: str, team_domain: str) -> JSON:
+        """The file object of event payloads and ``files.info``."""
+        body: JSON = {
+            "id": self.id,
+            "created": self.created,
+            "timestamp": self.created,
+            "name": self.name,
+            "title": self.title,
+            "mimetype": self.mimetype,
+            "filetype": self.filetype,
+            "pretty_type": self.filetype.upper(),
+            "user": self.user,
+            "user_team": self.user_team,
+            "editable": False,
+            "size": self.size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": any(kind == "channel" for _, _, kind in self.shares),
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": base_url + self.private_path(team_id),
+            "url_private_download": base_url + self.private_path(team_id, download=True),
+            "permalink": f"https://{team_domain}.slack.com/files/{self.user}/{self.id}/{quote(self.name, safe='')}",
+            "permalink_public": f"https://slack-files.com/{team_id}-{self.id}-0ce8936320",
+            "has_rich_preview": False,
+            "file_access": "visible",
+            "channels": self._shared_in("channel"),
+            "groups": self._shared_in("group"),
+            "ims": self._shared_in("im"),
+        }
+        if self.alt_txt:
+            body["alt_txt"] = self.alt_txt
+        return body
+
+    def _shared_in(self, kind: str) -> list[str]:
+        return sorted({channel for channel, _, channel_kind in self.shares if channel_kind == kind})
+
+    def stub(self) -> JSON:
+        """The bare file object Slack Connect events carry: fetch the rest with ``files.info``."""
+        return {
+            "id": self.id,
+            "mode": "file_access",
+            "file_access": "check_file_info",
+            "created": 0,
+            "timestamp": 0,
+            "user": "",
+        }
+
+
+# --------------------------------------------------------------------------- assistant threads
+
+
+@dataclass
+class AssistantThread:
+    """What the bot set on a thread with the ``assistant.threads.*`` methods."""
+
+    channel_id: str
+    thread_ts: str
+    status: str = ""
+    loading_messages: list[str] | None = None
+    status_history: list[str] = field(default_factory=list)
+    prompts: list[JSON] = field(default_factory=list)
+    prompts_title: str | None = None
+    title: str | None = None
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class ApiCall:
+    """One Web API request that reached the fake (recorded even when it failed)."""
+
+    method: str
+    params: JSON
+    token: str | None
+    http_status: int = 200
+    response: JSON | None = None  # None for HTML/empty fault responses
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.response and self.response.get("ok"))
+
+    @property
+    def error(self) -> str | None:
+        return None if self.response is None else self.response.get("error")
+
+    def summary(self) -> str:
+        outcome = "ok" if self.ok else f"error={self.error or self.http_status}"
+        args = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
+        return f"{self.method}({args}) -> {outcome}"
+
+
+@dataclass
+class Download:
+    """A GET of a hosted file's ``url_private``/``url_private_download``."""
+
+    file_id: str
+    path: str
+    token: str | None
+    authorized: bool
+    status: int
+
+
+@dataclass
+class Upload:
+    """A POST of file bytes to an upload URL from ``files.getUploadURLExternal``."""
+
+    file_id: str | None
+    ticket: str
+    received: int
+    expected: int | None
+    accepted: bool
+    reason: str = ""
+
+
+@dataclass
+class ResponseUrlPost:
+    """A POST to a ``response_url`` the fake handed out (slash command or interaction)."""
+
+    url: str
+    payload: JSON
+    channel_id: str
+    user_id: str
+
+
+@dataclass
+class Fault:
+    """A failure ``fail_next`` queued for a method (or for "upload"/"download")."""
+
+    status: int = 200
+    error: str | None = None
+    retry_after: int | None = None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,155 @@
+"""The command line as an operator uses it: real processes, real signals, the fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from tests.conftest import STREAMING_CSV
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import FakeSlack
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _start(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env},
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _wait_for_line(stream: asyncio.StreamReader, pattern: str, seen: list[str]) -> str:
+    """Read lines until one matches (the process's own log says it is ready)."""
+    while line := (await asyncio.wait_for(stream.readline(), timeout=60)).decode():
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"process ended without printing {pattern!r}:\n{''.join(seen)}")
+
+
+async def test_a_missing_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    process = await _start("serve", env={"SLACK_BOT_TOKEN": "xoxb-1"}, cwd=tmp_path)
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert stderr.decode() == "slack-analyst: ANTHROPIC_API_KEY: is not set\n"
+
+
+async def test_a_malformed_setting_is_named(tmp_path: Path) -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "sk-ant-1"}
+    process = await _start("serve", env={**env, "ANALYST_MAX_FILE_MB": "ten"}, cwd=tmp_path)
+    _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert stderr.decode() == "slack-analyst: ANALYST_MAX_FILE_MB: should be a number, got 'ten'\n"
+
+
+async def test_settings_are_read_from_a_dot_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SLACK_BOT_TOKEN=xoxb-1\nANTHROPIC_API_KEY=sk-ant-1\nANALYST_CODE_EXECUTION=1999\n")
+    process = await _start("serve", "--http", env={"SLACK_SIGNING_SECRET": "s"}, cwd=tmp_path)
+    _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert stderr.decode().startswith("slack-analyst: ANALYST_CODE_EXECUTION: unknown tool version '1999'")
+
+
+async def test_serve_over_http_answers_a_mention_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    port = _free_port()
+    env = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ANTHROPIC_API_KEY": claude.api_key,
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "ANALYST_DB": str(tmp_path / "db.sqlite"),
+        "PORT": str(port),
+    }
+    process = await _start("serve", env=env, cwd=tmp_path)
+    assert process.stderr is not None
+    seen: list[str] = []
+    await _wait_for_line(process.stderr, r"listening for Slack events at http://", seen)
+    csv = slack.host_file(name="streaming.csv", content=STREAMING_CSV.read_bytes())
+    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what drives churn?", files=[csv])
+    status, _, _ = await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
+    assert status == 200
+    await slack.wait_for(
+        lambda: "white_check_mark" in slack.message("C0DATA", message["ts"]).reactions, timeout=60, what="the answer"
+    )
+    assert any("Free" in slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]))
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), timeout=60)
+    assert process.returncode == 0
+
+
+async def test_serve_over_socket_mode(tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_APP_TOKEN": slack.app_token,
+        "SLACK_API_URL": slack.api_url,
+        "ANTHROPIC_API_KEY": claude.api_key,
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "ANALYST_DB": str(tmp_path / "db.sqlite"),
+    }
+    process = await _start("serve", env=env, cwd=tmp_path)
+    await slack.wait_socket_connected(timeout=60)
+    csv = slack.host_file(name="streaming.csv", content=STREAMING_CSV.read_bytes())
+    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what drives churn?", files=[csv])
+    ack = await slack.deliver_socket(envelope, timeout=30)
+    assert ack["envelope_id"]
+    await slack.wait_for(
+        lambda: "white_check_mark" in slack.message("C0DATA", message["ts"]).reactions, timeout=60, what="the answer"
+    )
+    assert any("Free" in slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]))
+    process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(process.wait(), timeout=60)
+    assert process.returncode == 0
+
+
+async def test_ask_in_the_terminal(tmp_path: Path, claude: FakeAnthropic) -> None:
+    env = {
+        "ANTHROPIC_API_KEY": claude.api_key,
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "ANALYST_DB": str(tmp_path / "db.sqlite"),
+    }
+    process = await _start(
+        "ask", str(STREAMING_CSV), "-q", "what drives churn?", "--out", str(tmp_path / "out"), env=env, cwd=tmp_path
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    output = stdout.decode()
+    assert process.returncode == 0, stderr.decode()
+    assert "▶ step 1" in output and re.search(r"Free\D{0,40}4\d(\.\d)?%", output)
+    saved = tmp_path / "out" / "churn_by_tier.png"
+    assert saved.read_bytes().startswith(b"\x89PNG")
+    assert f"saved {saved}" in output
+
+
+async def test_ask_refuses_a_file_it_cannot_read(tmp_path: Path, claude: FakeAnthropic) -> None:
+    deck = tmp_path / "deck.pptx"
+    deck.write_bytes(b"PK\x03\x04")
+    env = {
+        "ANTHROPIC_API_KEY": claude.api_key,
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "ANALYST_DB": str(tmp_path / "d"),
+    }
+    process = await _start("ask", str(deck), env=env, cwd=tmp_path)
+    _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert "deck.pptx" in stderr.decode() and "CSV" in stderr.decode()
+    assert claude.requests == []

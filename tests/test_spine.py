@@ -1,0 +1,401 @@
+"""The spine, end to end: an @mention with a data file → analysis, charts and
+interpretation in the thread. The real bot against the loopback fakes."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.scripts import Action, Code, MaxTokens, Pause, Refuse, ScriptContext, Text, ToolError, scripted
+from tests.fakes.slack import FakeSlack
+from tests.harness import Harness
+
+
+async def test_mention_with_csv_gets_interpretation_chart_and_code_in_the_thread(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    csv = harness.file("streaming.csv", streaming_csv, mimetype="text/csv", filetype="csv")
+    asked = await harness.mention("what drives churn here?", files=[csv])
+
+    text = harness.thread_text(asked)
+    # The interpretation quotes the numbers the code computed (planted: Free ≈ 45 %).
+    free = re.search(r"Free\D{0,40}?(\d+(?:\.\d+)?)\s*%", text)
+    assert free is not None, text
+    assert 40 <= float(free.group(1)) <= 50
+    # The chart and the code are in the thread.
+    files = harness.thread_files(asked)
+    names = [f["name"] for f in files]
+    assert any(n.endswith(".png") for n in names), names
+    png = next(f for f in files if f["name"].endswith(".png"))
+    assert slack.file(png["id"]).content.startswith(b"\x89PNG")
+    assert "analysis_code.py" in names
+    # Done is shown on the asking message.
+    reactions = slack.message(asked.channel, asked.ts).reactions
+    assert "white_check_mark" in reactions and "eyes" not in reactions
+    # The file went to Anthropic once, and into the newest user turn as a container upload.
+    assert len(claude.uploads_of(streaming_csv)) == 1
+    first = claude.message_requests[0].body
+    uploads = [b for b in first["messages"][-1]["content"] if b["type"] == "container_upload"]
+    assert len(uploads) == 1
+    # The ledger has a finished run with its usage.
+    [run] = await harness.running.service.store.runs()
+    assert run["status"] == "succeeded"
+    assert run["input_tokens"] > 0 and run["output_tokens"] > 0
+    assert run["files_out"] >= 1 and run["code_executions"] >= 1
+    assert run["container_id"]
+
+
+async def test_two_questions_on_the_same_file_upload_it_once(
+    harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    first = await harness.mention("what drives churn?", files=[harness.file("streaming.csv", streaming_csv)])
+    # The same bytes shared again later, as a new Slack file with another name.
+    second = await harness.mention("summarise this", files=[harness.file("copy.csv", streaming_csv)])
+    assert len(claude.uploads_of(streaming_csv)) == 1
+    file_ids = {
+        block["file_id"]
+        for request in claude.message_requests
+        for block in request.body["messages"][0]["content"]
+        if block["type"] == "container_upload"
+    }
+    assert len(file_ids) == 1
+    for asked in (first, second):
+        assert "churn" in harness.thread_text(asked).lower()
+
+
+async def test_a_mention_delivered_as_both_events_is_analysed_once(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    asked = await harness.mention("why?", files=[harness.file("s.csv", streaming_csv)], via="both")
+    answers = [m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]
+    assert len(answers) == 1
+    assert len({r.body["messages"][0]["content"][-1]["text"] for r in claude.message_requests}) == 1
+    assert len(await harness.running.service.store.runs()) == 1
+    assert len(slack.calls_to("reactions.add")) == 2  # :eyes: then ✅, once each
+
+
+async def test_a_mention_delivered_only_as_a_file_share_message_is_analysed(
+    harness: Harness, streaming_csv: bytes
+) -> None:
+    asked = await harness.mention(
+        "<@UBOT> what drives churn?", files=[harness.file("s.csv", streaming_csv)], via="file_share"
+    )
+    assert "Free" in harness.thread_text(asked)
+
+
+async def test_a_file_share_without_a_mention_is_ignored(
+    harness: Harness, slack: FakeSlack, streaming_csv: bytes
+) -> None:
+    asked = await harness.mention("just sharing", files=[harness.file("s.csv", streaming_csv)], via="file_share")
+    assert harness.replies(asked) == []
+    assert slack.downloads == []
+
+
+async def test_xlsx_is_analysed(harness: Harness, streaming_csv: bytes, tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = tmp_path / "streaming.xlsx"
+    pd.read_csv(io.BytesIO(streaming_csv)).head(800).to_excel(path, index=False)
+    asked = await harness.mention("what drives churn?", files=[harness.file("streaming.xlsx", path.read_bytes())])
+    text = harness.thread_text(asked)
+    assert "Free" in text and "%" in text
+    assert any(f["name"].endswith(".png") for f in harness.thread_files(asked))
+
+
+async def test_two_files_both_reach_the_sandbox(harness: Harness, claude: FakeAnthropic, streaming_csv: bytes) -> None:
+    prices = b"tier,monthly_price\nFree,0\nBasic,8.99\nPremium,15.99\n"
+    asked = await harness.mention(
+        "join these and tell me about churn",
+        files=[harness.file("streaming.csv", streaming_csv), harness.file("prices.csv", prices)],
+    )
+    request = claude.message_requests[0].body
+    content = request["messages"][-1]["content"]
+    assert [b["type"] for b in content].count("container_upload") == 2
+    assert "prices.csv" in content[-1]["text"] and "streaming.csv" in content[-1]["text"]
+    container = claude.containers[claude.responses[0]["container"]["id"]]
+    assert sorted(p.name for p in container.inputs.iterdir()) == ["prices.csv", "streaming.csv"]
+    assert "Free" in harness.thread_text(asked)
+
+
+async def test_a_mention_with_no_file_and_no_question_gets_a_how_to(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    asked = await harness.mention("")
+    [reply] = harness.replies(asked)
+    assert "Share a data file" in slack.visible_text(reply)
+    assert claude.requests == []
+    assert await harness.running.service.store.runs() == []
+
+
+async def test_a_question_without_a_file_is_still_answered(harness: Harness, claude: FakeAnthropic) -> None:
+    asked = await harness.mention("what is the mean of 3, 4 and 8?")
+    assert claude.uploads == []
+    assert all(b["type"] != "container_upload" for b in claude.message_requests[0].body["messages"][0]["content"])
+    assert harness.replies(asked)
+    [run] = await harness.running.service.store.runs()
+    assert run["status"] in ("succeeded", "failed") and run["finished_at"]
+
+
+async def test_an_oversized_file_is_refused_before_download(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    big = harness.file("huge.csv", b"a,b\n1,2\n", size=150 * 1024 * 1024)
+    asked = await harness.mention("analyse this", files=[big])
+    text = harness.thread_text(asked)
+    assert "huge.csv" in text and "150.0 MB" in text and "100.0 MB" in text
+    assert slack.downloads == []
+    assert claude.requests == []
+    [run] = await harness.running.service.store.runs()
+    assert run["status"] == "refused"
+    assert "warning" in slack.message(asked.channel, asked.ts).reactions
+
+
+async def test_a_file_larger_than_claimed_is_cut_off_during_download(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    async with Harness({**env, "ANALYST_MAX_FILE_MB": "0.5"}, slack, claude) as harness:
+        lying = harness.file("big.csv", b"a,b\n" + b"1,2\n" * 200_000, size=1000)
+        asked = await harness.mention("analyse", files=[lying])
+        assert "larger than this workspace's limit" in harness.thread_text(asked)
+        assert claude.requests == []
+
+
+async def test_an_unsupported_type_is_refused_with_the_accepted_list(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    deck = harness.file("deck.pptx", b"PK\x03\x04 not really", filetype="pptx")
+    asked = await harness.mention("analyse", files=[deck])
+    text = harness.thread_text(asked)
+    assert "deck.pptx" in text and "CSV" in text and "Excel" in text
+    assert slack.downloads == [] and claude.requests == []
+
+
+async def test_a_binary_file_named_csv_never_reaches_anthropic(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    fake_csv = harness.file("data.csv", b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 10)
+    asked = await harness.mention("analyse", files=[fake_csv])
+    assert "binary" in harness.thread_text(asked)
+    assert len(slack.downloads) == 1
+    assert claude.requests == []
+
+
+async def test_one_bad_file_among_good_ones_is_skipped_with_a_note(
+    harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    asked = await harness.mention(
+        "analyse",
+        files=[
+            harness.file("streaming.csv", streaming_csv),
+            harness.file("notes.docx", b"PK\x03\x04", filetype="docx"),
+        ],
+    )
+    text = harness.thread_text(asked)
+    assert "notes.docx" in text and "the rest" in text
+    assert len(claude.uploads) == 1 and "Free" in text
+
+
+async def test_a_mention_inside_a_thread_is_answered_in_that_thread(
+    harness: Harness, slack: FakeSlack, streaming_csv: bytes
+) -> None:
+    root = slack.post_user_message("C0DATA", "U0BOB", "our churn data is attached below")
+    asked = await harness.mention(
+        "what drives churn?", files=[harness.file("s.csv", streaming_csv)], thread_ts=root["ts"]
+    )
+    assert asked.thread_ts == root["ts"]
+    replies = harness.replies(asked)
+    assert replies and all(m.thread_ts == root["ts"] for m in replies)
+    assert [m for m in slack.channel_messages("C0DATA") if m.bot_id and m.thread_ts in (None, m.ts)] == []
+
+
+async def test_messages_from_bots_are_ignored(harness: Harness, slack: FakeSlack, claude: FakeAnthropic) -> None:
+    slack.add_user("U0OTHERBOT", "otherbot", is_bot=True)
+    slack.workspace.channels["C0DATA"].members.add("U0OTHERBOT")
+    message, envelope = slack.mention_event("C0DATA", "U0OTHERBOT", "analyse")
+    envelope["event"]["bot_id"] = "B0OTHER"
+    status, _ = await harness.deliver(envelope)
+    assert status == 200
+    await harness.settle()
+    assert [m for m in slack.thread("C0DATA", message["ts"]) if m.bot_id] == []
+    assert claude.requests == []
+
+
+async def test_files_announced_without_details_are_looked_up(
+    harness: Harness, slack: FakeSlack, streaming_csv: bytes
+) -> None:
+    csv = harness.file("streaming.csv", streaming_csv)
+    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "churn?", files=[csv], file_access="check_file_info")
+    assert "url_private_download" not in envelope["event"]["files"][0]
+    await harness.deliver(envelope)
+    await harness.settle()
+    assert slack.calls_to("files.info")
+    assert "Free" in "\n".join(slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]))
+
+
+async def test_a_login_page_instead_of_the_file_is_reported(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    slack.fail_next("download", status=200)
+    asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    assert "files:read" in harness.thread_text(asked)
+    assert claude.requests == []
+    [run] = await harness.running.service.store.runs()
+    assert run["status"] == "failed" and "text/html" in run["error"]
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["code_execution_20250522", "code_execution_20250825", "code_execution_20260120", "code_execution_20260521"],
+)
+async def test_every_code_execution_version_works_with_its_headers(
+    version: str, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    async with Harness({**env, "ANALYST_CODE_EXECUTION": version}, slack, claude) as harness:
+        asked = await harness.mention("what drives churn?", files=[harness.file("s.csv", streaming_csv)])
+        assert "Free" in harness.thread_text(asked)
+        assert any(f["name"].endswith(".png") for f in harness.thread_files(asked))
+    request = claude.message_requests[0]
+    assert request.body["tools"] == [{"type": version, "name": "code_execution"}]
+    assert request.betas == (["code-execution-2025-05-22"] if version.endswith("20250522") else [])
+
+
+async def test_a_paused_turn_is_continued_in_the_same_container(harness: Harness, claude: FakeAnthropic) -> None:
+    claude.script = scripted(
+        Code("print(6 * 7)"),
+        Pause(),
+        Code("print('second step')"),
+        Pause(),
+        Text(lambda ctx: f"The answer is {ctx.runs[0].stdout.strip()}."),
+    )
+    asked = await harness.mention("compute it")
+    assert "The answer is 42." in harness.thread_text(asked)
+    requests = claude.message_requests
+    assert len(requests) == 3
+    containers = {r.body.get("container") for r in requests[1:]}
+    assert containers == {claude.responses[0]["container"]["id"]}
+    assert requests[2].body["messages"][-1]["role"] == "assistant"  # the paused content, echoed back
+
+
+async def test_endless_pausing_is_capped(env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic) -> None:
+    def forever(ctx: ScriptContext) -> Iterator[Action]:
+        for step in range(100):
+            yield Code(f"print({step})")
+            yield Pause()
+
+    claude.script = forever
+    async with Harness({**env, "ANALYST_MAX_CONTINUATIONS": "2"}, slack, claude) as harness:
+        asked = await harness.mention("loop")
+        assert len(claude.message_requests) == 3
+        assert "stopped after 3 rounds" in harness.thread_text(asked)
+
+
+async def test_an_answer_cut_at_max_tokens_says_so(harness: Harness, claude: FakeAnthropic) -> None:
+    claude.script = scripted(Code("print(1)"), MaxTokens("Churn is driven mostly by"))
+    asked = await harness.mention("why?")
+    text = harness.thread_text(asked)
+    assert "Churn is driven mostly by" in text and "cut off" in text
+
+
+async def test_a_refusal_is_explained(harness: Harness, slack: FakeSlack, claude: FakeAnthropic) -> None:
+    claude.script = scripted(Refuse())
+    asked = await harness.mention("do something bad")
+    assert "declined" in harness.thread_text(asked)
+    [run] = await harness.running.service.store.runs()
+    assert run["status"] == "failed" and "refusal" in run["error"]
+    assert "warning" in slack.message(asked.channel, asked.ts).reactions
+
+
+async def test_a_step_that_times_out_is_reported_in_the_answer(harness: Harness, claude: FakeAnthropic) -> None:
+    claude.script = scripted(ToolError("execution_time_exceeded"), Text("Partial findings only."))
+    asked = await harness.mention("heavy job")
+    text = harness.thread_text(asked)
+    assert "Partial findings only." in text and "ran longer than the sandbox allows" in text
+
+
+async def test_a_failing_step_shows_in_progress_and_the_analysis_goes_on(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    claude.script = scripted(Code("raise ValueError('bad column')"), Code("print('ok')"), Text("Recovered."))
+    asked = await harness.mention("go")
+    progress = next(m for m in harness.replies(asked) if m.stream is not None)
+    statuses = [task.status for task in progress.stream.tasks.values()]
+    assert "error" in statuses and statuses.count("complete") >= 2
+    assert "Recovered." in harness.thread_text(asked)
+
+
+async def test_anthropic_outage_ends_as_a_clear_message_and_a_failed_run(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    claude.fail_next("messages", status=500, times=10, retry_after=0)
+    async with Harness({**env, "ANALYST_ANTHROPIC_MAX_RETRIES": "1"}, slack, claude) as harness:
+        asked = await harness.mention("anything?")
+        assert "Claude's service had an error. Try again in a few minutes." in harness.thread_text(asked)
+        [run] = await harness.running.service.store.runs()
+    assert run["status"] == "failed" and "500" in run["error"]
+    assert len(claude.message_requests) == 2  # the first try and one SDK retry
+
+
+async def test_a_rejected_api_key_says_retrying_will_not_help(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    async with Harness({**env, "ANTHROPIC_API_KEY": "sk-ant-wrong"}, slack, claude) as harness:
+        asked = await harness.mention("anything?", files=[harness.file("a.csv", b"a,b\n1,2\n")])
+        text = harness.thread_text(asked)
+    assert "API key was rejected" in text and "ANTHROPIC_API_KEY" in text
+    assert "sk-ant-wrong" not in text
+
+
+async def test_slack_rate_limits_are_retried(harness: Harness, slack: FakeSlack, streaming_csv: bytes) -> None:
+    slack.fail_next("chat.postMessage", status=429, retry_after=0)
+    asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    assert "Free" in harness.thread_text(asked)
+    assert any(c.http_status == 429 for c in slack.calls_to("chat.postMessage"))
+
+
+async def test_a_long_answer_is_split_across_messages(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    paragraphs = [f"Finding {i}: " + "the data shows a pattern " * 30 for i in range(60)]
+    claude.script = scripted(Text("\n\n".join(paragraphs)))
+    asked = await harness.mention("tell me everything")
+    answers = [m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]
+    assert len(answers) >= 3
+    shown = "\n".join(slack.visible_text(m) for m in answers)
+    for paragraph in paragraphs:
+        assert paragraph.strip() in shown
+
+
+async def test_output_files_are_capped_with_a_note(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    claude.script = scripted(
+        Code(
+            "import os\n"
+            "for i in range(5):\n"
+            "    open(os.path.join(os.environ['OUTPUT_DIR'], f'table_{i}.csv'), 'w').write('a\\n1\\n')\n"
+        ),
+        Text("Five tables."),
+    )
+    async with Harness({**env, "ANALYST_MAX_OUTPUT_FILES": "3"}, slack, claude) as harness:
+        asked = await harness.mention("make tables")
+        posted = [f["name"] for f in harness.thread_files(asked) if f["name"] != "analysis_code.py"]
+        assert len(posted) == 3
+        assert "2 more files were held back" in harness.thread_text(asked)
+
+
+async def test_health_and_signature_checks(harness: Harness, slack: FakeSlack) -> None:
+    async with aiohttp.ClientSession() as http, http.get(harness.running.url + "/healthz") as response:
+        assert response.status == 200
+        assert (await response.json())["ok"] is True
+    _, envelope = slack.mention_event("C0DATA", "U0ALICE", "hi")
+    status, _ = await harness.deliver(envelope, secret="not-the-secret")
+    assert status == 401
+    status, _ = await harness.deliver(envelope, timestamp=int(time.time()) - 3600)
+    assert status == 401
