@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+import httpx2
 
 from bot.errors import describe_anthropic_error, describe_tool_error
 from bot.events import (
@@ -175,7 +176,7 @@ class Engine:
                 _echo(messages, message)
                 log.info("pause_turn: continuing (%d of %d)", call + 1, self.settings.max_continuations)
             yield self._finish("pause_turn_cap", turn)
-        except anthropic.APIError as error:
+        except (anthropic.APIError, httpx2.TransportError) as error:
             problem = describe_anthropic_error(error)
             log.warning("analysis failed: %s", problem.detail)
             yield Failed(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anthropic
+import httpx2
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,32 @@ def describe_tool_error(code: str) -> str:
     return TOOL_ERRORS.get(code, f"the sandbox reported `{code}`")
 
 
+def _error_type(error: anthropic.APIStatusError) -> str | None:
+    """The API's error type (``overloaded_error``, …), also for errors sent inside a stream."""
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    value = inner.get("type") if isinstance(inner, dict) else None
+    return str(value) if value else getattr(error, "type", None)
+
+
 def _request_id(error: anthropic.APIStatusError) -> str:
     request_id = getattr(error, "request_id", None)
     return f" request_id={request_id}" if request_id else ""
 
 
-def describe_anthropic_error(error: anthropic.APIError) -> Problem:
-    """What to tell a person when the Anthropic API failed (after the SDK's own retries)."""
+def describe_anthropic_error(error: anthropic.APIError | httpx2.TransportError) -> Problem:
+    """What to tell a person when the Anthropic API failed (after the SDK's own retries).
+
+    Errors inside a streamed answer arrive differently: a broken connection as a raw
+    transport error, an ``error`` event as an APIStatusError with the event's type.
+    """
+    if isinstance(error, httpx2.TransportError):
+        return Problem(
+            "The connection to Claude broke in the middle of the answer, so I haven't posted a partial "
+            "result. Try again.",
+            True,
+            f"anthropic stream broken: {error!r}",
+        )
     if isinstance(error, anthropic.APITimeoutError):
         return Problem("Claude took too long to answer. Try again in a minute.", True, "anthropic timeout")
     if isinstance(error, anthropic.APIConnectionError):
@@ -64,7 +84,8 @@ def describe_anthropic_error(error: anthropic.APIError) -> Problem:
         return Problem("Something went wrong talking to Claude. Try again.", True, f"anthropic: {error}")
     detail = f"anthropic {error.status_code}: {error.message}{_request_id(error)}"
     status = error.status_code
-    if isinstance(error, anthropic.OverloadedError) or status == 529:
+    error_type = _error_type(error)
+    if error_type == "overloaded_error" or isinstance(error, anthropic.OverloadedError) or status == 529:
         return Problem("Claude is overloaded right now. Try again in a few minutes.", True, detail)
     if isinstance(error, anthropic.RateLimitError):
         return Problem("This workspace has hit its Anthropic rate limit. Try again in a few minutes.", True, detail)

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import httpx2
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -164,7 +165,7 @@ class AnalystService:
         except UserFacingError as failure:
             status, error = failure.status, failure.detail
             await publisher.post_error(failure.message)
-        except anthropic.APIError as api_error:
+        except (anthropic.APIError, httpx2.TransportError) as api_error:
             problem = describe_anthropic_error(api_error)
             status, error = "failed", problem.detail
             await publisher.post_error(problem.message)

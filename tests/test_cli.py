@@ -47,7 +47,7 @@ async def _wait_for_line(stream: asyncio.StreamReader, pattern: str, seen: list[
 
 async def test_a_missing_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     process = await _start("serve", env={"SLACK_BOT_TOKEN": "xoxb-1"}, cwd=tmp_path)
-    stdout, stderr = await process.communicate()
+    _, stderr = await process.communicate()
     assert process.returncode == 2
     assert stderr.decode() == "slack-analyst: ANTHROPIC_API_KEY: is not set\n"
 

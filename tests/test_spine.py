@@ -399,3 +399,24 @@ async def test_health_and_signature_checks(harness: Harness, slack: FakeSlack) -
     assert status == 401
     status, _ = await harness.deliver(envelope, timestamp=int(time.time()) - 3600)
     assert status == 401
+
+
+async def test_a_stream_broken_mid_answer_is_reported_not_posted_half(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    claude.break_stream_next(after_events=8)
+    async with Harness({**env, "ANALYST_ANTHROPIC_MAX_RETRIES": "0"}, slack, claude) as harness:
+        asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+        text = harness.thread_text(asked)
+        [run] = await harness.running.service.store.runs()
+    assert "connection to Claude broke" in text
+    assert not [m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]
+    assert run["status"] == "failed" and "stream broken" in run["error"]
+
+
+async def test_an_overload_error_inside_the_stream_says_claude_is_busy(
+    harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    claude.error_stream_next(after_events=5)
+    asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    assert "Claude is overloaded right now" in harness.thread_text(asked)
