@@ -8,6 +8,7 @@ the blocks of every tool version into the same events. It knows nothing of Slack
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,9 @@ class _Turn:
         return "\n\n".join(part.strip() for part in self.answer_parts if part.strip())
 
 
+_RUN_SCRIPT = re.compile(r"^\s*python3?\s+(?:-u\s+)?(\S+\.py)\s*$")
+
+
 def step_title(block: Any) -> tuple[str, str, str]:
     """(title, language, code) for a ``server_tool_use`` block of any tool version."""
     tool_input = block.input if isinstance(block.input, dict) else {}
@@ -83,7 +87,9 @@ def step_title(block: Any) -> tuple[str, str, str]:
         return "Running Python", "python", str(tool_input.get("code", ""))
     if block.name == "bash_code_execution":
         command = str(tool_input.get("command", ""))
-        return "Running a command", "bash", command
+        script = _RUN_SCRIPT.match(command)
+        title = f"Running {script.group(1).rsplit('/', 1)[-1]}" if script else "Running a command"
+        return title, "bash", command
     if block.name == "text_editor_code_execution":
         path = str(tool_input.get("path", ""))
         action = str(tool_input.get("command", ""))
@@ -209,7 +215,8 @@ class Engine:
             step = turn.step_of_tool_use.get(block.id, turn.steps)
             title, language, code = step_title(block)
             turn.answer_parts.clear()  # text before a step is narration, not the answer
-            return [StepStarted(step, title), CodeWritten(step, language, code)] if code else [StepStarted(step, title)]
+            started = StepStarted(step, title, runs_code=block.name != "text_editor_code_execution")
+            return [started, CodeWritten(step, language, code)] if code else [started]
         if block.type in TOOL_RESULT_TYPES:
             step = turn.step_of_tool_use.get(block.tool_use_id, turn.steps)
             output = result_output(step, block)

@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class StepStarted:
-    """Claude started a step in the sandbox (running code, editing a file)."""
+    """Claude started a step in the sandbox (running code, editing a file).
+
+    Announced twice: when the step begins (generic title) and once its input is known.
+    ``runs_code`` is False for file edits and views, which execute nothing.
+    """
 
     step: int
     title: str
+    runs_code: bool = True
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class PublishResult:
     outcome: Done | Failed
     files_posted: int = 0
     files_failed: list[str] = field(default_factory=list)
-    code_steps: int = 0
+    code_runs: int = 0
 
 
 class SlackPublisher:
@@ -180,6 +180,7 @@ class SlackPublisher:
         self.progress: Progress = _NoProgress()
         self.code: list[tuple[int, str, str]] = []
         self.titles: dict[int, str] = {}
+        self.runs: set[int] = set()  # steps that executed code
 
     # -- posting ---------------------------------------------------------------------
 
@@ -246,6 +247,10 @@ class SlackPublisher:
         async for event in events:
             if isinstance(event, StepStarted):
                 self.titles[event.step] = event.title
+                if event.runs_code:
+                    self.runs.add(event.step)
+                else:
+                    self.runs.discard(event.step)
                 await self._progress(f"step-{event.step}", event.title, "in_progress")
             elif isinstance(event, CodeWritten):
                 self.code.append((event.step, event.language, event.code))
@@ -257,7 +262,7 @@ class SlackPublisher:
                 return await self._done(event)
             elif isinstance(event, Failed):
                 await self._failed(event)
-                return PublishResult(event, code_steps=len(self.code))
+                return PublishResult(event, code_runs=len(self.runs))
         raise RuntimeError("the analysis ended without Done or Failed")
 
     async def _failed(self, failed: Failed) -> None:
@@ -272,7 +277,7 @@ class SlackPublisher:
         if done.answer or done.notes:
             for message in answer_messages(done.answer or "Here is what the analysis produced.", done.notes):
                 await self.post(message.text, blocks=message.blocks)
-        result = PublishResult(done, code_steps=len(self.code))
+        result = PublishResult(done, code_runs=len(self.runs))
         await self._post_files(done.files, result)
         await self._post_code()
         return result

@@ -216,7 +216,7 @@ class AnalystService:
         outcome = result.outcome
         await self.store.update_run(
             run_id,
-            code_executions=result.code_steps,
+            code_executions=result.code_runs,
             container_id=outcome.container_id,
             files_out=result.files_posted,
         )

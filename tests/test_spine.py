@@ -420,3 +420,59 @@ async def test_an_overload_error_inside_the_stream_says_claude_is_busy(
     claude.error_stream_next(after_events=5)
     asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
     assert "Claude is overloaded right now" in harness.thread_text(asked)
+
+
+async def test_every_subscribed_event_is_acknowledged(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    message, envelope = slack.message_event("C0DATA", "U0BOB", "lunch anyone?")
+    status, _ = await harness.deliver(envelope)
+    assert status == 200
+    await harness.settle()
+    assert [m for m in slack.thread("C0DATA", message["ts"]) if m.bot_id] == []
+    assert claude.requests == []
+
+
+async def test_a_retried_delivery_is_not_run_twice(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    status, _ = await harness.deliver(asked.envelope, retry_num=1, retry_reason="http_timeout")
+    assert status == 200
+    await harness.settle()
+    assert len(await harness.running.service.store.runs()) == 1
+    assert len([m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]) == 1
+
+
+async def test_a_file_anthropic_no_longer_has_is_uploaded_again(
+    harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    [first] = claude.uploads_of(streaming_csv)
+    claude.files[first.file_id].deleted = True
+    asked = await harness.mention("again?", files=[harness.file("s.csv", streaming_csv)])
+    assert len(claude.uploads_of(streaming_csv)) == 2
+    assert "Free" in harness.thread_text(asked)
+    rows = {r["id"]: r for r in await harness.running.service.store.files()}
+    assert rows[first.file_id]["deleted_at"] is not None
+
+
+async def test_replies_never_unfurl_links_and_the_ledger_counts_code_runs(
+    harness: Harness, slack: FakeSlack, streaming_csv: bytes
+) -> None:
+    await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    posts = slack.calls_to("chat.postMessage")
+    assert posts and all(c.params.get("unfurl_links") in (False, "false", "0") for c in posts)
+    assert all(c.params.get("unfurl_media") in (False, "false", "0") for c in posts)
+    [run] = await harness.running.service.store.runs()
+    assert run["code_executions"] == 2  # the analyst script runs two programs (plus two file edits)
+
+
+async def test_a_chart_that_fails_to_upload_does_not_lose_the_answer(
+    harness: Harness, slack: FakeSlack, streaming_csv: bytes
+) -> None:
+    slack.fail_next("files.getUploadURLExternal", error="invalid_arguments")
+    asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    text = harness.thread_text(asked)
+    assert "Free" in text
+    assert "I couldn't attach *churn_by_tier.png*" in text
