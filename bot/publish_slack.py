@@ -178,6 +178,7 @@ class SlackPublisher:
         self.max_file_bytes = max_file_bytes
         self.workdir = workdir
         self.progress: Progress = _NoProgress()
+        self.open_tasks: dict[str, str] = {}  # task id → title, for tasks still in progress
         self.code: list[tuple[int, str, str]] = []
         self.titles: dict[int, str] = {}
         self.runs: set[int] = set()  # steps that executed code
@@ -212,17 +213,22 @@ class SlackPublisher:
     # -- progress --------------------------------------------------------------------
 
     async def start_progress(self, title: str) -> None:
+        """Open the progress view, its first task being the data preparation."""
         try:
             self.progress = await StreamProgress.start(self.client, self.thread, title)
-            return
         except SlackApiError as error:
             log.info("streaming unavailable (%s); using an edited message", error.response.get("error"))
-        try:
-            self.progress = await MessageProgress.start(self.client, self.thread, title)
-        except SlackApiError as error:
-            log.warning("progress message failed: %s", error.response.get("error"))
+            try:
+                self.progress = await MessageProgress.start(self.client, self.thread, title)
+            except SlackApiError as error:
+                log.warning("progress message failed: %s", error.response.get("error"))
+        await self._progress("prepare", "Reading your data", "in_progress")
 
     async def _progress(self, task_id: str, title: str, status: str, output: str = "") -> None:
+        if status in ("in_progress", "pending"):
+            self.open_tasks[task_id] = title
+        else:
+            self.open_tasks.pop(task_id, None)
         try:
             await self.progress.update(task_id, title, status, output)
         except SlackApiError as error:
@@ -230,6 +236,9 @@ class SlackPublisher:
             self.progress = _NoProgress()
 
     async def _finish_progress(self, summary: str, ok: bool) -> None:
+        """Close every task still open (done, or stopped by the failure) and end the view."""
+        for task_id, title in list(self.open_tasks.items()):
+            await self._progress(task_id, title, "complete" if ok else "error")
         progress, self.progress = self.progress, _NoProgress()
         try:
             await progress.finish(summary, ok)

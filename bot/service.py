@@ -27,9 +27,9 @@ from bot.engine import Engine, InputFile, Job
 from bot.errors import UserFacingError, describe_anthropic_error, describe_slack_error
 from bot.events import Done, Event, Failed, Usage
 from bot.files_api import FilesApi
-from bot.filetypes import FileRefused, mime_type_for, precheck, sniff
+from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, sniff
 from bot.publish_slack import SlackPublisher, SlackThread
-from bot.requests import AnalysisRequest
+from bot.requests import AnalysisRequest, SlackFile
 from bot.sanitize import clean_question
 from bot.settings import Settings
 from bot.slack_files import complete_file, download
@@ -201,15 +201,21 @@ class AnalystService:
     async def _analyse(
         self, request: AnalysisRequest, question: str, truncated: bool, run_id: int, publisher: SlackPublisher
     ) -> tuple[str, str | None]:
-        names = [f.name for f in request.files if f.name]
-        title = (
-            f"Analysing {names[0]}"
-            if len(names) == 1
-            else (f"Analysing {len(names)} files" if names else "Working on your question")
-        )
+        accepted, refusals = await self._precheck(request)
+        if refusals and not accepted:
+            raise FileRefused("\n".join(refusals))
+        names = [file.name for file, _ in accepted]
+        if len(names) == 1:
+            title = f"Analysing {names[0]}"
+        else:
+            title = f"Analysing {len(names)} files" if names else "Working on your question"
         await publisher.start_progress(title)
         with tempfile.TemporaryDirectory(prefix="analyst-") as workdir:
-            inputs = await self._prepare_files(request, run_id, Path(workdir), publisher)
+            inputs = await self._fetch_and_upload(accepted, request, run_id, Path(workdir), refusals)
+        if refusals and not inputs:
+            raise FileRefused("\n".join(refusals))
+        if refusals:
+            await publisher.post(":information_source: " + "\n".join(refusals) + "\nI'll analyse the rest.")
         await publisher.prepared()
         job = Job(question=question, files=inputs, question_truncated=truncated)
         result = await publisher.publish(self._ledgered(self.engine.run(job), run_id))
@@ -243,16 +249,30 @@ class AnalystService:
                 await self.store.update_run(run_id, container_id=event.container_id)
             yield event
 
-    async def _prepare_files(
-        self, request: AnalysisRequest, run_id: int, workdir: Path, publisher: SlackPublisher
-    ) -> list[InputFile]:
-        """Check, download and upload (once per content) every file of the request."""
-        inputs: list[InputFile] = []
+    async def _precheck(self, request: AnalysisRequest) -> tuple[list[tuple[SlackFile, Kind]], list[str]]:
+        """Look every file up and refuse, before any download, those we can't take."""
+        accepted: list[tuple[SlackFile, Kind]] = []
         refusals: list[str] = []
         for shared in request.files:
             file = await complete_file(self.slack, shared)
             try:
-                kind = precheck(file.name, file.filetype, file.size, self.settings.max_file_bytes)
+                accepted.append((file, precheck(file.name, file.filetype, file.size, self.settings.max_file_bytes)))
+            except FileRefused as refusal:
+                refusals.append(str(refusal))
+        return accepted, refusals
+
+    async def _fetch_and_upload(
+        self,
+        files: list[tuple[SlackFile, Kind]],
+        request: AnalysisRequest,
+        run_id: int,
+        workdir: Path,
+        refusals: list[str],
+    ) -> list[InputFile]:
+        """Download each file, check its content, and upload it (once per content)."""
+        inputs: list[InputFile] = []
+        for file, kind in files:
+            try:
                 local = await download(
                     self.http,
                     file,
@@ -278,10 +298,6 @@ class AnalystService:
                 refusals.append(str(refusal))
                 continue
             inputs.append(InputFile(file_id, file.name, kind.name, local.size))
-        if refusals and not inputs:
-            raise FileRefused("\n".join(refusals))
-        if refusals:
-            await publisher.post(":information_source: " + "\n".join(refusals) + "\nI'll analyse the rest.")
         return inputs
 
     async def _names_in(self, text: str) -> dict[str, str]:

@@ -150,6 +150,7 @@ async def test_an_oversized_file_is_refused_before_download(
     asked = await harness.mention("analyse this", files=[big])
     text = harness.thread_text(asked)
     assert "huge.csv" in text and "150.0 MB" in text and "100.0 MB" in text
+    assert len(harness.replies(asked)) == 1  # just the refusal: no work was started
     assert slack.downloads == []
     assert claude.requests == []
     [run] = await harness.running.service.store.runs()
@@ -245,6 +246,8 @@ async def test_a_login_page_instead_of_the_file_is_reported(
     slack.fail_next("download", status=200)
     asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
     assert "files:read" in harness.thread_text(asked)
+    progress = next(m for m in harness.replies(asked) if m.stream is not None)
+    assert progress.stream.tasks["prepare"].status == "error"  # nothing is left spinning
     assert claude.requests == []
     [run] = await harness.running.service.store.runs()
     assert run["status"] == "failed" and "text/html" in run["error"]
@@ -476,3 +479,16 @@ async def test_a_chart_that_fails_to_upload_does_not_lose_the_answer(
     text = harness.thread_text(asked)
     assert "Free" in text
     assert "I couldn't attach *churn_by_tier.png*" in text
+
+
+async def test_without_streaming_progress_falls_back_to_an_edited_message(
+    harness: Harness, slack: FakeSlack, streaming_csv: bytes
+) -> None:
+    slack.fail_next("chat.startStream", error="feature_not_enabled")
+    asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+    progress = harness.replies(asked)[0]
+    assert progress.stream is None and progress.edits
+    assert "Running analysis_2.py" in slack.visible_text(progress) and "Done: 4 steps, 1 chart." in slack.visible_text(
+        progress
+    )
+    assert "Free" in harness.thread_text(asked)
