@@ -8,7 +8,9 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import STREAMING_CSV
 from tests.fakes.anthropic import FakeAnthropic
@@ -68,55 +70,45 @@ async def test_settings_are_read_from_a_dot_env_file(tmp_path: Path) -> None:
     assert stderr.decode().startswith("slack-analyst: ANALYST_CODE_EXECUTION: unknown tool version '1999'")
 
 
-async def test_serve_over_http_answers_a_mention_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic
+async def _mention_and_wait_for_the_answer(
+    slack: FakeSlack, deliver: Callable[[dict[str, Any]], Awaitable[object]]
 ) -> None:
-    port = _free_port()
-    env = {
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": slack.signing_secret,
-        "SLACK_API_URL": slack.api_url,
-        "ANTHROPIC_API_KEY": claude.api_key,
-        "ANTHROPIC_BASE_URL": claude.base_url,
-        "ANALYST_DB": str(tmp_path / "db.sqlite"),
-        "PORT": str(port),
-    }
-    process = await _start("serve", env=env, cwd=tmp_path)
-    assert process.stderr is not None
-    seen: list[str] = []
-    await _wait_for_line(process.stderr, r"listening for Slack events at http://", seen)
     csv = slack.host_file(name="streaming.csv", content=STREAMING_CSV.read_bytes())
     message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what drives churn?", files=[csv])
-    status, _, _ = await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
-    assert status == 200
+    await deliver(envelope)
     await slack.wait_for(
         lambda: "white_check_mark" in slack.message("C0DATA", message["ts"]).reactions, timeout=60, what="the answer"
     )
     assert any("Free" in slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]))
+
+
+async def test_serve_over_http_answers_a_mention_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, env: dict[str, str], slack: FakeSlack
+) -> None:
+    port = _free_port()
+    process = await _start("serve", env={**env, "PORT": str(port)}, cwd=tmp_path)
+    assert process.stderr is not None
+    await _wait_for_line(process.stderr, r"listening for Slack events at http://", [])
+
+    async def deliver(envelope: dict[str, Any]) -> None:
+        status, _, _ = await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
+        assert status == 200
+
+    await _mention_and_wait_for_the_answer(slack, deliver)
     process.send_signal(signal.SIGTERM)
     await asyncio.wait_for(process.wait(), timeout=60)
     assert process.returncode == 0
 
 
-async def test_serve_over_socket_mode(tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic) -> None:
-    env = {
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_APP_TOKEN": slack.app_token,
-        "SLACK_API_URL": slack.api_url,
-        "ANTHROPIC_API_KEY": claude.api_key,
-        "ANTHROPIC_BASE_URL": claude.base_url,
-        "ANALYST_DB": str(tmp_path / "db.sqlite"),
-    }
-    process = await _start("serve", env=env, cwd=tmp_path)
+async def test_serve_over_socket_mode(tmp_path: Path, env: dict[str, str], slack: FakeSlack) -> None:
+    process = await _start("serve", env={**env, "SLACK_APP_TOKEN": slack.app_token}, cwd=tmp_path)
     await slack.wait_socket_connected(timeout=60)
-    csv = slack.host_file(name="streaming.csv", content=STREAMING_CSV.read_bytes())
-    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what drives churn?", files=[csv])
-    ack = await slack.deliver_socket(envelope, timeout=30)
-    assert ack["envelope_id"]
-    await slack.wait_for(
-        lambda: "white_check_mark" in slack.message("C0DATA", message["ts"]).reactions, timeout=60, what="the answer"
-    )
-    assert any("Free" in slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]))
+
+    async def deliver(envelope: dict[str, Any]) -> None:
+        ack = await slack.deliver_socket(envelope, timeout=30)
+        assert ack["envelope_id"]
+
+    await _mention_and_wait_for_the_answer(slack, deliver)
     process.send_signal(signal.SIGINT)
     await asyncio.wait_for(process.wait(), timeout=60)
     assert process.returncode == 0
