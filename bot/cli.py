@@ -1,5 +1,5 @@
-"""The command line: ``slack-analyst serve`` runs the bot, ``slack-analyst ask`` analyses
-files in the terminal with the same engine (handy to check credentials and prompts).
+"""slack-analyst: `serve` runs the Slack bot; `ask` analyses local files in the terminal
+with the same engine (handy to check credentials and prompts).
 
 Settings come from the environment, plus a ``.env`` file in the working directory if
 there is one (real environment variables win). A bad setting stops start-up with one
@@ -89,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = error.response.get("error", "unknown error")
         print(f"slack-analyst: Slack refused the bot's credentials ({code}); check SLACK_BOT_TOKEN.", file=sys.stderr)
         return 2
-    except (aiohttp.ClientConnectionError, OSError) as error:
+    except aiohttp.ClientConnectionError as error:
+        url = os.environ.get("SLACK_API_URL") or "Slack"
+        print(f"slack-analyst: could not reach {url} ({error}); check the network or SLACK_API_URL.", file=sys.stderr)
+        return 1
+    except OSError as error:
         print(f"slack-analyst: could not start: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
