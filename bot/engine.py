@@ -16,6 +16,7 @@ from typing import Any
 import anthropic
 import httpx2
 
+from bot.conversation import mark_cache_breakpoint, storable
 from bot.errors import describe_anthropic_error, describe_tool_error
 from bot.events import (
     CodeWritten,
@@ -33,6 +34,11 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+WEB_SEARCH_TOOL = "web_search_20260318"
+WEB_FETCH_TOOL = "web_fetch_20260318"
+SKILLS_BETA = "skills-2025-10-02"
+
+WEB_RESULT_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result"})
 TOOL_RESULT_TYPES = frozenset(
     {
         "code_execution_tool_result",
@@ -54,10 +60,24 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Job:
+    """One question, in a new conversation or continuing one.
+
+    ``files`` are new with this question; ``thread_files`` are all the conversation's
+    files (new ones included), attached whenever the work starts in a fresh container.
+    ``history`` holds the earlier turns as API messages; ``container_id`` the container
+    they ran in (None when there is none, or it has expired: ``container_reset`` then
+    tells Claude its earlier sandbox state is gone).
+    """
+
     question: str
     files: Sequence[InputFile] = ()
+    thread_files: Sequence[InputFile] = ()
+    history: Sequence[dict[str, Any]] = ()
     container_id: str | None = None
+    container_reset: bool = False
     question_truncated: bool = False
+    asked_by: str | None = None
+    other_participant: bool = False
 
 
 @dataclass
@@ -71,6 +91,8 @@ class _Turn:
     tool_errors: list[str] = field(default_factory=list)
     files: list[OutputFile] = field(default_factory=list)
     container_id: str | None = None
+    container_expires_at: str | None = None
+    content: list[dict[str, Any]] = field(default_factory=list)  # every block of the answer, as JSON
 
     @property
     def answer(self) -> str:
@@ -78,6 +100,11 @@ class _Turn:
 
 
 _RUN_SCRIPT = re.compile(r"^\s*python3?\s+(?:-u\s+)?(\S+\.py)\s*$")
+
+
+def is_container_problem(error: anthropic.APIStatusError) -> bool:
+    """Whether the API refused the request because of the container we asked to reuse."""
+    return "container" in str(error.message).lower()
 
 
 def step_title(block: Any) -> tuple[str, str, str]:
@@ -100,6 +127,10 @@ def step_title(block: Any) -> tuple[str, str, str]:
         if action == "str_replace":
             return f"Editing {name}", "text", str(tool_input.get("new_str", ""))
         return f"Reading {name}", "text", ""
+    if block.name == "web_search":
+        return f"Searching the web for “{tool_input.get('query', '')}”", "text", ""
+    if block.name == "web_fetch":
+        return f"Reading {tool_input.get('url', 'a web page')}", "text", ""
     return f"Using {block.name}", "text", ""
 
 
@@ -131,68 +162,133 @@ class Engine:
         self.client = client
         self.settings = settings
 
+    def tools(self) -> list[dict[str, Any]]:
+        """The tool list: code execution, plus web search/fetch when configured."""
+        settings = self.settings
+        tools: list[dict[str, Any]] = [dict(settings.code_execution.definition)]
+        if settings.web_search_max_uses:
+            tools.append({"type": WEB_SEARCH_TOOL, "name": "web_search", "max_uses": settings.web_search_max_uses})
+        if settings.web_fetch_max_uses:
+            tools.append({"type": WEB_FETCH_TOOL, "name": "web_fetch", "max_uses": settings.web_fetch_max_uses})
+        tools[-1]["cache_control"] = {"type": "ephemeral"}
+        return tools
+
     def request_params(self, messages: list[dict[str, Any]], container_id: str | None) -> dict[str, Any]:
-        tool = self.settings.code_execution
+        settings = self.settings
         params: dict[str, Any] = {
-            "model": self.settings.model,
-            "max_tokens": self.settings.max_tokens,
+            "model": settings.model,
+            "max_tokens": settings.max_tokens,
             "system": [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}],
-            "tools": [tool.definition],
+            "tools": self.tools(),
             "messages": messages,
         }
-        if container_id:
+        if settings.skills:
+            container: dict[str, Any] = {
+                "skills": [{"type": "anthropic", "skill_id": skill, "version": "latest"} for skill in settings.skills]
+            }
+            if container_id:
+                container["id"] = container_id
+            params["container"] = container
+        elif container_id:
             params["container"] = container_id
-        if tool.beta:
-            params["extra_headers"] = {"anthropic-beta": tool.beta}
+        betas = [b for b in (settings.code_execution.beta, SKILLS_BETA if settings.skills else None) if b]
+        if betas:
+            params["extra_headers"] = {"anthropic-beta": ",".join(betas)}
         return params
 
     @staticmethod
-    def first_messages(job: Job) -> list[dict[str, Any]]:
-        """The conversation for a new question: container uploads in this (newest) user turn."""
-        notes = [FileNote(f.filename, f.kind, f.size_bytes) for f in job.files]
-        content: list[dict[str, Any]] = [{"type": "container_upload", "file_id": f.file_id} for f in job.files]
-        content.append({"type": "text", "text": user_prompt(job.question, notes, truncated=job.question_truncated)})
-        return [{"role": "user", "content": content}]
+    def messages_for(job: Job, *, fresh_container: bool, reset: bool) -> list[dict[str, Any]]:
+        """The earlier turns and the new question, with cache breakpoints.
+
+        Container uploads go in this (newest) user turn: only the new files when the
+        conversation's container is reused, every file of the conversation otherwise.
+        """
+        attach = list(job.thread_files or job.files) if fresh_container else list(job.files)
+        reattached = [f.filename for f in attach if f not in job.files] if reset else []
+        notes = [FileNote(f.filename, f.kind, f.size_bytes) for f in (attach if not job.history else job.files)]
+        text = user_prompt(
+            job.question,
+            notes,
+            truncated=job.question_truncated,
+            asked_by=job.asked_by,
+            other_participant=job.other_participant,
+            follow_up=bool(job.history),
+            reattached=reattached if reset else None,
+        )
+        content: list[dict[str, Any]] = [{"type": "container_upload", "file_id": f.file_id} for f in attach]
+        content.append({"type": "text", "text": text})
+        history = [{"role": m["role"], "content": [dict(b) for b in m["content"]]} for m in job.history]
+        if history:
+            mark_cache_breakpoint(history[-1])
+        newest = {"role": "user", "content": content}
+        mark_cache_breakpoint(newest)
+        return [*history, newest]
 
     async def run(self, job: Job) -> AsyncIterator[Event]:
-        """Analyse ``job``, yielding progress events and ending with Done or Failed."""
+        """Analyse ``job``, yielding progress events and ending with Done or Failed.
+
+        A container the API no longer accepts (expired, unknown) is replaced by a fresh
+        one with the conversation's files attached again, once, before any work began.
+        """
         turn = _Turn(container_id=job.container_id)
-        messages = self.first_messages(job)
-        try:
-            for call in range(self.settings.max_continuations + 1):
-                message = None
-                async for item in self._stream_once(messages, turn):
-                    if isinstance(item, anthropic.types.Message):
-                        message = item
-                    else:
-                        yield item
-                if message is None:  # pragma: no cover - the stream always ends with a message
-                    raise RuntimeError("stream ended without a message")
-                usage = _usage(message)
-                turn.usage = turn.usage + usage
-                yield usage
-                if message.container is not None:
-                    turn.container_id = message.container.id
-                for block in message.content:
-                    async for file_event in self._collect_files(block, turn):
-                        yield file_event
-                if message.stop_reason != "pause_turn":
-                    yield self._finish(message.stop_reason, turn)
-                    return
-                _echo(messages, message)
-                log.info("pause_turn: continuing (%d of %d)", call + 1, self.settings.max_continuations)
-            yield self._finish("pause_turn_cap", turn)
-        except (anthropic.APIError, httpx2.TransportError) as error:
-            problem = describe_anthropic_error(error)
-            log.warning("analysis failed: %s", problem.detail)
-            yield Failed(
-                problem.message,
-                retryable=problem.retryable,
-                usage=turn.usage,
-                steps=turn.steps,
-                container_id=turn.container_id,
-                detail=problem.detail,
-            )
+        reset = job.container_reset
+        while True:
+            messages = self.messages_for(job, fresh_container=turn.container_id is None, reset=reset)
+            try:
+                async for event in self._converse(messages, turn, job):
+                    yield event
+                return
+            except (anthropic.BadRequestError, anthropic.NotFoundError) as error:
+                if turn.container_id and not reset and turn.steps == 0 and is_container_problem(error):
+                    log.info("container %s is gone (%s); starting a fresh one", turn.container_id, error.message)
+                    turn.container_id = None
+                    reset = True
+                    continue
+                yield self._failed(error, turn)
+                return
+            except (anthropic.APIError, httpx2.TransportError) as error:
+                yield self._failed(error, turn)
+                return
+
+    async def _converse(self, messages: list[dict[str, Any]], turn: _Turn, job: Job) -> AsyncIterator[Event]:
+        """The API calls of one answer, continuing paused turns up to the cap."""
+        for call in range(self.settings.max_continuations + 1):
+            message = None
+            async for item in self._stream_once(messages, turn):
+                if isinstance(item, anthropic.types.Message):
+                    message = item
+                else:
+                    yield item
+            if message is None:  # pragma: no cover - the stream always ends with a message
+                raise RuntimeError("stream ended without a message")
+            usage = _usage(message)
+            turn.usage = turn.usage + usage
+            yield usage
+            if message.container is not None:
+                turn.container_id = message.container.id
+                turn.container_expires_at = message.container.expires_at.isoformat()
+            turn.content.extend(block.to_dict(mode="json") for block in message.content)
+            for block in message.content:
+                async for file_event in self._collect_files(block, turn):
+                    yield file_event
+            if message.stop_reason != "pause_turn":
+                yield self._finish(message.stop_reason, turn, messages)
+                return
+            _echo(messages, message)
+            log.info("pause_turn: continuing (%d of %d)", call + 1, self.settings.max_continuations)
+        yield self._finish("pause_turn_cap", turn, messages)
+
+    def _failed(self, error: anthropic.APIError | httpx2.TransportError, turn: _Turn) -> Failed:
+        problem = describe_anthropic_error(error)
+        log.warning("analysis failed: %s", problem.detail)
+        return Failed(
+            problem.message,
+            retryable=problem.retryable,
+            usage=turn.usage,
+            steps=turn.steps,
+            container_id=turn.container_id,
+            detail=problem.detail,
+        )
 
     async def _stream_once(
         self, messages: list[dict[str, Any]], turn: _Turn
@@ -215,8 +311,12 @@ class Engine:
             step = turn.step_of_tool_use.get(block.id, turn.steps)
             title, language, code = step_title(block)
             turn.answer_parts.clear()  # text before a step is narration, not the answer
-            started = StepStarted(step, title, runs_code=block.name != "text_editor_code_execution")
+            started = StepStarted(step, title, runs_code=block.name in ("code_execution", "bash_code_execution"))
             return [started, CodeWritten(step, language, code)] if code else [started]
+        if block.type in WEB_RESULT_TYPES:
+            step = turn.step_of_tool_use.get(block.tool_use_id, turn.steps)
+            error = getattr(block.content, "error_code", None)
+            return [StepOutput(step=step, error_code=str(error) if error else None)]
         if block.type in TOOL_RESULT_TYPES:
             step = turn.step_of_tool_use.get(block.tool_use_id, turn.steps)
             output = result_output(step, block)
@@ -242,7 +342,7 @@ class Engine:
             known.add(file_id)
             yield output
 
-    def _finish(self, stop_reason: str | None, turn: _Turn) -> Done | Failed:
+    def _finish(self, stop_reason: str | None, turn: _Turn, messages: list[dict[str, Any]]) -> Done | Failed:
         answer = turn.answer
         notes: list[str] = []
         errors = sorted(set(turn.tool_errors))
@@ -278,10 +378,14 @@ class Engine:
                 detail=f"empty answer, stop_reason={stop_reason}, tool_errors={errors}",
                 **common,  # type: ignore[arg-type]
             )
+        newest_user = next(m for m in reversed(messages) if m["role"] == "user")
         return Done(
             answer=answer,
             files=tuple(turn.files),
             notes=tuple(notes),
+            user_content=storable(newest_user["content"]),
+            assistant_content=storable(turn.content),
+            container_expires_at=turn.container_expires_at,
             **common,  # type: ignore[arg-type]
         )
 

@@ -8,6 +8,7 @@ consumers of the same stream. Every stream ends with exactly one :class:`Done` o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class Done:
     steps: int
     files: tuple[OutputFile, ...] = ()
     notes: tuple[str, ...] = field(default=())  # e.g. "the answer was cut off"
+    # The exchange as API content, for the conversation's history.
+    user_content: list[dict[str, Any]] = field(default_factory=list)
+    assistant_content: list[dict[str, Any]] = field(default_factory=list)
+    container_expires_at: str | None = None
 
 
 @dataclass(frozen=True)

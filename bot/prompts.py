@@ -49,19 +49,59 @@ class FileNote:
     size_bytes: int
 
 
-def user_prompt(question: str, files: Sequence[FileNote], *, truncated: bool = False) -> str:
-    """The text block of the user's turn: the files as data, then the question."""
+def user_prompt(
+    question: str,
+    files: Sequence[FileNote],
+    *,
+    truncated: bool = False,
+    asked_by: str | None = None,
+    other_participant: bool = False,
+    follow_up: bool = False,
+    reattached: Sequence[str] | None = None,
+) -> str:
+    """The text block of a user turn: the files as data, then the question.
+
+    On a follow-up only new files are listed; ``reattached`` names the files attached
+    again because the sandbox was reset; ``other_participant`` marks a question from
+    someone other than the person who started the conversation.
+    """
     lines: list[str] = []
+    if reattached is not None:
+        lines.append(
+            "(Your sandbox was reset since the last answer: files you wrote and variables from earlier steps "
+            "are gone. The conversation's data files have been attached again"
+            + (f": {', '.join(reattached)}." if reattached else ".")
+            + ")"
+        )
     if files:
-        lines.append("<files>")
+        lines.append("<files>" if not follow_up else "<new_files>")
         for note in files:
             lines.append(
                 f'<file name={quoteattr(note.filename)} type={quoteattr(note.kind)} bytes="{note.size_bytes}"/>'
             )
-        lines.append("</files>")
-    else:
+        lines.append("</files>" if not follow_up else "</new_files>")
+    elif not follow_up:
         lines.append(NO_FILE_QUESTION_HINT)
-    lines.append(f"<question>{escape(question or DEFAULT_QUESTION)}</question>")
+    attributes = ""
+    if asked_by:
+        role = "another participant in the thread" if other_participant else "the person you are helping"
+        attributes = f" from={quoteattr(asked_by)} role={quoteattr(role)}"
+    lines.append(f"<question{attributes}>{escape(question or DEFAULT_QUESTION)}</question>")
     if truncated:
         lines.append("(The question was cut to fit the length limit.)")
     return "\n".join(lines)
+
+
+ASSISTANT_GREETING = (
+    "Hi! Share a data file here (CSV, Excel, JSON, …) and ask me about it — I'll run the analysis "
+    "and show you the findings, charts and code."
+)
+
+SUGGESTED_PROMPTS: tuple[dict[str, str], ...] = (
+    {"title": "Find the main drivers of churn", "message": "What are the main drivers of churn in this data?"},
+    {
+        "title": "Summarise this table",
+        "message": "Summarise this table: what it contains, data quality issues and the key patterns.",
+    },
+    {"title": "Chart the trend over time", "message": "Chart the main trend over time in this data and explain it."},
+)

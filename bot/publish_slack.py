@@ -170,8 +170,10 @@ class SlackPublisher:
         max_files: int,
         max_file_bytes: int,
         workdir: Path | None = None,
+        assistant: bool = False,
     ) -> None:
         self.client = client
+        self.assistant = assistant
         self.files_api = files_api
         self.thread = thread
         self.max_files = max_files
@@ -214,6 +216,8 @@ class SlackPublisher:
 
     async def start_progress(self, title: str) -> None:
         """Open the progress view, its first task being the data preparation."""
+        if self.assistant:
+            await self.set_status("is analysing your data…")
         try:
             self.progress = await StreamProgress.start(self.client, self.thread, title)
         except SlackApiError as error:
@@ -223,6 +227,15 @@ class SlackPublisher:
             except SlackApiError as error:
                 log.warning("progress message failed: %s", error.response.get("error"))
         await self._progress("prepare", "Reading your data", "in_progress")
+
+    async def set_status(self, status: str) -> None:
+        """The assistant pane's status line (cleared by Slack when the bot replies)."""
+        try:
+            await self.client.assistant_threads_setStatus(
+                channel_id=self.thread.channel_id, thread_ts=self.thread.thread_ts, status=status
+            )
+        except SlackApiError as error:
+            log.info("assistant status not set: %s", error.response.get("error"))
 
     async def _progress(self, task_id: str, title: str, status: str, output: str = "") -> None:
         if status in ("in_progress", "pending"):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import tempfile
+import weakref
 from collections.abc import AsyncIterator, Coroutine
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -23,17 +22,20 @@ import httpx2
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engine import Engine, InputFile, Job
+from bot.conversation import replay
+from bot.engine import Engine, Job
 from bot.errors import UserFacingError, describe_anthropic_error, describe_slack_error
 from bot.events import Done, Event, Failed, Usage
 from bot.files_api import FilesApi
-from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, sniff
+from bot.filetypes import FileRefused
+from bot.intake import FileIntake, as_input
+from bot.people import People
 from bot.publish_slack import SlackPublisher, SlackThread
-from bot.requests import AnalysisRequest, SlackFile
+from bot.requests import AnalysisRequest
 from bot.sanitize import clean_question
 from bot.settings import Settings
-from bot.slack_files import complete_file, download
-from bot.store import Store
+from bot.slack_payloads import Share
+from bot.store import Conversation, ConversationStore, Store, ThreadFile, thread_key
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ HOW_TO = (
     "Hi! I'm a data analyst. Share a data file (CSV, Excel, JSON, Parquet, …) in a message that "
     "mentions me, with your question — for example _“@Analyst what drives churn here?”_ — and I'll "
     "run the analysis and post the findings, charts and code in the thread."
+)
+FOLLOW_UP_HOW_TO = (
+    "Ask me a follow-up about this data — for example _“now split that by country”_ — or attach another "
+    "file to add it to the conversation."
 )
 
 
@@ -95,15 +101,19 @@ class AnalystService:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.conversations = ConversationStore(store)
         self.slack = slack
         self.claude = claude
         self.http = http
         self.engine = Engine(claude, settings)
         self.files_api = FilesApi(claude, store)
+        self.intake = FileIntake(settings, slack, http, self.files_api)
+        self.people = People(slack)
         self.tasks = TaskTracker()
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
-        self._user_names: dict[str, str] = {}
+        # One analysis at a time per thread: they share a container and a history.
+        self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def start(self) -> None:
         """Check the Slack token and learn who the bot is."""
@@ -116,8 +126,30 @@ class AnalystService:
         """Start work on ``request`` in the background and return immediately."""
         self.tasks.spawn(self.handle(request), name=f"analysis {request.dedupe_key}")
 
+    def note_shares(self, shares: list[Share]) -> None:
+        """Remember files people shared (for ``/analyze`` without a link), in the background."""
+        if shares:
+            self.tasks.spawn(self._record_shares(shares), name="record shares")
+
+    async def _record_shares(self, shares: list[Share]) -> None:
+        for share in shares:
+            await self.conversations.record_share(
+                team_id=share.team_id, channel_id=share.channel_id, user_id=share.user_id, slack_file_id=share.file_id
+            )
+
     async def drain(self, timeout: float | None = None) -> bool:
         return await self.tasks.drain(timeout)
+
+    def _thread_lock(self, key: str) -> asyncio.Lock:
+        lock = self._thread_locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._thread_locks[key] = lock
+        return lock
+
+    async def is_conversation(self, channel_id: str, thread_ts: str) -> bool:
+        """Whether the bot has answered in this thread before."""
+        return await self.conversations.get(thread_key(channel_id, thread_ts)) is not None
 
     # -- one request -----------------------------------------------------------------
 
@@ -125,22 +157,31 @@ class AnalystService:
         if not await self.store.claim(request.dedupe_key):
             log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
             return
-        thread = SlackThread(request.team_id, request.channel_id, request.thread_ts, request.user_id)
-        publisher = SlackPublisher(
+        key = thread_key(request.channel_id, request.thread_ts)
+        async with self._thread_lock(key):
+            await self._handle(request, key)
+
+    def publisher_for(self, request: AnalysisRequest) -> SlackPublisher:
+        return SlackPublisher(
             self.slack,
             self.files_api,
-            thread,
+            SlackThread(request.team_id, request.channel_id, request.thread_ts, request.user_id),
             max_files=self.settings.max_output_files,
             max_file_bytes=self.settings.max_output_file_bytes,
+            assistant=request.source == "assistant",
         )
+
+    async def _handle(self, request: AnalysisRequest, key: str) -> None:
+        publisher = self.publisher_for(request)
         await publisher.react("eyes", message_ts=request.message_ts)
         question = clean_question(
             request.text,
             bot_user_id=self.bot_user_id,
-            user_names=await self._names_in(request.text),
+            user_names=await self.people.names_in(request.text, skip=self.bot_user_id),
         )
+        conversation = await self.conversations.get(key)
         if not request.files and not question.text:
-            await publisher.post(HOW_TO)
+            await publisher.post(HOW_TO if conversation is None else FOLLOW_UP_HOW_TO)
             await publisher.react("wave", remove="eyes", message_ts=request.message_ts)
             return
         run_id = await self.store.create_run(
@@ -158,7 +199,9 @@ class AnalystService:
         )
         status, error = "failed", None
         try:
-            status, error = await self._analyse(request, question.text, question.truncated, run_id, publisher)
+            status, error = await self._analyse(
+                request, key, conversation, question.text, question.truncated, run_id, publisher
+            )
         except FileRefused as refusal:
             status, error = "refused", str(refusal)
             await publisher.post_error(str(refusal))
@@ -199,25 +242,40 @@ class AnalystService:
             log.error("could not tell the thread about a failure: %s", error.response.get("error"))
 
     async def _analyse(
-        self, request: AnalysisRequest, question: str, truncated: bool, run_id: int, publisher: SlackPublisher
+        self,
+        request: AnalysisRequest,
+        key: str,
+        conversation: Conversation | None,
+        question: str,
+        truncated: bool,
+        run_id: int,
+        publisher: SlackPublisher,
     ) -> tuple[str, str | None]:
-        accepted, refusals = await self._precheck(request)
+        accepted, refusals = await self.intake.precheck(request.files)
         if refusals and not accepted:
             raise FileRefused("\n".join(refusals))
-        names = [file.name for file, _ in accepted]
-        if len(names) == 1:
-            title = f"Analysing {names[0]}"
-        else:
-            title = f"Analysing {len(names)} files" if names else "Working on your question"
-        await publisher.start_progress(title)
-        with tempfile.TemporaryDirectory(prefix="analyst-") as workdir:
-            inputs = await self._fetch_and_upload(accepted, request, run_id, Path(workdir), refusals)
-        if refusals and not inputs:
+        await publisher.start_progress(
+            _progress_title([f.name for f, _ in accepted], follow_up=conversation is not None)
+        )
+        new_files = await self.intake.fetch(
+            accepted, team_id=request.team_id, user_id=request.user_id, run_id=run_id, refusals=refusals
+        )
+        if refusals and not new_files and not (conversation and conversation.files):
             raise FileRefused("\n".join(refusals))
         if refusals:
             await publisher.post(":information_source: " + "\n".join(refusals) + "\nI'll analyse the rest.")
+        await self.conversations.ensure(
+            key,
+            team_id=request.team_id,
+            channel_id=request.channel_id,
+            thread_ts=request.thread_ts,
+            user_id=request.user_id,
+            source=request.source,
+        )
+        for file in new_files:
+            await self.conversations.add_file(key, file)
+        job = await self._job(request, conversation, new_files, question, truncated, run_id)
         await publisher.prepared()
-        job = Job(question=question, files=inputs, question_truncated=truncated)
         result = await publisher.publish(self._ledgered(self.engine.run(job), run_id))
         outcome = result.outcome
         await self.store.update_run(
@@ -226,11 +284,72 @@ class AnalystService:
             container_id=outcome.container_id,
             files_out=result.files_posted,
         )
-        if isinstance(outcome, Done):
-            for output in outcome.files:
-                await self.files_api.record_generated(output, team_id=request.team_id, run_id=run_id)
-            return "succeeded", None
-        return "failed", outcome.detail or outcome.message
+        if isinstance(outcome, Failed):
+            return "failed", outcome.detail or outcome.message
+        await self.conversations.record_exchange(
+            key,
+            run_id=run_id,
+            model=self.settings.model,
+            user_content=outcome.user_content,
+            assistant_content=outcome.assistant_content,
+            container_id=outcome.container_id,
+            container_expires_at=outcome.container_expires_at,
+        )
+        for output in outcome.files:
+            await self.files_api.record_generated(output, team_id=request.team_id, run_id=run_id)
+        return "succeeded", None
+
+    async def _job(
+        self,
+        request: AnalysisRequest,
+        conversation: Conversation | None,
+        new_files: list[ThreadFile],
+        question: str,
+        truncated: bool,
+        run_id: int,
+    ) -> Job:
+        """The engine's job: the question in its conversation, with the right container."""
+        earlier = conversation.files if conversation else ()
+        container_id = conversation.container_id if conversation else None
+        expired = container_id is not None and _expired(conversation.container_expires_at if conversation else None)
+        if expired:
+            log.info("container %s has expired; the follow-up starts a fresh one", container_id)
+            container_id = None
+        if container_id is None and earlier:
+            earlier = tuple(
+                await self.intake.still_available(
+                    earlier, team_id=request.team_id, user_id=request.user_id, run_id=run_id
+                )
+            )
+            for file in earlier:
+                await self.conversations.add_file(thread_key(request.channel_id, request.thread_ts), file)
+        known = {f.sha256 for f in earlier}
+        fresh = [f for f in new_files if f.sha256 not in known]
+        history = replay(
+            conversation.turns if conversation else (),
+            model=self.settings.model,
+            max_messages=self.settings.history_max_messages,
+            max_tokens=self.settings.history_max_tokens,
+        )
+        if history.dropped_turns or history.shortened_turns:
+            log.info(
+                "history of %s: %d exchanges dropped, %d answers shortened",
+                request.thread_ts,
+                history.dropped_turns,
+                history.shortened_turns,
+            )
+        owner = conversation.user_id if conversation else request.user_id
+        return Job(
+            question=question,
+            files=[as_input(f) for f in fresh],
+            thread_files=[as_input(f) for f in (*earlier, *fresh)],
+            history=history.messages,
+            container_id=container_id,
+            container_reset=bool(history.messages) and container_id is None,
+            question_truncated=truncated,
+            asked_by=await self.people.name(request.user_id) or request.user_id,
+            other_participant=request.user_id != owner,
+        )
 
     async def _ledgered(self, events: AsyncIterator[Event], run_id: int) -> AsyncIterator[Event]:
         """Pass events through, writing token usage to the ledger as it accrues."""
@@ -249,71 +368,26 @@ class AnalystService:
                 await self.store.update_run(run_id, container_id=event.container_id)
             yield event
 
-    async def _precheck(self, request: AnalysisRequest) -> tuple[list[tuple[SlackFile, Kind]], list[str]]:
-        """Look every file up and refuse, before any download, those we can't take."""
-        accepted: list[tuple[SlackFile, Kind]] = []
-        refusals: list[str] = []
-        for shared in request.files:
-            file = await complete_file(self.slack, shared)
-            try:
-                accepted.append((file, precheck(file.name, file.filetype, file.size, self.settings.max_file_bytes)))
-            except FileRefused as refusal:
-                refusals.append(str(refusal))
-        return accepted, refusals
 
-    async def _fetch_and_upload(
-        self,
-        files: list[tuple[SlackFile, Kind]],
-        request: AnalysisRequest,
-        run_id: int,
-        workdir: Path,
-        refusals: list[str],
-    ) -> list[InputFile]:
-        """Download each file, check its content, and upload it (once per content)."""
-        inputs: list[InputFile] = []
-        for file, kind in files:
-            try:
-                local = await download(
-                    self.http,
-                    file,
-                    token=self.settings.slack_bot_token or "",
-                    max_bytes=self.settings.max_file_bytes,
-                    directory=workdir,
-                )
-                try:
-                    sniff(file.name, kind, local.head)
-                    file_id = await self.files_api.ensure_uploaded(
-                        local.path,
-                        sha256=local.sha256,
-                        filename=file.name,
-                        mime_type=mime_type_for(file.name, kind),
-                        size=local.size,
-                        team_id=request.team_id,
-                        user_id=request.user_id,
-                        run_id=run_id,
-                    )
-                finally:
-                    local.path.unlink(missing_ok=True)
-            except FileRefused as refusal:
-                refusals.append(str(refusal))
-                continue
-            inputs.append(InputFile(file_id, file.name, kind.name, local.size))
-        return inputs
+CONTAINER_EXPIRY_MARGIN = timedelta(seconds=60)
 
-    async def _names_in(self, text: str) -> dict[str, str]:
-        """Display names of the people a question mentions (cached), for the prompt."""
-        names: dict[str, str] = {}
-        for user_id in set(re.findall(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>", text)) - {self.bot_user_id}:
-            if user_id not in self._user_names:
-                try:
-                    info = (await self.slack.users_info(user=user_id)).get("user") or {}
-                except SlackApiError as error:
-                    log.info("users.info %s failed: %s", user_id, error.response.get("error"))
-                    continue
-                profile = info.get("profile") or {}
-                self._user_names[user_id] = str(
-                    profile.get("display_name") or profile.get("real_name") or info.get("name") or ""
-                )
-            if self._user_names[user_id]:
-                names[user_id] = self._user_names[user_id]
-        return names
+
+def _expired(expires_at: str | None) -> bool:
+    """Whether a container's recorded expiry has passed (or is about to)."""
+    if not expires_at:
+        return False
+    try:
+        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment <= datetime.now(UTC) + CONTAINER_EXPIRY_MARGIN
+
+
+def _progress_title(names: list[str], *, follow_up: bool) -> str:
+    if len(names) == 1:
+        return f"Analysing {names[0]}"
+    if names:
+        return f"Analysing {len(names)} files"
+    return "Working on your follow-up" if follow_up else "Working on your question"

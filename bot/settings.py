@@ -44,6 +44,8 @@ CODE_EXECUTION_TOOLS: dict[str, CodeExecutionTool] = {
     )
 }
 DEFAULT_CODE_EXECUTION = "code_execution_20260521"
+# Anthropic's document skills, loaded into the container on request.
+ANTHROPIC_SKILLS = ("xlsx", "pptx", "docx", "pdf")
 
 
 class SettingsError(Exception):
@@ -73,6 +75,12 @@ class Settings:
     max_output_files: int = 10
     max_output_file_mb: float = 50.0
     anthropic_max_retries: int = 4
+    history_max_messages: int = 20
+    history_max_tokens: int = 150_000
+    recent_files_hours: float = 24.0
+    web_search_max_uses: int = 0
+    web_fetch_max_uses: int = 0
+    skills: tuple[str, ...] = ()
 
     @property
     def max_file_bytes(self) -> int:
@@ -109,6 +117,12 @@ class Settings:
             max_output_files=reader.integer("ANALYST_MAX_OUTPUT_FILES", 10),
             max_output_file_mb=reader.number("ANALYST_MAX_OUTPUT_FILE_MB", 50.0),
             anthropic_max_retries=reader.integer("ANALYST_ANTHROPIC_MAX_RETRIES", 4, minimum=0),
+            history_max_messages=reader.integer("ANALYST_HISTORY_MESSAGES", 20, minimum=2),
+            history_max_tokens=reader.integer("ANALYST_HISTORY_TOKENS", 150_000, minimum=1_000),
+            recent_files_hours=reader.number("ANALYST_RECENT_FILES_HOURS", 24.0),
+            web_search_max_uses=reader.integer("ANALYST_WEB_SEARCH_MAX_USES", 0, minimum=0),
+            web_fetch_max_uses=reader.integer("ANALYST_WEB_FETCH_MAX_USES", 0, minimum=0),
+            skills=reader.skills("ANALYST_SKILLS"),
         )
         if slack and http and not settings.slack_signing_secret:
             raise SettingsError(
@@ -179,6 +193,16 @@ class _Reader:
         if number < minimum:
             raise SettingsError(name, f"should be a whole number of at least {minimum}, got {value!r}")
         return number
+
+    def skills(self, name: str) -> tuple[str, ...]:
+        value = self.optional(name)
+        if value is None:
+            return ()
+        skills = tuple(dict.fromkeys(part.strip().lower() for part in value.split(",") if part.strip()))
+        unknown = [skill for skill in skills if skill not in ANTHROPIC_SKILLS]
+        if unknown:
+            raise SettingsError(name, f"unknown skill {unknown[0]!r}; use any of {', '.join(ANTHROPIC_SKILLS)}")
+        return skills
 
     def code_execution(self, name: str) -> CodeExecutionTool:
         value = self.optional(name) or DEFAULT_CODE_EXECUTION

@@ -7,29 +7,11 @@ request (same channel and ts), and the service runs it once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from bot.requests import AnalysisRequest, SlackFile
 from bot.sanitize import mentions_user
-
-# Message subtypes that are edits, deletions, joins and the like: never questions.
-_IGNORED_SUBTYPES = frozenset(
-    {
-        "bot_message",
-        "message_changed",
-        "message_deleted",
-        "message_replied",
-        "channel_join",
-        "channel_leave",
-        "channel_topic",
-        "channel_purpose",
-        "channel_name",
-        "thread_broadcast",
-        "tombstone",
-        "ekm_access_denied",
-        "assistant_app_thread",
-    }
-)
 
 
 def is_from_a_bot(event: dict[str, Any], bot_user_id: str | None = None) -> bool:
@@ -77,15 +59,56 @@ def request_from_mention(
 def request_from_message(
     event: dict[str, Any], *, team_id: str, bot_user_id: str | None, event_id: str | None = None
 ) -> AnalysisRequest | None:
-    """A ``message`` event → request, when it is a file share that mentions the bot.
+    """A ``message`` event → request: anything a person sends the bot in a DM, or a file
+    share in a channel that mentions the bot.
 
-    Plain channel messages are not for the bot (mentions arrive as ``app_mention``).
+    Other channel messages are not for the bot (mentions arrive as ``app_mention``).
     """
     if is_from_a_bot(event, bot_user_id) or not bot_user_id:
         return None
     subtype = event.get("subtype")
-    if subtype in _IGNORED_SUBTYPES or subtype != "file_share":
+    if subtype not in (None, "file_share"):
         return None
-    if not mentions_user(str(event.get("text") or ""), bot_user_id):
+    if event.get("channel_type") == "im":
+        return _request(event, team_id=team_id, source="dm", event_id=event_id)
+    if subtype != "file_share" or not mentions_user(str(event.get("text") or ""), bot_user_id):
         return None
     return _request(event, team_id=team_id, source="mention", event_id=event_id)
+
+
+def request_from_assistant_message(
+    event: dict[str, Any], *, team_id: str, bot_user_id: str | None, event_id: str | None = None
+) -> AnalysisRequest | None:
+    """A person's message in an assistant-pane thread → request."""
+    if is_from_a_bot(event, bot_user_id) or event.get("subtype") not in (None, "file_share"):
+        return None
+    return _request(event, team_id=team_id, source="assistant", event_id=event_id)
+
+
+@dataclass(frozen=True)
+class Share:
+    """A person shared a file in a channel (remembered for ``/analyze`` without a link)."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    file_id: str
+
+
+def shares_in_message(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> list[Share]:
+    """The files a person shared with a ``message`` event (subtype ``file_share``)."""
+    if event.get("subtype") != "file_share" or is_from_a_bot(event, bot_user_id):
+        return []
+    user, channel = event.get("user"), event.get("channel")
+    if not (user and channel):
+        return []
+    team = str(event.get("team") or team_id)
+    return [Share(team, str(channel), str(user), f.id) for f in files_of(event)]
+
+
+def share_from_file_shared(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> Share | None:
+    """A ``file_shared`` event → the share it announces."""
+    user, channel, file_id = event.get("user_id"), event.get("channel_id"), event.get("file_id")
+    if not (user and channel and file_id) or user == bot_user_id:
+        return None
+    return Share(team_id, str(channel), str(user), str(file_id))

@@ -9,6 +9,7 @@ busy timeout so a second process (the CLI, say) can read alongside.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,54 @@ FILE_COLUMNS: dict[str, type] = {
 }
 
 
+THREAD_COLUMNS: dict[str, type] = {
+    "key": str,  # "<channel>:<thread_ts>"
+    "team_id": str,
+    "channel_id": str,
+    "thread_ts": str,
+    "user_id": str,  # who started the conversation
+    "source": str,
+    "container_id": str,
+    "container_expires_at": str,
+    "created_at": str,
+    "updated_at": str,
+}
+
+TURN_COLUMNS: dict[str, type] = {
+    "id": int,
+    "thread_key": str,
+    "run_id": int,
+    "role": str,  # "user" or "assistant"
+    "content": str,  # the API message content, as JSON
+    "model": str,
+    "created_at": str,
+}
+
+THREAD_FILE_COLUMNS: dict[str, type] = {
+    "thread_key": str,
+    "sha256": str,
+    "file_id": str,  # Files API id (may change when a lost file is uploaded again)
+    "slack_file_id": str,
+    "filename": str,
+    "kind": str,
+    "size_bytes": int,
+    "added_at": str,
+}
+
+SHARE_COLUMNS: dict[str, type] = {
+    "id": int,
+    "team_id": str,
+    "channel_id": str,
+    "user_id": str,
+    "slack_file_id": str,
+    "shared_at": str,
+}
+
+
+def thread_key(channel_id: str, thread_ts: str) -> str:
+    return f"{channel_id}:{thread_ts}"
+
+
 def utc_iso(timestamp: float) -> str:
     """A sortable UTC timestamp with millisecond precision, as stored in every table."""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -93,12 +142,12 @@ class Store:
     # -- plumbing --------------------------------------------------------------------
 
     async def open(self) -> Store:
-        await self._call(self._open)
+        await self.call(self._open)
         return self
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._call(self._db.close)
+            await self.call(self._db.close)
             self._db = None
         self._executor.shutdown(wait=True)
 
@@ -108,7 +157,7 @@ class Store:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @property
@@ -136,13 +185,20 @@ class Store:
         db.table("runs").add_missing_columns([RUN_COLUMNS])
         db.table("runs").create_index(["user_id", "started_at"], if_not_exists=True)
         db.table("runs").create_index(["status"], if_not_exists=True)
+        db.table("threads").create(THREAD_COLUMNS, pk="key", if_not_exists=True)
+        db.table("threads").create_index(["user_id"], if_not_exists=True)
+        db.table("turns").create(TURN_COLUMNS, pk="id", if_not_exists=True)
+        db.table("turns").create_index(["thread_key", "id"], if_not_exists=True)
+        db.table("thread_files").create(THREAD_FILE_COLUMNS, pk=("thread_key", "sha256"), if_not_exists=True)
+        db.table("shares").create(SHARE_COLUMNS, pk="id", if_not_exists=True)
+        db.table("shares").create_index(["channel_id", "user_id", "slack_file_id"], unique=True, if_not_exists=True)
         self._db = db
 
     # -- events ----------------------------------------------------------------------
 
     async def claim(self, key: str) -> bool:
         """Record ``key`` as seen. True the first time only, atomically."""
-        return await self._call(self._claim, key)
+        return await self.call(self._claim, key)
 
     def _claim(self, key: str) -> bool:
         cursor = self.db.execute("INSERT OR IGNORE INTO events (key, received_at) VALUES (?, ?)", [key, self.now()])
@@ -152,7 +208,7 @@ class Store:
 
     async def find_upload(self, sha256: str) -> FileRecord | None:
         """The live Files API upload of this content, if we made one."""
-        return await self._call(self._find_upload, sha256)
+        return await self.call(self._find_upload, sha256)
 
     def _find_upload(self, sha256: str) -> FileRecord | None:
         rows = list(
@@ -191,13 +247,25 @@ class Store:
             "created_at": self.now(),
             "deleted_at": None,
         }
-        await self._call(lambda: self.db.table("files").upsert(row, pk="id"))
+        await self.call(lambda: self.db.table("files").upsert(row, pk="id"))
 
     async def mark_file_deleted(self, file_id: str) -> None:
-        await self._call(lambda: self.db.table("files").update(file_id, {"deleted_at": self.now()}))
+        await self.call(lambda: self.db.table("files").update(file_id, {"deleted_at": self.now()}))
+
+    async def live_files_of_user(self, user_id: str) -> list[dict[str, Any]]:
+        """Files API files a person uploaded, or that their analyses generated, not yet deleted."""
+        return await self.call(
+            lambda: list(
+                self.db.query(
+                    "SELECT * FROM files WHERE deleted_at IS NULL AND "
+                    "(user_id = ? OR run_id IN (SELECT id FROM runs WHERE user_id = ?)) ORDER BY created_at",
+                    [user_id, user_id],
+                )
+            )
+        )
 
     async def files(self) -> list[dict[str, Any]]:
-        return await self._call(lambda: list(self.db.table("files").rows))
+        return await self.call(lambda: list(self.db.table("files").rows))
 
     # -- runs ------------------------------------------------------------------------
 
@@ -213,7 +281,7 @@ class Store:
             table.insert(row)
             return int(table.last_pk or 0)
 
-        return await self._call(insert)
+        return await self.call(insert)
 
     async def update_run(self, run_id: int, **fields: Any) -> None:
         unknown = set(fields) - set(RUN_COLUMNS)
@@ -223,13 +291,13 @@ class Store:
             raise ValueError(f"unknown run status {fields['status']!r}")
         if fields.get("status") in TERMINAL_STATUSES:
             fields.setdefault("finished_at", self.now())
-        await self._call(lambda: self.db.table("runs").update(run_id, fields))
+        await self.call(lambda: self.db.table("runs").update(run_id, fields))
 
     async def get_run(self, run_id: int) -> dict[str, Any]:
-        return await self._call(lambda: dict(self.db.table("runs").get(run_id)))
+        return await self.call(lambda: dict(self.db.table("runs").get(run_id)))
 
     async def runs(self, where: str | None = None, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        return await self._call(lambda: list(self.db.table("runs").rows_where(where, params or [], order_by="id")))
+        return await self.call(lambda: list(self.db.table("runs").rows_where(where, params or [], order_by="id")))
 
 
 def _file_record(row: dict[str, Any]) -> FileRecord:
@@ -241,3 +309,191 @@ def _file_record(row: dict[str, Any]) -> FileRecord:
         mime_type=row["mime_type"],
         size_bytes=row["size_bytes"],
     )
+
+
+@dataclass(frozen=True)
+class ThreadFile:
+    """A file that belongs to a conversation (in every container it runs in)."""
+
+    sha256: str
+    file_id: str
+    slack_file_id: str | None
+    filename: str
+    kind: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A thread the bot has answered in: its container, its files and its turns."""
+
+    key: str
+    user_id: str | None
+    container_id: str | None
+    container_expires_at: str | None
+    files: tuple[ThreadFile, ...]
+    turns: tuple[dict[str, Any], ...]  # {"role", "content", "model"}
+
+
+class ConversationStore:
+    """Conversations on top of a :class:`Store` (same database, same worker thread)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        return self.store.db
+
+    async def get(self, key: str) -> Conversation | None:
+        return await self.store.call(self._get, key)
+
+    def _get(self, key: str) -> Conversation | None:
+        rows = list(self.db.table("threads").rows_where("key = ?", [key]))
+        if not rows:
+            return None
+        thread = rows[0]
+        files = tuple(
+            ThreadFile(
+                sha256=row["sha256"],
+                file_id=row["file_id"],
+                slack_file_id=row["slack_file_id"],
+                filename=row["filename"],
+                kind=row["kind"],
+                size_bytes=row["size_bytes"],
+            )
+            for row in self.db.table("thread_files").rows_where("thread_key = ?", [key], order_by="added_at")
+        )
+        turns = tuple(
+            {"role": row["role"], "content": json.loads(row["content"]), "model": row["model"]}
+            for row in self.db.table("turns").rows_where("thread_key = ?", [key], order_by="id")
+        )
+        return Conversation(
+            key=key,
+            user_id=thread["user_id"],
+            container_id=thread["container_id"],
+            container_expires_at=thread["container_expires_at"],
+            files=files,
+            turns=turns,
+        )
+
+    async def ensure(
+        self, key: str, *, team_id: str, channel_id: str, thread_ts: str, user_id: str, source: str
+    ) -> None:
+        """Create the conversation if it doesn't exist yet (the first asker owns it)."""
+        now = self.store.now()
+        row = {
+            "key": key,
+            "team_id": team_id,
+            "channel_id": channel_id,
+            "thread_ts": thread_ts,
+            "user_id": user_id,
+            "source": source,
+            "container_id": None,
+            "container_expires_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        await self.store.call(lambda: self.db.table("threads").insert(row, ignore=True))
+
+    async def add_file(self, key: str, file: ThreadFile) -> None:
+        row = {
+            "thread_key": key,
+            "sha256": file.sha256,
+            "file_id": file.file_id,
+            "slack_file_id": file.slack_file_id,
+            "filename": file.filename,
+            "kind": file.kind,
+            "size_bytes": file.size_bytes,
+            "added_at": self.store.now(),
+        }
+        await self.store.call(lambda: self.db.table("thread_files").upsert(row, pk=("thread_key", "sha256")))
+
+    async def record_exchange(
+        self,
+        key: str,
+        *,
+        run_id: int,
+        model: str,
+        user_content: list[dict[str, Any]],
+        assistant_content: list[dict[str, Any]],
+        container_id: str | None,
+        container_expires_at: str | None,
+    ) -> None:
+        """Append one question and its answer, and remember the container they ran in."""
+        now = self.store.now()
+
+        def write() -> None:
+            with self.db.conn:
+                turns = self.db.table("turns")
+                for role, content in (("user", user_content), ("assistant", assistant_content)):
+                    turns.insert(
+                        {
+                            "thread_key": key,
+                            "run_id": run_id,
+                            "role": role,
+                            "content": json.dumps(content),
+                            "model": model,
+                            "created_at": now,
+                        }
+                    )
+                self.db.table("threads").update(
+                    key,
+                    {"container_id": container_id, "container_expires_at": container_expires_at, "updated_at": now},
+                )
+
+        await self.store.call(write)
+
+    async def forget_container(self, key: str) -> None:
+        await self.store.call(
+            lambda: self.db.table("threads").update(key, {"container_id": None, "container_expires_at": None})
+        )
+
+    async def delete_for_user(self, user_id: str) -> int:
+        """Delete every conversation ``user_id`` started; returns how many."""
+
+        def delete() -> int:
+            keys = [row["key"] for row in self.db.table("threads").rows_where("user_id = ?", [user_id])]
+            with self.db.conn:
+                for key in keys:
+                    self.db.execute("DELETE FROM turns WHERE thread_key = ?", [key])
+                    self.db.execute("DELETE FROM thread_files WHERE thread_key = ?", [key])
+                    self.db.execute("DELETE FROM threads WHERE key = ?", [key])
+            return len(keys)
+
+        return await self.store.call(delete)
+
+    # -- files people share (for /analyze without a link) --------------------------------
+
+    async def record_share(self, *, team_id: str, channel_id: str, user_id: str, slack_file_id: str) -> None:
+        """Remember that ``user_id`` shared a file in ``channel_id`` (the latest share wins)."""
+        sql = (
+            "INSERT INTO shares (team_id, channel_id, user_id, slack_file_id, shared_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (channel_id, user_id, slack_file_id) DO UPDATE SET shared_at = excluded.shared_at"
+        )
+        params = [team_id, channel_id, user_id, slack_file_id, self.store.now()]
+        await self.store.call(lambda: self.db.execute(sql, params))
+
+    async def recent_shares(
+        self, *, channel_id: str, user_id: str, since: str, batch_seconds: float = 120
+    ) -> list[str]:
+        """Slack file ids of the user's most recent share in the channel (one batch), newest first."""
+
+        def query() -> list[str]:
+            rows = list(
+                self.db.table("shares").rows_where(
+                    "channel_id = ? AND user_id = ? AND shared_at >= ?",
+                    [channel_id, user_id, since],
+                    order_by="shared_at DESC",
+                )
+            )
+            if not rows:
+                return []
+            newest = parse_iso(rows[0]["shared_at"])
+            return [r["slack_file_id"] for r in rows if newest - parse_iso(r["shared_at"]) <= batch_seconds]
+
+        return await self.store.call(query)
+
+
+def parse_iso(value: str) -> float:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()

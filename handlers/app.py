@@ -9,9 +9,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.service import AnalystService
 from bot.settings import Settings
-from handlers import mentions, messages
+from handlers import assistant, commands, files, mentions, messages
 
-LISTENER_MODULES = (mentions, messages)
+# The assistant middleware goes first: it claims assistant-thread messages before `message`.
+LISTENER_MODULES = (assistant, mentions, messages, files, commands)
 
 
 def create_app(settings: Settings, service: AnalystService, client: AsyncWebClient) -> AsyncApp:

@@ -1,19 +1,28 @@
-"""``message`` events: file shares that mention the bot; everything else is acknowledged.
+"""``message`` events: DMs to the bot, file shares that mention it, and file shares to remember.
 
 Slack sometimes delivers a mention sent with a file only as a ``message`` event with
 subtype ``file_share``; that becomes the same request as the ``app_mention`` would (the
-service runs it once). Every other message is acknowledged and ignored, so Slack never
-sees an unhandled event.
+service runs it once). Anything a person sends the bot in a DM is a question. File
+shares in channels are remembered so ``/analyze`` can find "the file I just shared".
+Every other message is acknowledged and ignored, so Slack never sees an unhandled event.
 """
 
 from __future__ import annotations
 
-from slack_bolt.async_app import AsyncApp
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.service import AnalystService
-from bot.slack_payloads import request_from_message
+from bot.slack_payloads import request_from_message, shares_in_message
 from handlers.submit import submitting
 
 
 def register(app: AsyncApp, service: AnalystService) -> None:
-    app.event("message")(submitting(request_from_message, service))
+    submit = submitting(request_from_message, service)
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        team_id = context.team_id or str(body.get("team_id", ""))
+        service.note_shares(shares_in_message(event, team_id=team_id, bot_user_id=context.bot_user_id))
+        await submit(event, body, context)

@@ -265,7 +265,9 @@ async def test_every_code_execution_version_works_with_its_headers(
         assert "Free" in harness.thread_text(asked)
         assert any(f["name"].endswith(".png") for f in harness.thread_files(asked))
     request = claude.message_requests[0]
-    assert request.body["tools"] == [{"type": version, "name": "code_execution"}]
+    assert request.body["tools"] == [
+        {"type": version, "name": "code_execution", "cache_control": {"type": "ephemeral"}}
+    ]
     assert request.betas == (["code-execution-2025-05-22"] if version.endswith("20250522") else [])
 
 

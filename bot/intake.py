@@ -1,0 +1,120 @@
+"""Getting a request's files into the Files API: checked, streamed, uploaded once.
+
+Every file is looked up and prechecked before anything is downloaded; accepted ones are
+streamed from Slack to a temporary file, checked by content and uploaded once per
+content. A conversation's files that Anthropic no longer has are fetched again from
+Slack when a fresh container needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import anthropic
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engine import InputFile
+from bot.files_api import FilesApi
+from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, sniff
+from bot.requests import SlackFile
+from bot.settings import Settings
+from bot.slack_files import complete_file, download
+from bot.store import ThreadFile
+
+log = logging.getLogger(__name__)
+
+
+def as_input(file: ThreadFile) -> InputFile:
+    return InputFile(file.file_id, file.filename, file.kind, file.size_bytes)
+
+
+class FileIntake:
+    def __init__(
+        self, settings: Settings, slack: AsyncWebClient, http: aiohttp.ClientSession, files_api: FilesApi
+    ) -> None:
+        self.settings = settings
+        self.slack = slack
+        self.http = http
+        self.files_api = files_api
+
+    async def precheck(self, files: tuple[SlackFile, ...]) -> tuple[list[tuple[SlackFile, Kind]], list[str]]:
+        """Look every file up and refuse, before any download, those we can't take."""
+        accepted: list[tuple[SlackFile, Kind]] = []
+        refusals: list[str] = []
+        for shared in files:
+            file = await complete_file(self.slack, shared)
+            try:
+                accepted.append((file, precheck(file.name, file.filetype, file.size, self.settings.max_file_bytes)))
+            except FileRefused as refusal:
+                refusals.append(str(refusal))
+        return accepted, refusals
+
+    async def fetch(
+        self,
+        files: list[tuple[SlackFile, Kind]],
+        *,
+        team_id: str,
+        user_id: str,
+        run_id: int | None,
+        refusals: list[str],
+    ) -> list[ThreadFile]:
+        """Download, check and upload each file; refusals are appended to ``refusals``."""
+        uploaded: list[ThreadFile] = []
+        with tempfile.TemporaryDirectory(prefix="analyst-") as workdir:
+            for file, kind in files:
+                try:
+                    uploaded.append(await self._fetch_one(file, kind, Path(workdir), team_id, user_id, run_id))
+                except FileRefused as refusal:
+                    refusals.append(str(refusal))
+        return uploaded
+
+    async def _fetch_one(
+        self, file: SlackFile, kind: Kind, workdir: Path, team_id: str, user_id: str, run_id: int | None
+    ) -> ThreadFile:
+        local = await download(
+            self.http,
+            file,
+            token=self.settings.slack_bot_token or "",
+            max_bytes=self.settings.max_file_bytes,
+            directory=workdir,
+        )
+        try:
+            sniff(file.name, kind, local.head)
+            file_id = await self.files_api.ensure_uploaded(
+                local.path,
+                sha256=local.sha256,
+                filename=file.name,
+                mime_type=mime_type_for(file.name, kind),
+                size=local.size,
+                team_id=team_id,
+                user_id=user_id,
+                run_id=run_id,
+            )
+        finally:
+            local.path.unlink(missing_ok=True)
+        return ThreadFile(local.sha256, file_id, file.id, file.name, kind.name, local.size)
+
+    async def still_available(
+        self, files: tuple[ThreadFile, ...], *, team_id: str, user_id: str, run_id: int | None
+    ) -> list[ThreadFile]:
+        """The conversation's files, each uploaded again from Slack if Anthropic lost it."""
+        available: list[ThreadFile] = []
+        for file in files:
+            try:
+                await self.files_api.client.files.retrieve_metadata(file.file_id)
+                available.append(file)
+                continue
+            except anthropic.NotFoundError:
+                log.info("thread file %s (%s) is gone from the Files API", file.filename, file.file_id)
+                await self.files_api.store.mark_file_deleted(file.file_id)
+            if not file.slack_file_id:
+                continue
+            accepted, refusals = await self.precheck((SlackFile(id=file.slack_file_id),))
+            again = await self.fetch(accepted, team_id=team_id, user_id=user_id, run_id=run_id, refusals=refusals)
+            if refusals:
+                log.warning("could not fetch %s again: %s", file.filename, refusals)
+            available.extend(again)
+        return available

@@ -1,0 +1,163 @@
+"""``/analyze``: an analysis started from a slash command, and its subcommands.
+
+The command's data is a Slack file link in the text, else the files the person shared
+most recently in the channel (within ``ANALYST_RECENT_FILES_HOURS``), else a how-to.
+The analysis itself is public: a root message (“@person asked: …”) with the work in
+its thread, so follow-ups work there too. Replies meant only for the caller go back
+through the command's ``response_url`` as ephemeral messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+import anthropic
+from slack_sdk.errors import SlackApiError
+
+from bot.commands import Command, help_text, parse_command
+from bot.errors import describe_slack_error
+from bot.requests import AnalysisRequest, SlackFile
+from bot.sanitize import clean_question, neutralize
+from bot.service import AnalystService
+from bot.store import parse_iso, utc_iso
+from bot.usage import WINDOWS, tally, usage_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlashRequest:
+    team_id: str
+    channel_id: str
+    user_id: str
+    text: str
+    response_url: str
+    command: str = "/analyze"
+    trigger_id: str = ""
+
+
+def no_data_text(command: str, recent_hours: float) -> str:
+    return (
+        f"I don't see a file to analyse: you haven't shared one in this channel in the last {recent_hours:g} h. "
+        f"Attach a data file to a message here, then run `{command} your question` — or paste the file's link "
+        f"after `{command}`."
+    )
+
+
+class SlashCommands:
+    def __init__(self, service: AnalystService) -> None:
+        self.service = service
+
+    async def handle(self, request: SlashRequest) -> None:
+        command = parse_command(request.text)
+        if command.kind == "help":
+            await self.reply(request, self.help(request.command))
+        elif command.kind == "usage":
+            await self.reply(request, await self.usage(request.user_id))
+        elif command.kind == "forget":
+            await self.reply(request, await self.forget(request.user_id))
+        else:
+            await self.analyze(request, command)
+
+    def help(self, command: str = "/analyze") -> str:
+        settings = self.service.settings
+        return help_text(max_file_mb=settings.max_file_mb, recent_hours=settings.recent_files_hours, command=command)
+
+    async def reply(self, request: SlashRequest, text: str) -> None:
+        """An ephemeral reply to the caller, through the command's response_url."""
+        try:
+            async with self.service.http.post(
+                request.response_url, json={"response_type": "ephemeral", "text": text}
+            ) as response:
+                if response.status == 200:
+                    return
+                log.warning("response_url answered %s", response.status)
+        except aiohttp.ClientError as error:
+            log.warning("response_url failed: %r", error)
+        try:
+            await self.service.slack.chat_postEphemeral(channel=request.channel_id, user=request.user_id, text=text)
+        except SlackApiError as error:
+            log.error("could not reply to %s: %s", request.command, error.response.get("error"))
+
+    async def analyze(self, request: SlashRequest, command: Command) -> None:
+        settings = self.service.settings
+        file_ids = list(command.file_ids)
+        if not file_ids:
+            since = utc_iso(self.service.store.clock() - settings.recent_files_hours * 3600)
+            file_ids = await self.service.conversations.recent_shares(
+                channel_id=request.channel_id, user_id=request.user_id, since=since
+            )
+        if not file_ids:
+            await self.reply(request, no_data_text(request.command, settings.recent_files_hours))
+            return
+        question = clean_question(
+            command.question,
+            bot_user_id=self.service.bot_user_id,
+            user_names=await self.service.people.names_in(command.question, skip=self.service.bot_user_id),
+        )
+        shown = neutralize(question.text) if question.text else "a general analysis of the data"
+        try:
+            root = await self.service.slack.chat_postMessage(
+                channel=request.channel_id,
+                text=f"<@{request.user_id}> asked: {shown}",
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as error:
+            problem = describe_slack_error(str(error.response.get("error", "unknown")))
+            await self.reply(request, f"I couldn't start the analysis here. {problem.message}")
+            return
+        ts = str(root["ts"])
+        await self.service.handle(
+            AnalysisRequest(
+                team_id=request.team_id,
+                channel_id=request.channel_id,
+                user_id=request.user_id,
+                message_ts=ts,
+                thread_ts=ts,
+                text=command.question,
+                files=tuple(SlackFile(id=file_id) for file_id in file_ids),
+                source="command",
+            )
+        )
+
+    async def usage(self, user_id: str) -> str:
+        store = self.service.store
+        now = store.clock()
+        since = utc_iso(now - max(seconds for _, seconds in WINDOWS))
+        rows = await store.runs("user_id = ? AND started_at >= ?", [user_id, since])
+        started = {row["id"]: parse_iso(row["started_at"]) for row in rows}
+        return usage_text(tally(rows, now=now, started=started))
+
+    async def forget(self, user_id: str) -> str:
+        """Delete the person's files at Anthropic and their conversations; say what went."""
+        service = self.service
+        deleted_uploads = deleted_outputs = failed = 0
+        for row in await service.store.live_files_of_user(user_id):
+            try:
+                await service.claude.files.delete(row["id"])
+            except anthropic.NotFoundError:
+                log.info("%s was already gone at Anthropic; updating our record", row["id"])
+            except anthropic.APIError as error:
+                log.warning("could not delete %s: %r", row["id"], error)
+                failed += 1
+                continue
+            await service.store.mark_file_deleted(row["id"])
+            if row["origin"] == "upload":
+                deleted_uploads += 1
+            else:
+                deleted_outputs += 1
+        conversations = await service.conversations.delete_for_user(user_id)
+        parts = [
+            f"{deleted_uploads} file{'s' if deleted_uploads != 1 else ''} you shared",
+            f"{deleted_outputs} file{'s' if deleted_outputs != 1 else ''} your analyses produced",
+        ]
+        text = (
+            f"Deleted from Anthropic's Files API: {parts[0]} and {parts[1]}. "
+            f"Forgot the history of {conversations} conversation{'s' if conversations != 1 else ''} you started."
+        )
+        if failed:
+            text += f" {failed} file{'s' if failed != 1 else ''} could not be deleted just now; run this again later."
+        return text + " Messages already posted in Slack stay; delete them in Slack if you need to."
