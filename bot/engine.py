@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anthropic
@@ -78,6 +78,9 @@ class Job:
     question_truncated: bool = False
     asked_by: str | None = None
     other_participant: bool = False
+    # Called when the container turns out to be gone: the thread's files, each made
+    # available in the Files API again (the engine can't fetch them from Slack itself).
+    reattach: Callable[[], Awaitable[Sequence[InputFile]]] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -243,6 +246,8 @@ class Engine:
                     log.info("container %s is gone (%s); starting a fresh one", turn.container_id, error.message)
                     turn.container_id = None
                     reset = True
+                    if job.reattach is not None:
+                        job = replace(job, thread_files=tuple(await job.reattach()))
                     continue
                 yield self._failed(error, turn)
                 return

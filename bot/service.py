@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import replay
-from bot.engine import Engine, Job
+from bot.engine import Engine, InputFile, Job
 from bot.errors import UserFacingError, describe_anthropic_error, describe_slack_error
 from bot.events import Done, Event, Failed, Usage
 from bot.files_api import FilesApi
@@ -315,14 +315,23 @@ class AnalystService:
         if expired:
             log.info("container %s has expired; the follow-up starts a fresh one", container_id)
             container_id = None
-        if container_id is None and earlier:
-            earlier = tuple(
-                await self.intake.still_available(
-                    earlier, team_id=request.team_id, user_id=request.user_id, run_id=run_id
-                )
+        key = thread_key(request.channel_id, request.thread_ts)
+
+        async def available(files: tuple[ThreadFile, ...]) -> tuple[ThreadFile, ...]:
+            """``files``, each uploaded again from Slack if the Files API lost it."""
+            kept = await self.intake.still_available(
+                files, team_id=request.team_id, user_id=request.user_id, run_id=run_id
             )
-            for file in earlier:
-                await self.conversations.add_file(thread_key(request.channel_id, request.thread_ts), file)
+            for file in kept:
+                await self.conversations.add_file(key, file)
+            return tuple(kept)
+
+        async def reattach() -> list[InputFile]:
+            unique = {f.sha256: f for f in (*earlier, *new_files)}
+            return [as_input(f) for f in await available(tuple(unique.values()))]
+
+        if container_id is None and earlier:
+            earlier = await available(earlier)
         known = {f.sha256 for f in earlier}
         fresh = [f for f in new_files if f.sha256 not in known]
         history = replay(
@@ -349,6 +358,7 @@ class AnalystService:
             question_truncated=truncated,
             asked_by=await self.people.name(request.user_id) or request.user_id,
             other_participant=request.user_id != owner,
+            reattach=reattach,
         )
 
     async def _ledgered(self, events: AsyncIterator[Event], run_id: int) -> AsyncIterator[Event]:
