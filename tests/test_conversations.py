@@ -58,7 +58,7 @@ async def test_a_follow_up_reads_most_of_its_input_from_the_cache(
     harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
     await ask_then_follow_up(harness, streaming_csv)
-    first, second = await harness.running.service.store.runs()
+    _, second = await harness.running.service.store.runs()
     assert second["cache_read_tokens"] > 0
     assert second["cache_read_tokens"] > second["input_tokens"]
     body = claude.message_requests[-1].body

@@ -7,21 +7,25 @@ tests also pin down that the fake speaks the wire format the installed SDK expec
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anthropic
 import httpx2
+import openpyxl
+import pandas as pd
 import pytest
 from anthropic.types import Message
 
 from tests.fakes import sandbox
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import (
+    STATE_FILE,
     Action,
     Code,
     MaxTokens,
@@ -30,6 +34,10 @@ from tests.fakes.scripts import (
     ScriptContext,
     Text,
     ToolError,
+    WebFetch,
+    WebSearch,
+    cite,
+    output_files_code,
     scripted,
 )
 
@@ -40,6 +48,11 @@ PYTHON_TOOL = {"type": "code_execution_20250522", "name": "code_execution"}
 PYTHON_BETA = {"anthropic-beta": "code-execution-2025-05-22"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUESTION = "Why are customers churning?"
+WEB_SEARCH = {"type": "web_search_20260209", "name": "web_search"}
+WEB_FETCH = {"type": "web_fetch_20260309", "name": "web_fetch"}
+XLSX_SKILL = {"type": "anthropic", "skill_id": "xlsx", "version": "latest"}
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+OVERALL = round(float(pd.read_csv(STREAMING_CSV)["churned"].mean()), 4)  # 29.1 %
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,8 +388,7 @@ async def test_container_reuse_keeps_files_between_turns(api: FakeAnthropic, cli
     )
     assert second.container is not None and second.container.id == first.container.id
     answer = answer_text(second)
-    assert "45.3%" in answer, "the CSV uploaded in the first turn is still in inputs/"
-    assert "**device**" in answer.splitlines()[4], "the follow-up's column comes first"
+    assert answer.startswith("## Churn by device"), "the CSV uploaded in the first turn is still in inputs/"
     assert "still available: churn_by_tier.png" in answer
 
     api.script = scripted(
@@ -387,7 +399,7 @@ async def test_container_reuse_keeps_files_between_turns(api: FakeAnthropic, cli
     third = await client.messages.create(
         model=MODEL, max_tokens=4096, tools=[BASH_TOOL], messages=history, container=first.container.id
     )
-    assert answer_text(third) == "['churn_by_tier.png'] 5000"
+    assert answer_text(third) == "['churn_by_device.png', 'churn_by_tier.png'] 5000"
 
 
 async def test_custom_scripts_write_many_files_and_quote_stdout(
@@ -429,13 +441,16 @@ async def test_upload_in_an_older_turn_is_missing_from_a_fresh_container(
     file_id = await upload_csv(client)
     history = [
         ask(QUESTION, file_id),
-        {"role": "assistant", "content": "Free-tier users churn most."},
-        ask("Show me the churn by country"),  # no container= : the API creates a fresh one
+        {"role": "assistant", "content": "Free-tier users churn most (see streaming.csv)."},
+        ask("Show me the churn by country"),  # no container= and no re-attached file: a broken client
     ]
     message = await client.messages.create(model=MODEL, max_tokens=4096, tools=[BASH_TOOL], messages=history)
 
     assert "NO_INPUT_FILES" in stdouts(message)[0], "the code cannot see the file"
-    assert answer_text(message).startswith("## No data found")
+    assert "NO_STATE" in stdouts(message)[0]
+    answer = answer_text(message)
+    assert answer.startswith("## I can't find the data file"), "a broken client is caught visibly"
+    assert "`streaming.csv`" in answer and "attach the file again" in answer
     assert message.container is not None
     assert list(api.containers[message.container.id].inputs.iterdir()) == []
 
@@ -653,3 +668,652 @@ async def test_sandbox_bash_routes_and_environment(tmp_path: Path) -> None:
     shell = await sandbox.run_bash("echo $EXTRA && ls *.py && exit 3", cwd=tmp_path, env=env)
     assert (shell.return_code, shell.stdout) == (3, "1\njob.py\n")
     assert "ANTHROPIC_API_KEY" not in json.dumps(env)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversations: follow-ups with state, expired containers, files added later
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Conversation:
+    """A Slack-thread-like conversation: history echoed back, the container reused."""
+
+    client: anthropic.AsyncAnthropic
+    tools: list[dict[str, Any]] = field(default_factory=lambda: [BASH_TOOL])
+    skills: list[dict[str, Any]] | None = None
+    history: list[Any] = field(default_factory=list)
+    container_id: str | None = None
+
+    async def ask(self, question: str, *file_ids: str, reuse: bool = True, **extra: Any) -> Message:
+        self.history.append(ask(question, *file_ids))
+        container: Any = self.container_id if reuse else None
+        if self.skills is not None:
+            container = {"skills": self.skills, **({"id": container} if container else {})}
+        if container is not None:
+            extra["container"] = container
+        message = await self.client.messages.create(
+            model=MODEL, max_tokens=4096, tools=self.tools, messages=self.history, **extra
+        )
+        self.history.append({"role": "assistant", "content": message.content})
+        assert message.container is not None
+        self.container_id = message.container.id
+        return message
+
+
+def expected_table(by: str, **filters: str) -> list[str]:
+    """The Markdown table rows of a churn breakdown, computed independently with pandas."""
+    df = pd.read_csv(STREAMING_CSV)
+    for col, value in filters.items():
+        df = df[df[col].astype(str) == value]
+    grouped = df.groupby(df[by].astype(str))["churned"].agg(["mean", "size"]).sort_values("mean", ascending=False)
+    return [f"| {value} | {int(row['size']):,} | {row['mean'] * 100:.1f}% |" for value, row in grouped.iterrows()]
+
+
+def without_earlier_files(answer: str) -> str:
+    return "\n\n".join(p for p in answer.split("\n\n") if not p.startswith("Files from earlier"))
+
+
+async def test_follow_ups_reuse_the_state_the_first_turn_left(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    chat = Conversation(client)
+    first = await chat.ask(QUESTION, await upload_csv(client))
+    assert len(output_file_ids(first)) == 1, "the state file is not a generated file"
+    container = api.containers[first.container.id]  # type: ignore[union-attr]
+    state = json.loads((container.root / STATE_FILE).read_text())
+    assert state["kind"] == "churn" and state["plan"]["file"] == "streaming.csv"
+    assert state["plan"]["target"] == "churned" and state["overall"] == OVERALL
+    assert f"STATE saved {STATE_FILE}" in stdouts(first)[1]
+
+    by_country = await chat.ask("Now split that by country")
+    assert f"STATE reused {STATE_FILE}" in stdouts(by_country)[0]
+    answer = answer_text(by_country)
+    assert answer.startswith("## Churn by country\n\nOverall churn is **29.1%** across **5,000** customers.")
+    assert "barely varies by country" in answer
+    for row in expected_table("country"):
+        assert row in answer
+    (png_id,) = output_file_ids(by_country)
+    assert api.files[png_id].filename == "churn_by_country.png"
+    assert (await (await client.files.download(png_id)).read()).startswith(PNG_MAGIC)
+
+    by_device = await chat.ask("by device?")
+    assert all(row in answer_text(by_device) for row in expected_table("device"))
+
+    premium = await chat.ask("What about Premium users?")
+    answer = answer_text(premium)
+    assert answer.startswith("## Churn by device for Premium customers"), "the breakdown asked for last"
+    assert "**Premium** customers (tier = Premium) churn at **8.8%** (988 customers), vs **29.1%** overall." in answer
+    for row in expected_table("device", tier="Premium"):
+        assert row in answer
+    assert [api.files[i].filename for i in output_file_ids(premium)] == ["churn_by_device_premium.png"]
+    state = json.loads((container.root / STATE_FILE).read_text())
+    assert [(b["by"], b["filters"]) for b in state["breakdowns"]] == [
+        ("country", {}),
+        ("device", {}),
+        ("device", {"tier": "Premium"}),
+    ]
+    assert sorted(p.name for p in container.inputs.iterdir()) == ["streaming.csv"]
+
+
+async def test_after_expiry_a_follow_up_recomputes_the_same_numbers(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    file_id = await upload_csv(client)
+    kept = Conversation(client)
+    await kept.ask(QUESTION, file_id)
+    reused = await kept.ask("Now split that by country")
+
+    fresh = Conversation(client)
+    first = await fresh.ask(QUESTION, file_id)
+    api.expire_container(first.container.id)  # type: ignore[union-attr]
+    with pytest.raises(anthropic.BadRequestError, match="expired"):
+        await fresh.client.messages.create(
+            model=MODEL,
+            max_tokens=4096,
+            tools=[BASH_TOOL],
+            messages=[*fresh.history, ask("Now split that by country")],
+            container=fresh.container_id,
+        )
+    # What the bot does: no container id, every file of the thread re-attached in the newest turn.
+    recomputed = await fresh.ask("Now split that by country", file_id, reuse=False)
+
+    assert recomputed.container is not None and recomputed.container.id != first.container.id  # type: ignore[union-attr]
+    probe = stdouts(recomputed)[0]
+    assert "STATE reused" not in probe and "NO_STATE" in probe
+    assert without_earlier_files(answer_text(recomputed)) == without_earlier_files(answer_text(reused))
+    assert all(row in answer_text(recomputed) for row in expected_table("country"))
+    new_container = api.containers[recomputed.container.id]
+    assert new_container.uploaded == {file_id: "inputs/streaming.csv"}
+    assert (new_container.root / STATE_FILE).is_file(), "the next follow-up can reuse state again"
+    assert f"STATE reused {STATE_FILE}" in stdouts(await fresh.ask("and by device"))[0]
+
+
+async def test_files_attached_to_a_follow_up_join_the_earlier_ones(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    chat = Conversation(client)
+    await chat.ask(QUESTION, await upload_csv(client))
+    regions = b"country,region\nUS,Americas\nBR,Americas\nDE,Europe\nIN,Asia\nJP,Asia\nVN,Asia\n"
+    regions_id = (await client.files.upload(file=("regions.csv", regions, "text/csv"))).id
+
+    message = await chat.ask("Here is a country-to-region mapping: split that by region", regions_id)
+
+    container = api.containers[chat.container_id]  # type: ignore[index]
+    assert sorted(p.name for p in container.inputs.iterdir()) == ["regions.csv", "streaming.csv"]
+    assert (container.inputs / "regions.csv").read_bytes() == regions
+    assert "JOINED regions.csv on country" in stdouts(message)[1]
+    answer = answer_text(message)
+    df = pd.read_csv(STREAMING_CSV).merge(pd.read_csv(io.BytesIO(regions)), on="country")
+    for region, group in df.groupby("region"):
+        assert f"| {region} | {len(group):,} | {group['churned'].mean() * 100:.1f}% |" in answer
+    assert "`region` comes from `regions.csv`, joined to `streaming.csv`." in answer
+
+
+async def test_a_follow_up_that_is_not_a_breakdown_gets_the_full_analysis(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    chat = Conversation(client)
+    first = await chat.ask(QUESTION, await upload_csv(client))
+    again = await chat.ask("Can you summarise the main drivers again?")
+    assert f"STATE reused {STATE_FILE}" in stdouts(again)[0]
+    assert answer_text(again).split("\n\nFiles from earlier")[0] == answer_text(first)
+
+
+# --------------------------------------------------------------------------------------------
+# Web search and web fetch
+# --------------------------------------------------------------------------------------------
+
+BENCHMARK = (
+    "Streaming churn benchmarks 2026",
+    "https://research.example.com/churn",
+    "Average churn is 5.5%.",
+    "2 days",
+)
+
+
+def web_script(ctx: ScriptContext) -> Iterator[Action]:
+    yield WebSearch("streaming subscription churn benchmark", results=[BENCHMARK, ("Blog", "https://blog.other.org/x")])
+    yield WebFetch(
+        lambda c: c.web_searches[0].results[0].url, text="Industry churn averages 5.5% a month.", title="Report"
+    )
+    yield Code("print(round(0.2906 / 0.055, 1))")
+    yield Text(
+        lambda c: f"Your churn is {c.last.stdout.strip()}× the benchmark ({c.web_fetches[0].text})",
+        citations=lambda c: [cite(c.web_searches[0].results[0])],
+    )
+
+
+async def test_web_search_and_fetch_produce_the_real_blocks_and_usage(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = web_script
+    request: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "tools": [BASH_TOOL, {**WEB_SEARCH, "max_uses": 3}, {**WEB_FETCH, "citations": {"enabled": True}}],
+        "messages": [ask("How does our churn compare with the industry?")],
+    }
+    message = await client.messages.create(**request)
+
+    types = [b.type for b in message.content]
+    assert types[:4] == ["server_tool_use", "web_search_tool_result", "server_tool_use", "web_fetch_tool_result"]
+    search_use, search, fetch_use, fetch = message.content[:4]
+    assert (search_use.name, search_use.input) == ("web_search", {"query": "streaming subscription churn benchmark"})
+    assert search.tool_use_id == search_use.id
+    first_hit = search.content[0]
+    assert (first_hit.type, first_hit.title, first_hit.url, first_hit.page_age) == (
+        "web_search_result",
+        BENCHMARK[0],
+        BENCHMARK[1],
+        "2 days",
+    )
+    assert first_hit.encrypted_content and "5.5%" not in first_hit.encrypted_content
+    assert search.content[1].page_age is None
+    assert (fetch_use.name, fetch_use.input) == ("web_fetch", {"url": BENCHMARK[1]})
+    assert fetch.content.type == "web_fetch_result" and fetch.content.url == BENCHMARK[1]
+    document = fetch.content.content
+    assert (document.type, document.title, document.source.type, document.source.media_type) == (
+        "document",
+        "Report",
+        "text",
+        "text/plain",
+    )
+    assert document.source.data == "Industry churn averages 5.5% a month."
+    assert document.citations is not None and document.citations.enabled
+    assert fetch.content.retrieved_at
+    text = message.content[-1]
+    assert text.text == "Your churn is 5.3× the benchmark (Industry churn averages 5.5% a month.)"
+    assert text.citations is not None and text.citations[0].url == BENCHMARK[1]
+    assert message.usage.server_tool_use is not None
+    assert (message.usage.server_tool_use.web_search_requests, message.usage.server_tool_use.web_fetch_requests) == (
+        1,
+        1,
+    )
+
+    async with client.messages.stream(**request) as stream:
+        streamed = await stream.get_final_message()
+    assert [b.type for b in streamed.content] == types
+    assert streamed.content[0].input == search_use.input
+    assert streamed.content[-1].citations == text.citations
+    assert streamed.usage.server_tool_use == message.usage.server_tool_use
+
+
+async def test_web_tool_limits_domains_and_prior_context(api: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
+    api.script = scripted(
+        WebSearch("one", results=[BENCHMARK, ("Other", "https://other.org/a", "x")]),
+        WebSearch("two", results=[BENCHMARK]),
+        WebFetch("https://research.example.com/churn", text="page"),
+        WebFetch("https://unknown.example.com/never-mentioned", text="page"),
+        WebFetch("https://research.example.com/user-link", text="page"),
+        WebFetch("https://other.org/a", text="page"),
+        Text(
+            lambda c: json.dumps(
+                [[len(s.results), s.error_code] for s in c.web_searches] + [f.error_code for f in c.web_fetches]
+            )
+        ),
+    )
+    tools = [
+        {**WEB_SEARCH, "max_uses": 1, "allowed_domains": ["example.com"]},
+        {**WEB_FETCH, "blocked_domains": ["other.org"]},
+    ]
+    message = await client.messages.create(
+        model=MODEL,
+        max_tokens=1024,
+        tools=tools,
+        messages=[ask("Read https://research.example.com/user-link and compare")],
+    )
+    assert json.loads(answer_text(message)) == [
+        [1, None],  # other.org is not in allowed_domains: dropped
+        [0, "max_uses_exceeded"],
+        None,  # a URL from the search results
+        "url_not_in_prior_context",
+        None,  # a URL the user gave
+        "url_not_allowed",
+    ]
+    second_search = message.content[3]
+    assert second_search.content.type == "web_search_tool_result_error"
+    assert second_search.content.error_code == "max_uses_exceeded"
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_search_requests == 1
+    assert message.usage.server_tool_use.web_fetch_requests == 2
+    assert message.container is None, "no code execution tool, no container"
+
+
+async def test_a_paused_turn_replays_web_results_from_the_echo(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(
+        WebSearch("benchmark", results=[BENCHMARK]),
+        Pause(),
+        Text(lambda c: f"{c.web_searches[0].results[0].snippet} (replayed: {c.web_searches[0].replayed})"),
+    )
+    messages: list[Any] = [ask("Benchmark?")]
+    first = await client.messages.create(model=MODEL, max_tokens=512, tools=[WEB_SEARCH], messages=messages)
+    assert first.stop_reason == "pause_turn"
+    messages.append({"role": "assistant", "content": first.content})
+    second = await client.messages.create(model=MODEL, max_tokens=512, tools=[WEB_SEARCH], messages=messages)
+    assert [b.type for b in second.content] == ["text"]
+    assert answer_text(second) == "Average churn is 5.5%. (replayed: True)"
+    assert second.usage.server_tool_use is not None and second.usage.server_tool_use.web_search_requests == 0
+
+
+async def test_a_web_action_without_its_tool_is_a_script_bug(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(WebFetch("https://example.com"), Text("never"))
+    with pytest.raises(anthropic.InternalServerError, match="no web_fetch tool"):
+        await client.messages.create(model=MODEL, max_tokens=100, tools=[BASH_TOOL, WEB_SEARCH], messages=[ask("Hi")])
+    assert api.message_requests[-1].status == 500
+
+
+@pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        ({**WEB_SEARCH, "max_uses": 0}, "tools.0.web_search_20260209.max_uses: Input should be greater than 0"),
+        (
+            {**WEB_SEARCH, "allowed_domains": ["a.com"], "blocked_domains": ["b.com"]},
+            "Cannot specify both allowed_domains and blocked_domains in the same request",
+        ),
+        ({**WEB_FETCH, "blocked_domains": []}, "Empty list of domains is ambiguous"),
+        ({**WEB_SEARCH, "name": "search"}, "tools.0.web_search_20260209.name: Input should be 'web_search'"),
+        ({"type": "web_fetch_20250910", "name": "web_fetch", "use_cache": False}, "use_cache: Extra inputs"),
+        ({**WEB_FETCH, "max_content_tokens": -5}, "max_content_tokens: Input should be greater than 0"),
+        ({**WEB_SEARCH, "allowed_domains": ["https://a.com"]}, "must not include a scheme"),
+        ({**WEB_SEARCH, "allowed_callers": ["nobody"]}, "allowed_callers"),
+        ({"type": "web_search_20990101", "name": "web_search"}, "Input tag 'web_search_20990101'"),
+    ],
+)
+async def test_web_tool_definitions_are_validated(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic, tool: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as rejected:
+        await client.messages.create(model=MODEL, max_tokens=10, tools=[tool, BASH_TOOL], messages=[ask("hi")])
+    assert message in str(rejected.value.api_message)
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": t, "name": "web_search", "max_uses": 5, "user_location": {"type": "approximate", "country": "DE"}}
+        for t in ("web_search_20250305", "web_search_20260209", "web_search_20260318")
+    ]
+    + [
+        {"type": t, "name": "web_fetch", "max_uses": 2, "max_content_tokens": 1000, "citations": {"enabled": False}}
+        for t in ("web_fetch_20250910", "web_fetch_20260209", "web_fetch_20260309", "web_fetch_20260318")
+    ],
+)
+async def test_every_web_tool_version_is_accepted_next_to_code_execution(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic, tool: dict[str, Any]
+) -> None:
+    api.script = scripted(Text("ok"))
+    message = await client.messages.create(model=MODEL, max_tokens=10, tools=[BASH_TOOL, tool], messages=[ask("hi")])
+    assert answer_text(message) == "ok"
+    assert message.usage.server_tool_use is not None and api.message_requests[-1].betas == []
+
+
+# --------------------------------------------------------------------------------------------
+# Skills
+# --------------------------------------------------------------------------------------------
+
+
+async def test_skills_are_loaded_echoed_and_visible_to_scripts(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Text(lambda c: json.dumps(c.skills)))
+    skills = [XLSX_SKILL, {"type": "anthropic", "skill_id": "pdf", "version": "20251002"}]
+    first = await client.messages.create(
+        model=MODEL, max_tokens=100, tools=[BASH_TOOL], messages=[ask("hi")], container={"skills": skills}
+    )
+    assert first.container is not None and first.container.skills is not None
+    loaded = [(s.type, s.skill_id, s.version) for s in first.container.skills]
+    assert loaded == [("anthropic", "xlsx", "20251013"), ("anthropic", "pdf", "20251002")]
+    assert json.loads(answer_text(first))[0] == {"type": "anthropic", "skill_id": "xlsx", "version": "20251013"}
+    assert api.message_requests[-1].betas == [], "skills need no beta header with anthropic 2.14"
+
+    again = await client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        tools=[BASH_TOOL],
+        messages=[ask("hi")],
+        container={"id": first.container.id, "skills": [XLSX_SKILL]},
+        extra_headers={"anthropic-beta": "skills-2025-10-02"},
+    )
+    assert again.container is not None and again.container.id == first.container.id
+    assert [s.skill_id for s in again.container.skills or []] == ["xlsx"]
+    plain = await client.messages.create(
+        model=MODEL, max_tokens=100, tools=[BASH_TOOL], messages=[ask("hi")], container=first.container.id
+    )
+    assert plain.container is not None and plain.container.skills == [] and answer_text(plain) == "[]"
+
+    api.custom_skills["skill_01AbCdEfGhIjKlMnOpQrStUv"] = ("1759178010641129",)
+    custom = await client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        tools=[BASH_TOOL],
+        messages=[ask("hi")],
+        container={"skills": [{"type": "custom", "skill_id": "skill_01AbCdEfGhIjKlMnOpQrStUv"}]},
+    )
+    assert custom.container is not None and custom.container.skills is not None
+    assert custom.container.skills[0].version == "1759178010641129"
+
+
+@pytest.mark.parametrize(
+    ("tools", "container", "message"),
+    [
+        ([], {"skills": [XLSX_SKILL]}, "Skills beta requires the code_execution tool to be included in the request."),
+        ([WEB_SEARCH], {"skills": [XLSX_SKILL]}, "requires the code_execution tool"),
+        ([PYTHON_TOOL], {"skills": [XLSX_SKILL]}, "runs Python only"),
+        ([BASH_TOOL], {"skills": [{"type": "anthropic", "skill_id": "csv"}]}, "Unknown Anthropic skill 'csv'"),
+        ([BASH_TOOL], {"skills": [{"type": "custom", "skill_id": "skill_x"}]}, "Skill 'skill_x' not found"),
+        ([BASH_TOOL], {"skills": [{"type": "builtin", "skill_id": "xlsx"}]}, "Input should be 'anthropic' or 'custom'"),
+        ([BASH_TOOL], {"skills": [XLSX_SKILL, XLSX_SKILL]}, "Duplicate skill_id 'xlsx'"),
+        ([BASH_TOOL], {"skills": [{**XLSX_SKILL, "version": "1999"}]}, "Version '1999' of skill 'xlsx' not found"),
+        ([BASH_TOOL], {"skills": [{"type": "anthropic"}]}, "container.skills.0.skill_id: Field required"),
+        ([BASH_TOOL], {"skills": [XLSX_SKILL] * 9}, "List should have at most 8 items after validation, not 9"),
+        ([BASH_TOOL], {"skills": [XLSX_SKILL], "memory": True}, "container.memory: Extra inputs are not permitted"),
+    ],
+)
+async def test_skills_are_validated(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic, tools: list[Any], container: Any, message: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as rejected:
+        await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            tools=tools,
+            messages=[ask("hi")],
+            container=container,
+            extra_headers=PYTHON_BETA,
+        )
+    assert message in str(rejected.value.api_message)
+
+
+async def test_with_the_xlsx_skill_an_excel_request_gets_a_real_workbook(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    chat = Conversation(client, skills=[XLSX_SKILL])
+    message = await chat.ask(QUESTION + " Please put the summary in an Excel workbook.", await upload_csv(client))
+
+    files = {api.files[i].filename: api.files[i] for i in output_file_ids(message)}
+    assert sorted(files) == ["churn_by_tier.png", "churn_summary.xlsx"]
+    meta = await client.files.retrieve_metadata(files["churn_summary.xlsx"].id)
+    assert (meta.mime_type, meta.downloadable) == (XLSX_MIME, True)
+    data = await (await client.files.download(meta.id)).read()
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    assert book.sheetnames == ["Summary", "By country", "By device", "By watch_hours", "By account_age_months"]
+    summary = book["Summary"]
+    assert summary["A1"].value == "Churn analysis of streaming.csv" and summary["A1"].font.b
+    assert (summary["B3"].value, summary["B3"].number_format) == (OVERALL, "0.0%")
+    header = next(row for row in summary.iter_rows() if row[0].value == "tier")
+    assert [c.value for c in header[:3]] == ["tier", "Customers", "Churn rate"] and header[0].font.b
+    free = next(row for row in summary.iter_rows() if row[0].value == "Free")
+    assert (free[1].value, free[2].value, free[2].number_format) == (2282, 0.4527, "0.0%")
+    assert len(summary._charts) == 1 and type(summary._charts[0]).__name__ == "BarChart"
+    assert summary.freeze_panes is not None
+    answer = answer_text(message)
+    assert "Workbook: `churn_summary.xlsx`" in answer and "native Excel bar chart" in answer
+    assert "45.3%" in answer
+
+    follow_up = await chat.ask("Now split that by country, as a spreadsheet please")
+    names = [api.files[i].filename for i in output_file_ids(follow_up)]
+    assert names == ["churn_by_country.png", "churn_by_country.xlsx"]
+    assert "Workbook: `churn_by_country.xlsx`" in answer_text(follow_up)
+
+
+async def test_without_the_skill_an_excel_request_gets_a_csv_and_says_so(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    chat = Conversation(client)
+    message = await chat.ask(QUESTION + " I need it as an Excel spreadsheet.", await upload_csv(client))
+    files = {api.files[i].filename: api.files[i] for i in output_file_ids(message)}
+    assert sorted(files) == ["churn_by_tier.png", "churn_summary.csv"]
+    assert files["churn_summary.csv"].mime_type == "text/csv"
+    table = pd.read_csv(io.BytesIO(files["churn_summary.csv"].data))
+    assert list(table.columns) == ["breakdown", "group", "customers", "churn_rate"]
+    assert table[(table.breakdown == "tier") & (table.group == "Free")].churn_rate.item() == 0.4527
+    answer = answer_text(message)
+    assert "xlsx skill isn't enabled" in answer and "`churn_summary.csv`" in answer
+    assert answer.startswith("## Churn analysis of streaming.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# Output types
+# --------------------------------------------------------------------------------------------
+
+OUTPUT_TYPES = {
+    "chart.png": ("image/png", b"\x89PNG"),
+    "chart.jpg": ("image/jpeg", b"\xff\xd8\xff"),
+    "chart.svg": ("image/svg+xml", b"<?xml"),
+    "chart.webp": ("image/webp", b"RIFF"),
+    "report.pdf": ("application/pdf", b"%PDF-"),
+    "table.csv": ("text/csv", b"tier,churn_rate\n"),
+    "table.tsv": ("text/tab-separated-values", b"tier\tchurn_rate\n"),
+    "book.xlsx": (XLSX_MIME, b"PK\x03\x04"),
+    "data.json": ("application/json", b"{"),
+    "notes.md": ("text/markdown", b"# Churn"),
+    "page.html": ("text/html", b"<!doctype html>"),
+    "notes.txt": ("text/plain", b"Free: 45.3%"),
+    "nested/more.csv": ("text/csv", b"tier"),
+}
+
+
+async def test_generated_files_of_every_type_have_the_right_mime_type(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Code(output_files_code(*OUTPUT_TYPES)), Text(lambda c: f"{len(c.last.files)} files"))
+    message = await client.messages.create(model=MODEL, max_tokens=100, tools=[BASH_TOOL], messages=[ask("Go")])
+    assert answer_text(message) == f"{len(OUTPUT_TYPES)} files"
+    by_path = {api.files[i].path: api.files[i] for i in output_file_ids(message)}
+    for name, (mime, magic) in OUTPUT_TYPES.items():
+        stored = by_path[f"outputs/{name}"]
+        meta = await client.files.retrieve_metadata(stored.id)
+        assert (meta.filename, meta.mime_type) == (Path(name).name, mime), name
+        assert (await (await client.files.download(stored.id)).read()).startswith(magic), name
+    pdf = by_path["outputs/report.pdf"].data
+    assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == 2, "PdfPages wrote two pages"
+    workbook = openpyxl.load_workbook(io.BytesIO(by_path["outputs/book.xlsx"].data))
+    assert len(workbook["Churn"]._charts) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt caching across turns
+# --------------------------------------------------------------------------------------------
+
+SYSTEM = "You are a careful data analyst. " * 100
+CACHED = {"type": "ephemeral"}
+
+
+def with_cache(block: Any) -> dict[str, Any]:
+    """An echoed block (SDK model or dict) as JSON with a cache_control breakpoint."""
+    data = block.model_dump(exclude_none=True) if hasattr(block, "model_dump") else dict(block)
+    return {**data, "cache_control": CACHED}
+
+
+def plain(blocks: list[Any]) -> list[dict[str, Any]]:
+    return [b.model_dump(exclude_none=True) if hasattr(b, "model_dump") else dict(b) for b in blocks]
+
+
+async def test_a_follow_up_reads_the_cached_prefix_of_the_previous_turn(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    file_id = await upload_csv(client)
+    system = [{"type": "text", "text": SYSTEM, "cache_control": CACHED}]
+    tools = [{**WEB_SEARCH}, {**BASH_TOOL, "cache_control": CACHED}]
+    turn_one = {
+        "role": "user",
+        "content": [{"type": "text", "text": QUESTION}, with_cache({"type": "container_upload", "file_id": file_id})],
+    }
+    first = await client.messages.create(model=MODEL, max_tokens=4096, system=system, tools=tools, messages=[turn_one])
+    assert first.usage.cache_read_input_tokens == 0
+    assert first.usage.cache_creation_input_tokens and first.usage.cache_creation_input_tokens > 500
+
+    # The bot's follow-up: breakpoints on the system prompt, the tool list, the last block of the
+    # prior conversation (here the answer's text) and the last block of the newest turn.
+    prior = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": QUESTION}, {"type": "container_upload", "file_id": file_id}],
+        },
+        {"role": "assistant", "content": [*plain(first.content[:-1]), with_cache(first.content[-1])]},
+    ]
+    newest = {"role": "user", "content": [with_cache({"type": "text", "text": "Now split that by country"})]}
+    assert len(first.content) < 20, "the previous breakpoint is within the 20-block lookback"
+    second = await client.messages.create(
+        model=MODEL,
+        max_tokens=4096,
+        system=system,
+        tools=tools,
+        messages=[*prior, newest],
+        container=first.container.id,  # type: ignore[union-attr]
+    )
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.usage.cache_creation_input_tokens and second.usage.cache_creation_input_tokens > 0
+    assert "## Churn by country" in answer_text(second)
+
+    # A third turn whose prior conversation ends at the second request's newest-turn breakpoint
+    # (moved to the answer) reads everything up to the end of the second answer's prefix.
+    third = await client.messages.create(
+        model=MODEL,
+        max_tokens=4096,
+        system=system,
+        tools=tools,
+        messages=[
+            *prior[:1],
+            {"role": "assistant", "content": plain(first.content)},
+            {"role": "user", "content": [{"type": "text", "text": "Now split that by country"}]},
+            {"role": "assistant", "content": [*plain(second.content[:-1]), with_cache(second.content[-1])]},
+            {"role": "user", "content": [with_cache({"type": "text", "text": "by device?"})]},
+        ],
+        container=first.container.id,  # type: ignore[union-attr]
+    )
+    assert third.usage.cache_read_input_tokens is not None
+    assert third.usage.cache_read_input_tokens > (second.usage.cache_read_input_tokens or 0)
+
+
+@pytest.mark.parametrize("index", range(9), ids=lambda i: f"block{i}")
+async def test_breakpoints_work_on_every_kind_of_echoed_block(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic, index: int
+) -> None:
+    file_id = await upload_csv(client)
+    first = await client.messages.create(
+        model=MODEL, max_tokens=4096, tools=[BASH_TOOL], messages=[ask(QUESTION, file_id)]
+    )
+    blocks = plain(first.content)
+    assert len(blocks) == 9
+    marked = [*blocks[:index], {**blocks[index], "cache_control": CACHED}, *blocks[index + 1 :]]
+    api.script = scripted(Text("ok"))
+    request: dict[str, Any] = {"model": MODEL, "max_tokens": 100, "tools": [BASH_TOOL], "container": first.container.id}  # type: ignore[union-attr]
+    messages = [ask(QUESTION, file_id), {"role": "assistant", "content": marked}, ask("more?")]
+    written = await client.messages.create(**request, messages=messages)
+    assert written.usage.cache_creation_input_tokens and written.usage.cache_read_input_tokens == 0
+    # The same prefix, the breakpoint moved to the newest turn: read through the lookback.
+    unmarked = [ask(QUESTION, file_id), {"role": "assistant", "content": blocks}]
+    newest = {"role": "user", "content": [with_cache({"type": "text", "text": "more?"})]}
+    read = await client.messages.create(**request, messages=[*unmarked, newest])
+    assert read.usage.cache_read_input_tokens == written.usage.cache_creation_input_tokens
+
+
+async def test_cache_control_limits_are_the_real_ones(api: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
+    api.script = scripted(Text("ok"))
+    blocks = [{"type": "text", "text": f"part {i}", "cache_control": CACHED} for i in range(4)]
+    system = [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    with pytest.raises(anthropic.BadRequestError) as rejected:
+        await client.messages.create(
+            model=MODEL, max_tokens=10, system=system, messages=[{"role": "user", "content": blocks}]
+        )
+    assert rejected.value.api_message == "A maximum of 4 blocks with cache_control may be provided. Found 5."
+
+    ok = await client.messages.create(
+        model=MODEL, max_tokens=10, system=system, messages=[{"role": "user", "content": blocks[:3]}]
+    )
+    assert ok.usage.cache_creation is not None and ok.usage.cache_creation.ephemeral_1h_input_tokens > 0
+    assert ok.usage.cache_creation.ephemeral_5m_input_tokens > 0
+
+    with pytest.raises(anthropic.BadRequestError, match="A maximum of 4 blocks"):  # automatic caching takes a slot
+        await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            system=system,
+            messages=[{"role": "user", "content": [*blocks[:3], {"type": "text", "text": "last"}]}],
+            cache_control=CACHED,
+        )
+    thinking = {"type": "thinking", "thinking": "hmm", "signature": "sig", "cache_control": CACHED}
+    with pytest.raises(anthropic.BadRequestError) as rejected:
+        await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            messages=[ask("a"), {"role": "assistant", "content": [thinking, {"type": "text", "text": "b"}]}, ask("c")],
+        )
+    assert rejected.value.api_message == "messages.1.content.0.thinking.cache_control: Extra inputs are not permitted"
+    with pytest.raises(anthropic.BadRequestError, match="ttl: Input should be '5m' or '1h'"):
+        await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "2h"}}],
+                }
+            ],
+        )

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
 from aiohttp import web
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncAssistant
+from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.say_stream.async_say_stream import AsyncSayStream
 from slack_bolt.context.set_status.async_set_status import AsyncSetStatus
+from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
+from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
+from slack_bolt.request import payload_utils
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
@@ -42,6 +48,18 @@ def client(slack: FakeSlack) -> AsyncWebClient:
     return AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
 
 
+@contextlib.asynccontextmanager
+async def serve(app: AsyncApp) -> AsyncIterator[str]:
+    """Serve a Bolt app over HTTP on 127.0.0.1; yields its events URL."""
+    runner = web.AppRunner(app.web_app(path="/slack/events"))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+    finally:
+        await runner.cleanup()
+
+
 async def api_error(call: Any) -> str:
     """The Slack error code a Web API call fails with."""
     with pytest.raises(SlackApiError) as raised:
@@ -50,11 +68,15 @@ async def api_error(call: Any) -> str:
 
 
 class Receiver:
-    """A stand-in for the bot's HTTP endpoint: records what Slack POSTs to it."""
+    """A stand-in for the bot's HTTP endpoint: records what Slack POSTs to it.
 
-    def __init__(self) -> None:
+    ``answer`` builds the HTTP response (an empty 200 by default); it may wait forever.
+    """
+
+    def __init__(self, answer: Callable[[], Awaitable[web.StreamResponse]] | None = None) -> None:
         self.requests: list[tuple[bytes, dict[str, str]]] = []
         self._runner: web.AppRunner | None = None
+        self._answer = answer
         self.url = ""
 
     async def __aenter__(self) -> Receiver:
@@ -71,9 +93,9 @@ class Receiver:
         assert self._runner is not None
         await self._runner.cleanup()
 
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((await request.read(), dict(request.headers)))
-        return web.Response(text="")
+        return await self._answer() if self._answer else web.Response(text="")
 
 
 # --------------------------------------------------------------------------- messages
@@ -448,22 +470,25 @@ async def test_conversations_and_users(slack: FakeSlack, client: AsyncWebClient)
 
 
 async def test_assistant_thread_settings_are_stored(slack: FakeSlack, client: AsyncWebClient) -> None:
-    root = slack.post_user_message("C0DATA", "U0ALICE", "hi")
+    thread_ts, dm, _ = slack.assistant_thread_started_event("U0ALICE")
 
     await client.assistant_threads_setStatus(
-        channel_id="C0DATA", thread_ts=root["ts"], status="is analysing…", loading_messages=["Reading the file"]
+        channel_id=dm, thread_ts=thread_ts, status="is analysing…", loading_messages=["Reading the file"]
     )
     await client.assistant_threads_setSuggestedPrompts(
-        channel_id="C0DATA", thread_ts=root["ts"], prompts=[{"title": "Trend", "message": "Show the trend"}]
+        channel_id=dm, thread_ts=thread_ts, prompts=[{"title": "Trend", "message": "Show the trend"}]
     )
-    await client.assistant_threads_setTitle(channel_id="C0DATA", thread_ts=root["ts"], title="Sales")
-    await client.assistant_threads_setStatus(channel_id="C0DATA", thread_ts=root["ts"], status="")
+    await client.assistant_threads_setTitle(channel_id=dm, thread_ts=thread_ts, title="Sales")
+    await client.assistant_threads_setStatus(channel_id=dm, thread_ts=thread_ts, status="")
 
-    thread = slack.assistant_thread("C0DATA", root["ts"])
+    thread = slack.assistant_thread(dm, thread_ts)
     assert thread is not None
-    assert thread.status_history == ["is analysing…", ""] and thread.title == "Sales"
+    assert thread.statuses == thread.status_history == ["is analysing…", ""] and thread.status == ""
+    assert thread.title == "Sales"
     assert thread.prompts == [{"title": "Trend", "message": "Show the trend"}]
-    missing = client.assistant_threads_setStatus(channel_id="C0DATA", thread_ts="1700000000.000001", status="x")
+    root = slack.message(dm, thread_ts)
+    assert root.to_api()["assistant_app_thread"] == {"title": "Sales", "title_blocks": [], "artifacts": []}
+    missing = client.assistant_threads_setStatus(channel_id=dm, thread_ts="1700000000.000001", status="x")
     assert await api_error(missing) == "invalid_thread_ts"
 
 
@@ -629,3 +654,455 @@ async def test_a_bolt_app_streams_its_answer_into_the_thread(slack: FakeSlack) -
     ]
     thread = slack.assistant_thread("C0DATA", question["ts"])
     assert thread is not None and thread.status_history == ["is analysing…"]
+
+
+# --------------------------------------------------------------------------- DMs with the bot
+
+
+async def test_open_dm_and_conversations_open_share_one_dm(slack: FakeSlack, client: AsyncWebClient) -> None:
+    slack.add_user("U0CAROL", "carol")
+
+    dm = slack.open_dm("U0ALICE")
+    reopened = await client.conversations_open(users="U0ALICE")
+    new = await client.conversations_open(users="U0CAROL")
+    new_again = await client.conversations_open(users="U0CAROL", return_im=True)
+    info = (await client.conversations_info(channel=dm))["channel"]
+
+    assert dm.startswith("D") and slack.open_dm("U0ALICE") == dm
+    assert (reopened["channel"]["id"], reopened["already_open"], reopened["no_op"]) == (dm, True, True)
+    assert new.data == {"ok": True, "channel": {"id": new["channel"]["id"]}}
+    assert (new_again["channel"]["id"], new_again["channel"]["user"]) == (new["channel"]["id"], "U0CAROL")
+    assert (info["is_im"], info["user"], info["is_ext_shared"]) == (True, "U0ALICE", False)
+
+
+async def test_conversations_open_errors(slack: FakeSlack, client: AsyncWebClient) -> None:
+    slack.add_user("U0EXT", "erin", team_id="T0OTHER")
+
+    assert await api_error(client.api_call("conversations.open")) == "users_list_not_supplied"
+    assert await api_error(client.conversations_open(users="U0NOBODY")) == "user_not_found"
+    assert await api_error(client.conversations_open(channel="C0DATA")) == "method_not_supported_for_channel_type"
+    assert await api_error(client.conversations_open(users="U0EXT")) == "invalid_user_combination"
+
+    slack.add_channel("C0SHARED", "shared", is_ext_shared=True, members=["U0ALICE", "U0EXT"])
+    opened = await client.conversations_open(users="U0EXT", return_im=True)
+    assert opened["channel"]["is_ext_shared"] is True  # a DM across organisations
+
+
+async def test_dm_message_events_look_like_slacks(slack: FakeSlack, client: AsyncWebClient) -> None:
+    csv = slack.host_file(name="sales.csv", content=b"a\n1\n")
+
+    text, envelope = slack.dm_message_event("U0ALICE", "hello")
+    shared, share_envelope = slack.dm_message_event("U0ALICE", "this one", files=[csv])
+
+    dm = slack.open_dm("U0ALICE")
+    event, share = envelope["event"], share_envelope["event"]
+    assert (event["type"], event["channel"], event["channel_type"], event["text"]) == ("message", dm, "im", "hello")
+    assert "subtype" not in event and event["team"] == "T0TEAM" and event["ts"] == text["ts"]
+    assert (share["subtype"], share["upload"], share["display_as_bot"], share["channel_type"]) == (
+        "file_share",
+        True,
+        False,
+        "im",
+    )
+    assert [f["id"] for f in share["files"]] == [csv["id"]] and "team" not in share
+    assert payload_utils.is_im_message_event(envelope) and payload_utils.is_im_message_event(share_envelope)
+    assert [m.ts for m in slack.channel_messages(dm)] == [text["ts"], shared["ts"]]
+    assert (await client.files_info(file=csv["id"]))["file"]["ims"] == [dm]
+
+
+# --------------------------------------------------------------------------- the assistant pane
+
+
+async def test_assistant_thread_started_creates_the_root_and_the_event(slack: FakeSlack) -> None:
+    thread_ts, dm, envelope = slack.assistant_thread_started_event("U0ALICE", context_channel="C0DATA")
+
+    assert dm == slack.open_dm("U0ALICE")
+    assert envelope["event"] == {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": "U0ALICE",
+            "context": {"channel_id": "C0DATA", "team_id": "T0TEAM", "enterprise_id": None},
+            "channel_id": dm,
+            "thread_ts": thread_ts,
+        },
+        "event_ts": envelope["event"]["event_ts"],
+    }
+    assert payload_utils.is_assistant_thread_started_event(envelope)
+    root = slack.message(dm, thread_ts)
+    assert (root.subtype, root.user, root.bot_id) == ("assistant_app_thread", "UBOT", None)
+    assert slack.bot_messages(dm) == []  # the root is Slack's, not one of the bot's replies
+    thread = slack.assistant_thread(dm, thread_ts)
+    assert thread is not None and (thread.user_id, thread.context["channel_id"]) == ("U0ALICE", "C0DATA")
+
+
+async def test_assistant_messages_and_context_changes_route_like_bolt_expects(slack: FakeSlack) -> None:
+    csv = slack.host_file(name="sales.csv", content=b"a\n1\n")
+    thread_ts, dm, _ = slack.assistant_thread_started_event("U0ALICE")
+
+    message, envelope = slack.assistant_user_message_event(dm, "U0ALICE", "what's the trend?", thread_ts=thread_ts)
+    _, with_file = slack.assistant_user_message_event(dm, "U0ALICE", "and here", thread_ts=thread_ts, files=[csv])
+    changed = slack.assistant_thread_context_changed_event(dm, thread_ts, context_channel="C0DATA")
+
+    event = envelope["event"]
+    assert (event["channel_type"], event["thread_ts"], event["parent_user_id"]) == ("im", thread_ts, "UBOT")
+    assert event["assistant_thread"]["action_token"].count(".") == 2 and "bot_id" not in event
+    assert payload_utils.is_user_message_event_in_assistant_thread(envelope)
+    assert payload_utils.is_user_message_event_in_assistant_thread(with_file)
+    assert with_file["event"]["subtype"] == "file_share"
+    assert payload_utils.is_assistant_thread_context_changed_event(changed)
+    assert changed["event"]["assistant_thread"]["context"]["channel_id"] == "C0DATA"
+    thread = slack.assistant_thread(dm, thread_ts)
+    assert thread is not None and [c.get("channel_id") for c in thread.context_history] == [None, "C0DATA"]
+    assert [m.ts for m in slack.thread(dm, thread_ts)][1] == message["ts"]
+    with pytest.raises(ValueError, match="belongs to U0ALICE"):
+        slack.assistant_user_message_event(dm, "U0BOB", "me too", thread_ts=thread_ts)
+
+
+async def test_a_bolt_assistant_runs_against_the_fake(slack: FakeSlack) -> None:
+    app = AsyncApp(
+        signing_secret=slack.signing_secret, client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    )
+    assistant = AsyncAssistant()
+    contexts: list[Any] = []
+
+    @assistant.thread_started
+    async def greet(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+        await say("Hi! Share a file.")
+        await set_suggested_prompts(prompts=["Summarise sales.csv"], title="Try")
+
+    @assistant.user_message
+    async def answer(
+        say: AsyncSay, set_status: AsyncSetStatus, set_title: AsyncSetTitle, get_thread_context: Any
+    ) -> None:
+        await set_title("Sales trend")
+        await set_status("is analysing…")
+        contexts.append(await get_thread_context())
+        await say("Sales rose 4%.")
+
+    app.assistant(assistant)
+    async with serve(app) as url:
+        thread_ts, dm, started = slack.assistant_thread_started_event("U0ALICE", context_channel="C0DATA")
+        await slack.deliver_http(url, started)
+        await slack.wait_for(lambda: len(slack.bot_messages(dm, thread_ts)) == 1, what="the greeting")
+        _, message = slack.assistant_user_message_event(dm, "U0ALICE", "trend?", thread_ts=thread_ts)
+        await slack.deliver_http(url, message)
+        await slack.wait_for(lambda: len(slack.bot_messages(dm, thread_ts)) == 2, what="the answer")
+
+    thread = slack.assistant_thread(dm, thread_ts)
+    assert thread is not None
+    assert thread.prompts == [{"title": "Summarise sales.csv", "message": "Summarise sales.csv"}]
+    assert (thread.prompts_title, thread.title, thread.statuses) == ("Try", "Sales trend", ["is analysing…"])
+    answer_ts = slack.bot_messages(dm, thread_ts)[-1].ts
+    assert (thread.status, thread.cleared_by) == ("", answer_ts)  # Slack clears the status on the reply
+    assert [slack.visible_text(m) for m in slack.bot_messages(dm, thread_ts)] == ["Hi! Share a file.", "Sales rose 4%."]
+    assert contexts == [{"channel_id": "C0DATA", "team_id": "T0TEAM", "enterprise_id": None}]
+
+
+async def test_assistant_calls_are_validated_like_slack(slack: FakeSlack, client: AsyncWebClient) -> None:
+    thread_ts, dm, _ = slack.assistant_thread_started_event("U0ALICE")
+    in_channel = slack.post_user_message("C0DATA", "U0ALICE", "hi")
+    slack.add_channel("D0BOB", "", is_im=True, members=["U0BOB"], bot_is_member=False)
+    prompt = {"title": "Trend", "message": "Show the trend"}
+
+    async def prompts_error(**arguments: Any) -> str:
+        return await api_error(client.api_call("assistant.threads.setSuggestedPrompts", json=arguments))
+
+    assert await prompts_error(channel_id="C0DATA", thread_ts=in_channel["ts"], prompts=[prompt]) == (
+        "channel_not_found"
+    )
+    assert await prompts_error(channel_id="D0BOB", thread_ts=thread_ts, prompts=[prompt]) == "channel_not_found"
+    assert await prompts_error(channel_id=dm, thread_ts="1700000000.000001", prompts=[prompt]) == "invalid_thread_ts"
+    assert await prompts_error(channel_id=dm, thread_ts=thread_ts, prompts=[prompt] * 5) == "invalid_arguments"
+    assert await prompts_error(channel_id=dm, thread_ts=thread_ts, prompts=[{"title": "x"}]) == "invalid_arguments"
+    assert await prompts_error(channel_id=dm, thread_ts=thread_ts, prompts=[]) == "invalid_arguments"
+    title_in_channel = client.assistant_threads_setTitle(channel_id="C0DATA", thread_ts=in_channel["ts"], title="x")
+    assert await api_error(title_in_channel) == "channel_not_found"
+    no_title = client.api_call("assistant.threads.setTitle", json={"channel_id": dm, "thread_ts": thread_ts})
+    assert await api_error(no_title) == "invalid_arguments"
+    no_thread = client.api_call("assistant.threads.setStatus", json={"channel_id": dm, "status": "x"})
+    assert await api_error(no_thread) == "invalid_arguments"
+    too_many = client.assistant_threads_setStatus(
+        channel_id=dm, thread_ts=thread_ts, status="x", loading_messages=["."] * 11
+    )
+    assert await api_error(too_many) == "invalid_arguments"
+
+    # loading states work in channel threads too (chat:write apps, 2026-03 changelog)
+    await client.assistant_threads_setStatus(channel_id="C0DATA", thread_ts=in_channel["ts"], status="is reading…")
+    # without thread_ts the prompts go to the DM's latest message
+    await client.api_call("assistant.threads.setSuggestedPrompts", json={"channel_id": dm, "prompts": [prompt]})
+    thread = slack.assistant_thread(dm, thread_ts)
+    assert thread is not None and thread.prompts == [prompt]
+
+
+async def test_the_status_clears_when_the_app_replies_in_the_thread(slack: FakeSlack, client: AsyncWebClient) -> None:
+    thread_ts, dm, _ = slack.assistant_thread_started_event("U0ALICE")
+    elsewhere, _ = slack.dm_message_event("U0ALICE", "unrelated")
+
+    await client.assistant_threads_setStatus(channel_id=dm, thread_ts=thread_ts, status="is thinking…")
+    await client.chat_postMessage(channel=dm, thread_ts=elsewhere["ts"], text="not this thread")
+    thread = slack.assistant_thread(dm, thread_ts)
+    assert thread is not None and thread.status == "is thinking…"
+
+    reply = await client.chat_postMessage(channel=dm, thread_ts=thread_ts, text="Done.")
+    assert (thread.status, thread.cleared_by, thread.loading_messages) == ("", reply["ts"], None)
+    await client.assistant_threads_setStatus(channel_id=dm, thread_ts=thread_ts, status="is charting…")
+    stream = await client.chat_startStream(channel=dm, thread_ts=thread_ts, markdown_text="Here")
+    assert (thread.status, thread.cleared_by) == ("", stream["ts"])
+    assert thread.statuses == ["is thinking…", "is charting…"]
+
+
+async def test_metadata_is_listed_only_when_asked_for(slack: FakeSlack, client: AsyncWebClient) -> None:
+    root = slack.post_user_message("C0DATA", "U0ALICE", "hi")
+    metadata = {"event_type": "assistant_thread_context", "event_payload": {"channel_id": "C0DATA"}}
+    await client.chat_postMessage(channel="C0DATA", thread_ts=root["ts"], text="x", metadata=metadata)
+
+    plain = await client.conversations_replies(channel="C0DATA", ts=root["ts"])
+    full = await client.conversations_replies(channel="C0DATA", ts=root["ts"], include_all_metadata=True)
+
+    assert "metadata" not in plain["messages"][1] and full["messages"][1]["metadata"] == metadata
+
+
+# --------------------------------------------------------------------------- file_shared, permalinks
+
+
+async def test_file_shared_events_and_permalinks(slack: FakeSlack, client: AsyncWebClient) -> None:
+    csv = slack.host_file(name="Q3 Sales (final).csv", content=b"a\n1\n")
+
+    envelope = slack.file_shared_event(csv, channel="C0DATA", user="U0ALICE")
+    info = (await client.files_info(file=csv["id"]))["file"]
+
+    assert envelope["event"] == {
+        "type": "file_shared",
+        "channel_id": "C0DATA",
+        "file_id": csv["id"],
+        "user_id": "U0ALICE",
+        "file": {"id": csv["id"]},
+        "event_ts": envelope["event"]["event_ts"],
+    }
+    assert info["permalink"] == f"https://acme.slack.com/files/U0ALICE/{csv['id']}/q3_sales__final_.csv"
+    assert re.fullmatch(rf"https://slack-files\.com/T0TEAM-{csv['id']}-[0-9a-f]{{10}}", info["permalink_public"])
+    assert (csv["permalink"], csv["permalink_public"]) == (info["permalink"], info["permalink_public"])
+    # the form a person's pasted link takes in a slash command's text
+    link = f"<{info['permalink']}>"
+    assert re.fullmatch(r"<https://acme\.slack\.com/files/U\w+/(F\w+)/[^>]+>", link)
+
+
+async def test_files_shared_only_where_the_bot_is_not_stay_hidden(slack: FakeSlack, client: AsyncWebClient) -> None:
+    slack.add_channel("G0SECRET", "secret", is_private=True, bot_is_member=False)
+    secret = slack.host_file(name="secret.csv", content=b"a\n")
+    slack.post_user_message("G0SECRET", "U0ALICE", "", files=[secret])
+
+    assert await api_error(client.files_info(file=secret["id"])) == "file_not_found"
+
+
+# --------------------------------------------------------------------------- slash commands
+
+
+def answer_with(response: web.StreamResponse) -> Callable[[], Awaitable[web.StreamResponse]]:
+    async def answer() -> web.StreamResponse:
+        return response
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("response", "shown_to_alice", "shown_to_bob"),
+    [
+        (web.Response(text=""), [], []),
+        (web.Response(text="Working on it…"), ["Working on it…"], []),
+        (web.json_response({"text": "Only you", "response_type": "ephemeral"}), ["Only you"], []),
+        (
+            web.json_response({"text": "Analysing…", "response_type": "in_channel"}),
+            ["/analyze sales.csv", "Analysing…"],
+            ["/analyze sales.csv", "Analysing…"],
+        ),
+        (web.json_response({"response_type": "in_channel"}), ["/analyze sales.csv"], ["/analyze sales.csv"]),
+        (web.Response(status=500, text="boom"), ['/analyze failed with the error "http_service_error"'], []),
+    ],
+)
+async def test_the_immediate_answer_to_a_command_is_shown_like_slack(
+    slack: FakeSlack, response: web.StreamResponse, shown_to_alice: list[str], shown_to_bob: list[str]
+) -> None:
+    async with Receiver(answer_with(response)) as bot:
+        await slack.deliver_command(bot.url, text="sales.csv")
+
+    (reply,) = slack.command_replies
+    assert (reply.command, reply.text, reply.user_id, reply.via) == ("/analyze", "sales.csv", "U0ALICE", "http")
+    assert [slack.visible_text(m) for m in slack.visible_to("U0ALICE", "C0DATA")] == shown_to_alice
+    assert [slack.visible_text(m) for m in slack.visible_to("U0BOB", "C0DATA")] == shown_to_bob
+
+
+async def test_a_command_answered_too_late_shows_slacks_timeout(slack: FakeSlack) -> None:
+    release = asyncio.Event()
+
+    async def never() -> web.StreamResponse:
+        await release.wait()
+        return web.Response(text="too late")
+
+    async with Receiver(never) as bot:
+        try:
+            status, _, _ = await slack.deliver_command(bot.url, ack_timeout=0.05)
+        finally:
+            release.set()
+
+    assert status == 0 and slack.command_replies[0].error == "operation_timeout"
+    assert [e.text for e in slack.ephemerals("C0DATA", "U0ALICE")] == [
+        '/analyze failed with the error "operation_timeout"'
+    ]
+
+
+async def test_response_urls_replace_delete_and_run_out(slack: FakeSlack) -> None:
+    async with Receiver(answer_with(web.Response(text="Queued."))) as bot:
+        await slack.deliver_command(bot.url, text="sales.csv")
+    respond = AsyncWebhookClient(slack.command_replies[0].response_url)
+
+    replaced = await respond.send(text="Analysing sales.csv…", replace_original=True)
+    assert [slack.visible_text(e) for e in slack.ephemerals("C0DATA", "U0ALICE")] == ["Analysing sales.csv…"]
+    assert [(e.old_text, e.new_text) for e in slack.ephemerals()[0].edits] == [("Queued.", "Analysing sales.csv…")]
+    await respond.send(text="Sales rose 4%.", response_type="in_channel")
+    await respond.send(text="Edited: sales rose 5%.", replace_original=True)
+    assert [slack.visible_text(m) for m in slack.visible_to("U0BOB", "C0DATA")] == ["Edited: sales rose 5%."]
+    await respond.send(delete_original=True)
+    assert slack.channel_messages("C0DATA") == []
+    fifth = await respond.send(text="one more")
+    sixth = await respond.send(text="too many")
+
+    assert (replaced.status_code, fifth.status_code) == (200, 200)
+    assert (sixth.status_code, sixth.body) == (404, "expired_url")
+    assert [(r.http_status, r.error) for r in slack.responses][-2:] == [(200, None), (404, "expired_url")]
+    assert [e.text for e in slack.ephemerals("C0DATA", "U0ALICE")] == ["Analysing sales.csv…", "one more"]
+
+
+async def test_an_interactions_response_url_acts_on_the_clicked_message(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    clicked = await client.chat_postMessage(channel="C0DATA", text="Retry?")
+    respond = AsyncWebhookClient(slack.new_response_url("C0DATA", "U0ALICE", message_ts=clicked["ts"]))
+
+    await respond.send(text="Retrying…", replace_original=True)
+    await respond.send(text="Started the retry.")  # a new ephemeral, not the new original
+    await respond.send(text="Retried.", replace_original=True)
+
+    assert slack.visible_text(slack.message("C0DATA", clicked["ts"])) == "Retried."
+    assert [e.text for e in slack.ephemerals("C0DATA", "U0ALICE")] == ["Started the retry."]
+    await respond.send(delete_original=True)
+    assert slack.message("C0DATA", clicked["ts"]).deleted
+
+
+async def test_a_response_url_expires_after_thirty_minutes(slack: FakeSlack) -> None:
+    url = slack.new_response_url("C0DATA", "U0ALICE")
+    slack.expire_response_url(url)
+
+    late = await AsyncWebhookClient(url).send(text="late")
+
+    assert (late.status_code, late.body) == (404, "expired_url") and slack.ephemerals() == []
+
+
+async def test_socket_mode_command_acks_are_shown_too(slack: FakeSlack) -> None:
+    async def ack(client: AsyncBaseSocketModeClient, request: SocketModeRequest) -> None:
+        answer = {"response_type": "in_channel", "text": "On it."}
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id, payload=answer))
+
+    socket_client = SocketModeClient(app_token=slack.app_token, web_client=AsyncWebClient(base_url=slack.api_url))
+    socket_client.socket_mode_request_listeners.append(ack)
+    try:
+        await socket_client.connect()  # type: ignore[no-untyped-call]
+        await slack.wait_socket_connected()
+        await slack.deliver_socket(slack.command_payload(text="sales.csv"), envelope_type="slash_commands")
+    finally:
+        await socket_client.close()  # type: ignore[no-untyped-call]
+
+    (reply,) = slack.command_replies
+    assert (reply.via, reply.response_type) == ("socket", "in_channel")
+    assert [slack.visible_text(m) for m in slack.visible_to("U0BOB", "C0DATA")] == ["/analyze sales.csv", "On it."]
+
+
+async def test_visible_to_interleaves_ephemerals_with_messages(slack: FakeSlack, client: AsyncWebClient) -> None:
+    question = slack.post_user_message("C0DATA", "U0ALICE", "sales?")
+    await client.chat_postEphemeral(channel="C0DATA", user="U0ALICE", text="Only Alice sees this")
+    await client.chat_postMessage(channel="C0DATA", text="Everyone sees this")
+    await client.chat_postEphemeral(channel="C0DATA", user="U0ALICE", thread_ts=question["ts"], text="In the thread")
+    slack.add_channel("G0SECRET", "secret", is_private=True, members=["U0BOB"])
+
+    assert [slack.visible_text(m) for m in slack.visible_to("U0ALICE", "C0DATA")] == [
+        "sales?",
+        "Only Alice sees this",
+        "Everyone sees this",
+    ]
+    assert [slack.visible_text(m) for m in slack.visible_to("U0BOB", "C0DATA")] == ["sales?", "Everyone sees this"]
+    in_thread = slack.visible_to("U0ALICE", "C0DATA", thread_ts=question["ts"])
+    assert [slack.visible_text(m) for m in in_thread] == ["sales?", "In the thread"]
+    assert slack.visible_to("U0ALICE", "G0SECRET") == []
+    assert [e.text for e in slack.ephemerals("C0DATA", "U0ALICE")] == ["Only Alice sees this", "In the thread"]
+
+
+# --------------------------------------------------------------------------- uploads of generated outputs
+
+
+async def test_files_upload_v2_with_several_files_snippets_and_alt_text(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    question = slack.post_user_message("C0DATA", "U0ALICE", "chart and code please")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(100)
+
+    result = await client.files_upload_v2(
+        channel="C0DATA",
+        thread_ts=question["ts"],
+        initial_comment="Here are the chart and the script.",
+        file_uploads=[
+            {"file": png, "filename": "chart.png", "title": "Sales by month", "alt_txt": "Bar chart of sales"},
+            {"content": "print(42)\n", "filename": "analysis.py", "title": "Script", "snippet_type": "python"},
+        ],
+    )
+
+    reply = slack.thread("C0DATA", question["ts"])[-1]
+    assert reply.by_bot and reply.text == "Here are the chart and the script."
+    assert slack.visible_text(reply) == "Here are the chart and the script.\n[file: Sales by month]\n[file: Script]"
+    chart, script = [await client.files_info(file=f["id"]) for f in result["files"]]
+    assert (chart["file"]["alt_txt"], chart["file"]["mimetype"]) == ("Bar chart of sales", "image/png")
+    assert (script["file"]["mode"], script["file"]["filetype"]) == ("snippet", "python")
+    assert slack.file(script["file"]["id"]).content == b"print(42)\n"
+    assert [c.method for c in slack.calls if c.method.startswith("files.")].count("files.completeUploadExternal") == 1
+    assert [c.params.get("snippet_type") for c in slack.calls_to("files.getUploadURLExternal")] == [None, "python"]
+
+
+# --------------------------------------------------------------------------- people from elsewhere
+
+
+async def test_guests_external_and_enterprise_users_look_like_slacks(slack: FakeSlack, client: AsyncWebClient) -> None:
+    slack.add_user("U0GUEST", "gail", guest="multi_channel")
+    slack.add_user("U0SINGLE", "sam", guest="single_channel")
+    slack.add_user("W0GRID", "gus", team_id="T0GRID", enterprise_id="E0ORG", enterprise_name="Globex")
+    slack.add_user("U0STRANGER", "stan", team_id="T0FAR")
+    slack.add_channel("C0SHARED", "shared", is_ext_shared=True, members=["U0ALICE", "W0GRID"])
+
+    async def user(user_id: str) -> JSON:
+        return dict((await client.users_info(user=user_id))["user"])
+
+    guest, single, grid, stranger, alice = [
+        await user(u) for u in ("U0GUEST", "U0SINGLE", "W0GRID", "U0STRANGER", "U0ALICE")
+    ]
+    assert (guest["is_restricted"], guest["is_ultra_restricted"]) == (True, False)
+    assert (single["is_restricted"], single["is_ultra_restricted"]) == (True, True)
+    assert (alice["is_restricted"], alice["is_ultra_restricted"], "enterprise_user" in alice) == (False, False, False)
+    assert (grid["team_id"], grid["profile"]["team"], "is_stranger" in grid) == ("T0GRID", "T0GRID", False)
+    assert grid["enterprise_user"] == {
+        "id": "W0GRID",
+        "enterprise_id": "E0ORG",
+        "enterprise_name": "Globex",
+        "is_admin": False,
+        "is_owner": False,
+        "teams": ["T0GRID"],
+    }
+    assert (stranger["team_id"], stranger["is_stranger"]) == ("T0FAR", True)
+    shared = (await client.conversations_info(channel="C0SHARED"))["channel"]
+    assert (shared["is_ext_shared"], shared["is_shared"]) == (True, True)
+
+
+async def test_mentioned_people_resolve_through_users_info(slack: FakeSlack, client: AsyncWebClient) -> None:
+    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "compare with <@U0BOB>'s numbers")
+
+    mentioned = re.findall(r"<@(U\w+)>", envelope["event"]["text"])
+    names = [(await client.users_info(user=u))["user"]["name"] for u in mentioned]
+
+    assert names == ["analyst", "bob"] and message["text"].startswith("<@UBOT> ")

@@ -22,6 +22,18 @@ JSON and status codes), keeps state a test can inspect (:attr:`~FakeAnthropic.re
 :meth:`~FakeAnthropic.break_stream_next`, :meth:`~FakeAnthropic.error_stream_next`,
 :meth:`~FakeAnthropic.expire_container`).  The "model" is a script (``tests/fakes/scripts.py``)
 whose code really runs in the warm forking sandbox (``tests/fakes/sandbox.py``).
+
+Besides code execution it serves the server-side web tools (``web_search_*`` / ``web_fetch_*``
+definitions next to a code-execution tool; scripted with :class:`~tests.fakes.scripts.WebSearch`
+and :class:`~tests.fakes.scripts.WebFetch`, counted in ``usage.server_tool_use``), Agent Skills
+in the container (``container={"id": ..., "skills": [...]}``, echoed in ``container.skills``),
+multi-turn conversations in one container (a follow-up's ``container_upload`` blocks land in
+``inputs/`` next to the earlier files) and prompt caching across turns (at most four
+``cache_control`` breakpoints, on blocks of any cacheable type; a cache hit is looked for at the
+breakpoints and up to 20 blocks before each, as the real API does).
+
+Where the real API's behaviour could not be confirmed, the choice made is the most plausible
+one and is said so where it is implemented (see :data:`UNCONFIRMED`).
 """
 
 from __future__ import annotations
@@ -60,14 +72,25 @@ from .scripts import (
     Text,
     ToolError,
     Turn,
+    WebFetch,
+    WebFetchRun,
+    WebResult,
+    WebSearch,
+    WebSearchRun,
     analyst,
 )
 
 __all__ = [
+    "ANTHROPIC_SKILLS",
     "API_VERSION",
     "API_VERSIONS",
     "CODE_EXECUTION_TOOLS",
     "DEFAULT_API_KEY",
+    "MAX_CACHE_BREAKPOINTS",
+    "MAX_SKILLS",
+    "UNCONFIRMED",
+    "WEB_FETCH_TOOLS",
+    "WEB_SEARCH_TOOLS",
     "ApiError",
     "ContainerState",
     "FakeAnthropic",
@@ -89,6 +112,106 @@ CODE_EXECUTION_TOOLS: dict[str, str | None] = {
     "code_execution_20260521": None,
 }
 PYTHON_ONLY_TOOL = "code_execution_20250522"
+
+#: Server-side web tool versions (``types/web_search_tool_*_param.py``, ``web_fetch_tool_*``).
+#: All generally available in anthropic 2.14 (they are in the non-beta ``ToolUnionParam``), so
+#: no beta header is required; ``response_inclusion`` exists from the 20260318 versions on and
+#: ``use_cache`` from web_fetch_20260309 on.
+WEB_SEARCH_TOOLS = frozenset({"web_search_20250305", "web_search_20260209", "web_search_20260318"})
+WEB_FETCH_TOOLS = frozenset({"web_fetch_20250910", "web_fetch_20260209", "web_fetch_20260309", "web_fetch_20260318"})
+_WEB_TOOL_FIELDS: dict[str, frozenset[str]] = {
+    "web_search": frozenset(
+        {
+            "name",
+            "type",
+            "allowed_callers",
+            "allowed_domains",
+            "blocked_domains",
+            "cache_control",
+            "defer_loading",
+            "max_uses",
+            "strict",
+            "user_location",
+        }
+    ),
+    "web_fetch": frozenset(
+        {
+            "name",
+            "type",
+            "allowed_callers",
+            "allowed_domains",
+            "blocked_domains",
+            "cache_control",
+            "citations",
+            "defer_loading",
+            "max_content_tokens",
+            "max_uses",
+            "strict",
+            "url_sources",
+        }
+    ),
+}
+ALLOWED_CALLERS = ("direct", "code_execution_20250825", "code_execution_20260120", "code_execution_20260521")
+WEB_SEARCH_ERROR_CODES = frozenset(
+    {
+        "invalid_tool_input",
+        "unavailable",
+        "max_uses_exceeded",
+        "too_many_requests",
+        "query_too_long",
+        "request_too_large",
+    }
+)
+WEB_FETCH_ERROR_CODES = frozenset(
+    {
+        "invalid_tool_input",
+        "url_too_long",
+        "url_not_allowed",
+        "url_not_in_prior_context",
+        "url_not_accessible",
+        "unsupported_content_type",
+        "too_many_requests",
+        "max_uses_exceeded",
+        "unavailable",
+        "content_too_large",
+    }
+)
+MAX_FETCH_URL_CHARS = 250
+
+#: Anthropic's pre-built skills and their versions (date-based; ``latest`` resolves to the last).
+ANTHROPIC_SKILLS: dict[str, tuple[str, ...]] = {
+    "xlsx": ("20251002", "20251013"),
+    "pptx": ("20251002", "20251013"),
+    "docx": ("20251002", "20251013"),
+    "pdf": ("20251002", "20251013"),
+}
+MAX_SKILLS = 8
+MAX_CACHE_BREAKPOINTS = 4
+#: A cache hit is looked for at each breakpoint and at up to this many blocks before it.
+CACHE_LOOKBACK_BLOCKS = 20
+
+#: What the fake does where the real API's behaviour could not be confirmed from the installed
+#: SDK, the documentation or public reports; each is the most plausible reading.
+UNCONFIRMED: dict[str, str] = {
+    "skills_beta_header": (
+        "Skills need no anthropic-beta header: anthropic 2.14 has `container.skills` in the GA MessageCreateParams "
+        "and a GA `client.skills`; the 2025 docs asked for skills-2025-10-02 (still accepted, ignored)."
+    ),
+    "skills_python_only_tool": "Skills are refused with code_execution_20250522 (docs: they need 2025-08-25 or later).",
+    "skill_errors": "Wording of unknown-skill / duplicate-skill / too-many-skills errors; they are 400s here.",
+    "skill_version": "`container.skills[].version` in responses is the resolved version (SDK: 'the resolved version').",
+    "container_skills_empty": "`container.skills` is [] when a request loads no skills.",
+    "skills_per_request": "Only the skills named in this request are loaded (reusing a container does not keep them).",
+    "web_max_uses": "max_uses counts the live uses of one request (a pause_turn continuation starts again).",
+    "web_usage": "usage.server_tool_use is present when the request has a web tool; errors are not counted.",
+    "web_fetch_prior_context": (
+        "Fetchable URLs: those in user text / client tool results and in web search or fetch results (incl. "
+        "URLs inside fetched text), filtered by url_sources user_input / server_tool_results 'none'."
+    ),
+    "web_domain_match": "A domain matches itself and its subdomains; an optional path must prefix the URL's path.",
+    "auto_cache_slot": "A top-level cache_control takes one of the 4 breakpoint slots unless the last block has one.",
+    "cache_nested": "cache_control inside a tool_result's content counts as a breakpoint at that tool_result.",
+}
 
 #: Tool types the installed SDK knows (``types/tool_union_param.py``); "custom" is a client tool.
 KNOWN_TOOL_TYPES = frozenset(
@@ -138,6 +261,13 @@ KNOWN_BLOCK_TYPES = (
 TOOL_RESULT_BLOCK_TYPES = frozenset(
     {"code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result"}
 )
+#: Blocks that answer a ``tool_use`` / ``server_tool_use`` and so need a ``tool_use_id``.
+_ANSWER_BLOCK_TYPES = frozenset(
+    {"tool_result", "web_search_tool_result", "web_fetch_tool_result", "tool_search_tool_result"}
+    | TOOL_RESULT_BLOCK_TYPES
+)
+#: Input blocks that cannot carry ``cache_control`` (``types/thinking_block_param.py`` has none).
+_UNCACHEABLE_BLOCK_TYPES = frozenset({"thinking", "redacted_thinking"})
 
 ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -296,6 +426,8 @@ class ContainerState:
     expired: bool = False
     #: Files API ids already copied into ``inputs/`` -> their container-relative path.
     uploaded: dict[str, str] = field(default_factory=dict)
+    #: Skills loaded by the latest request that used the container (``{"type", "skill_id", "version"}``).
+    skills: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def inputs(self) -> Path:
@@ -315,7 +447,8 @@ class ContainerState:
         return not self.expired and _now() < self.created_at + CONTAINER_LIFETIME
 
     def response_json(self) -> dict[str, Any]:
-        return {"id": self.id, "expires_at": rfc3339(self.expires_at)}
+        """The response's ``container``: id, expiry and the skills loaded for the request."""
+        return {"id": self.id, "expires_at": rfc3339(self.expires_at), "skills": [dict(s) for s in self.skills]}
 
 
 @dataclass
@@ -394,6 +527,10 @@ class _MessagesRequest:
     turn_start: int
     uploads: list[_Upload]  # every container_upload in the request
     betas: set[str]
+    #: ``web_search`` / ``web_fetch`` -> the tool definition in the request.
+    web_tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``container.skills`` as sent (validated for shape; resolved by the server), or None.
+    skills: list[dict[str, Any]] | None = None
 
     @property
     def newest_uploads(self) -> list[_Upload]:
@@ -445,9 +582,18 @@ def _parse_messages_request(body: Any, betas: set[str]) -> _MessagesRequest:
         raise _invalid("stream: Input should be a valid boolean")
 
     system = _parse_system(body.get("system"))
-    tools, tool_type = _parse_tools(body.get("tools"), betas)
+    tools, tool_type, web_tools = _parse_tools(body.get("tools"), betas)
     messages, extra_system = _parse_message_list(body.get("messages"))
     system = "\n\n".join(s for s in (system, extra_system) if s)
+    _check_cache_controls(body, messages)
+    container_ref, skills = _parse_container(body.get("container"))
+    if skills and tool_type is None:
+        raise _invalid("Skills beta requires the code_execution tool to be included in the request.")
+    if skills and tool_type == PYTHON_ONLY_TOOL:
+        raise _invalid(
+            f"container.skills: Skills need a code execution tool that runs bash (code_execution_20250825 or "
+            f"later), but {PYTHON_ONLY_TOOL} runs Python only"
+        )
     uploads = [
         _Upload(i, j, block["file_id"])
         for i, message in enumerate(messages)
@@ -469,10 +615,12 @@ def _parse_messages_request(body: Any, betas: set[str]) -> _MessagesRequest:
         tools=tools,
         tool_type=tool_type,
         stream=stream,
-        container_ref=_parse_container(body.get("container")),
+        container_ref=container_ref,
         turn_start=_newest_user_turn(messages),
         uploads=uploads,
         betas=betas,
+        web_tools=web_tools,
+        skills=skills,
     )
 
 
@@ -491,13 +639,15 @@ def _parse_system(system: Any) -> str:
     return "\n".join(texts)
 
 
-def _parse_tools(tools: Any, betas: set[str]) -> tuple[list[dict[str, Any]], str | None]:
+def _parse_tools(tools: Any, betas: set[str]) -> tuple[list[dict[str, Any]], str | None, dict[str, dict[str, Any]]]:
+    """Validate ``tools``: the list, the code-execution tool type (or None), the web tools by name."""
     if tools is None:
-        return [], None
+        return [], None, {}
     if not isinstance(tools, list):
         raise _invalid(f"tools: Input should be a valid list, got {_type_name(tools)}")
     names: set[str] = set()
     code_tools: list[str] = []
+    web_tools: dict[str, dict[str, Any]] = {}
     allowed = sorted(t for t in KNOWN_TOOL_TYPES if t not in CODE_EXECUTION_TOOLS or _beta_ok(t, betas))
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
@@ -521,10 +671,66 @@ def _parse_tools(tools: Any, betas: set[str]) -> tuple[list[dict[str, Any]], str
             if code_tools:
                 raise _invalid(f"tools.{i}: at most one code execution tool may be specified")
             code_tools.append(tool_type)
+        if tool_type in WEB_SEARCH_TOOLS or tool_type in WEB_FETCH_TOOLS:
+            _check_web_tool(tool, f"tools.{i}.{tool_type}")
+            web_tools[str(tool["name"])] = tool
         if name in names:
             raise _invalid(f"tools: Tool names must be unique. Duplicate name: {name!r}")
         names.add(name)
-    return tools, (code_tools[0] if code_tools else None)
+    return tools, (code_tools[0] if code_tools else None), web_tools
+
+
+def _check_web_tool(tool: Mapping[str, Any], where: str) -> None:
+    """Field checks of a web search / fetch tool definition, worded like the real API's."""
+    kind = "web_search" if str(tool["type"]).startswith("web_search_") else "web_fetch"
+    if tool["name"] != kind:
+        raise _invalid(f"{where}.name: Input should be '{kind}'")
+    known = set(_WEB_TOOL_FIELDS[kind])
+    if str(tool["type"]) in ("web_search_20260318", "web_fetch_20260318"):
+        known.add("response_inclusion")
+    if str(tool["type"]) in ("web_fetch_20260309", "web_fetch_20260318"):
+        known.add("use_cache")
+    for key in tool:
+        if key not in known:
+            raise _invalid(f"{where}.{key}: Extra inputs are not permitted")
+    for key in ("max_uses", "max_content_tokens"):
+        value = tool.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _invalid(f"{where}.{key}: Input should be a valid integer")
+        if value < 1:
+            raise _invalid(f"{where}.{key}: Input should be greater than 0")
+    for key in ("allowed_domains", "blocked_domains"):
+        domains = tool.get(key)
+        if domains is None:
+            continue
+        if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+            raise _invalid(f"{where}.{key}: Input should be a valid list of domain strings")
+        if not domains:
+            raise _invalid(f"{where}.{key}: Empty list of domains is ambiguous. Provide at least one domain or null.")
+        for k, domain in enumerate(domains):
+            if "://" in domain:
+                raise _invalid(f"{where}.{key}.{k}: Domains must not include a scheme (http:// or https://)")
+    if tool.get("allowed_domains") is not None and tool.get("blocked_domains") is not None:
+        raise _invalid(f"{where}: Cannot specify both allowed_domains and blocked_domains in the same request")
+    callers = tool.get("allowed_callers")
+    if callers is not None and (not isinstance(callers, list) or any(c not in ALLOWED_CALLERS for c in callers)):
+        raise _invalid(f"{where}.allowed_callers: Input should be a list of {_expected_tags(ALLOWED_CALLERS)}")
+    inclusion = tool.get("response_inclusion")
+    if inclusion is not None and inclusion not in ("full", "excluded"):
+        raise _invalid(f"{where}.response_inclusion: Input should be 'full' or 'excluded'")
+    location = tool.get("user_location")
+    if location is not None and (not isinstance(location, dict) or location.get("type") != "approximate"):
+        raise _invalid(f"{where}.user_location.type: Input should be 'approximate'")
+    citations = tool.get("citations")
+    if citations is not None and (
+        not isinstance(citations, dict) or not isinstance(citations.get("enabled", False), bool)
+    ):
+        raise _invalid(f"{where}.citations.enabled: Input should be a valid boolean")
+    for key in ("strict", "defer_loading", "use_cache"):
+        if key in tool and not isinstance(tool[key], bool):
+            raise _invalid(f"{where}.{key}: Input should be a valid boolean")
 
 
 def _beta_ok(tool_type: str, betas: set[str]) -> bool:
@@ -532,16 +738,49 @@ def _beta_ok(tool_type: str, betas: set[str]) -> bool:
     return needed is None or needed in betas
 
 
-def _parse_container(container: Any) -> str | None:
+def _parse_container(container: Any) -> tuple[str | None, list[dict[str, Any]] | None]:
+    """``container``: an id string, or ``{"id": ..., "skills": [...]}`` (``ContainerParams``)."""
     if container is None:
-        return None
+        return None, None
     if isinstance(container, str):
-        return container
-    if isinstance(container, dict):
-        ref = container.get("id")
-        if ref is None or isinstance(ref, str):
-            return ref
-    raise _invalid("container: Input should be a valid string or an object with an 'id'")
+        return container, None
+    if not isinstance(container, dict):
+        raise _invalid("container: Input should be a valid string or an object with an 'id'")
+    for key in container:
+        if key not in ("id", "skills"):
+            raise _invalid(f"container.{key}: Extra inputs are not permitted")
+    ref = container.get("id")
+    if ref is not None and not isinstance(ref, str):
+        raise _invalid("container.id: Input should be a valid string")
+    skills = container.get("skills")
+    if skills is None:
+        return ref, None
+    if not isinstance(skills, list):
+        raise _invalid(f"container.skills: Input should be a valid list, got {_type_name(skills)}")
+    if len(skills) > MAX_SKILLS:
+        raise _invalid(
+            f"container.skills: List should have at most {MAX_SKILLS} items after validation, not {len(skills)}"
+        )
+    seen: set[str] = set()
+    for k, skill in enumerate(skills):
+        where = f"container.skills.{k}"
+        if not isinstance(skill, dict):
+            raise _invalid(f"{where}: Input should be an object")
+        for key in skill:
+            if key not in ("type", "skill_id", "version"):
+                raise _invalid(f"{where}.{key}: Extra inputs are not permitted")
+        if "type" not in skill:
+            raise _invalid(f"{where}.type: Field required")
+        if skill["type"] not in ("anthropic", "custom"):
+            raise _invalid(f"{where}.type: Input should be 'anthropic' or 'custom'")
+        if not isinstance(skill.get("skill_id"), str) or not skill["skill_id"]:
+            raise _invalid(f"{where}.skill_id: Field required")
+        if "version" in skill and not isinstance(skill["version"], str):
+            raise _invalid(f"{where}.version: Input should be a valid string")
+        if skill["skill_id"] in seen:
+            raise _invalid(f"container.skills: Duplicate skill_id '{skill['skill_id']}'")
+        seen.add(skill["skill_id"])
+    return ref, skills
 
 
 def _parse_message_list(messages: Any) -> tuple[list[dict[str, Any]], str]:
@@ -603,6 +842,8 @@ def _check_block(block: Any, where: str) -> dict[str, Any]:
         raise _invalid(f"{where}.container_upload.file_id: Field required")
     if block_type in ("tool_use", "server_tool_use") and not isinstance(block.get("id"), str):
         raise _invalid(f"{where}.{block_type}.id: Field required")
+    if block_type in _ANSWER_BLOCK_TYPES and not isinstance(block.get("tool_use_id"), str):
+        raise _invalid(f"{where}.{block_type}.tool_use_id: Field required")
     return block
 
 
@@ -650,38 +891,109 @@ def _block_text(blocks: Sequence[Mapping[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _cache_units(body: Mapping[str, Any], messages: list[dict[str, Any]]) -> tuple[list[Any], list[int], str]:
-    """The request as cacheable units (tools, then system, then message blocks) + breakpoints."""
+@dataclass
+class _CacheLayout:
+    """The request as cacheable units (tools, then system, then message blocks) and breakpoints."""
+
+    units: list[Any]
+    #: Unit index of each breakpoint, ascending and unique.
+    breakpoints: list[int]
+    #: The TTL ("5m" / "1h") of each breakpoint, by unit index.
+    ttls: dict[int, str]
+
+
+def _strip_cache_control(block: Any) -> Any:
+    """A block without its ``cache_control`` (also inside a tool_result's content), for hashing."""
+    if not isinstance(block, Mapping):
+        return block
+    out = {k: v for k, v in block.items() if k != "cache_control"}
+    if isinstance(out.get("content"), list):
+        out["content"] = [_strip_cache_control(b) for b in out["content"]]
+    return out
+
+
+def _nested_markers(block: Mapping[str, Any]) -> list[Any]:
+    """``cache_control`` markers of a block and of the blocks in its ``content`` list."""
+    markers = [block["cache_control"]] if block.get("cache_control") is not None else []
+    content = block.get("content")
+    if isinstance(content, list):
+        markers += [
+            b["cache_control"] for b in content if isinstance(b, Mapping) and b.get("cache_control") is not None
+        ]
+    return markers
+
+
+def _cache_layout(body: Mapping[str, Any], messages: list[dict[str, Any]]) -> _CacheLayout:
     units: list[Any] = []
-    breakpoints: list[int] = []
-    ttl = "5m"
+    ttls: dict[int, str] = {}
 
-    def add(unit: Any, marker: Mapping[str, Any] | None) -> None:
-        nonlocal ttl
+    def add(unit: Any, markers: Sequence[Any]) -> None:
         units.append(unit)
-        if marker:
-            breakpoints.append(len(units) - 1)
-            ttl = str(marker.get("ttl", "5m"))
-
-    def strip(block: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in block.items() if k != "cache_control"}
+        for marker in markers:
+            if isinstance(marker, Mapping):
+                ttls[len(units) - 1] = str(marker.get("ttl") or "5m")
 
     for tool in body.get("tools") or []:
-        add(["tool", strip(tool)], tool.get("cache_control"))
+        add(["tool", _strip_cache_control(tool)], _nested_markers(tool))
     system = body.get("system")
     if isinstance(system, str) and system:
-        add(["system", {"type": "text", "text": system}], None)
+        add(["system", {"type": "text", "text": system}], [])
     elif isinstance(system, list):
         for block in system:
-            add(["system", strip(block)], block.get("cache_control"))
+            add(["system", _strip_cache_control(block)], _nested_markers(block))
     for message in messages:
         for block in message["content"]:
-            add([message["role"], strip(block)], block.get("cache_control"))
+            add([message["role"], _strip_cache_control(block)], _nested_markers(block))
     top = body.get("cache_control")
-    if isinstance(top, dict) and units and (not breakpoints or breakpoints[-1] != len(units) - 1):
-        breakpoints.append(len(units) - 1)
-        ttl = str(top.get("ttl", "5m"))
-    return units, breakpoints, ttl
+    if isinstance(top, Mapping) and units and (len(units) - 1) not in ttls:
+        ttls[len(units) - 1] = str(top.get("ttl") or "5m")
+    return _CacheLayout(units, sorted(ttls), ttls)
+
+
+def _check_cache_controls(body: Mapping[str, Any], messages: list[dict[str, Any]]) -> None:
+    """``cache_control`` shape, where it may appear, and the limit of four breakpoints."""
+    found = 0
+
+    def check(marker: Any, where: str) -> None:
+        nonlocal found
+        if marker is None:
+            return
+        if not isinstance(marker, Mapping) or marker.get("type") != "ephemeral":
+            raise _invalid(f"{where}.cache_control.type: Input should be 'ephemeral'")
+        if marker.get("ttl") is not None and marker.get("ttl") not in ("5m", "1h"):
+            raise _invalid(f"{where}.cache_control.ttl: Input should be '5m' or '1h'")
+        found += 1
+
+    for i, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, Mapping):
+            check(tool.get("cache_control"), f"tools.{i}")
+    system = body.get("system")
+    if isinstance(system, list):
+        for i, block in enumerate(system):
+            check(block.get("cache_control"), f"system.{i}")
+    last_marked = False
+    for message in messages:
+        for j, block in enumerate(message["content"]):
+            where = f"messages.{message['index']}.content.{j}"
+            if block["type"] in _UNCACHEABLE_BLOCK_TYPES and "cache_control" in block:
+                raise _invalid(f"{where}.{block['type']}.cache_control: Extra inputs are not permitted")
+            check(block.get("cache_control"), where)
+            content = block.get("content")
+            if isinstance(content, list):
+                for k, inner in enumerate(content):
+                    if isinstance(inner, Mapping):
+                        check(inner.get("cache_control"), f"{where}.content.{k}")
+            last_marked = block.get("cache_control") is not None
+    top = body.get("cache_control")
+    if top is not None:
+        before = found
+        check(top, "cache_control")
+        if last_marked:  # the last block already has a breakpoint: automatic caching adds none
+            found = before
+    if found > MAX_CACHE_BREAKPOINTS:
+        raise _invalid(
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -716,6 +1028,9 @@ class FakeAnthropic:
         #: Cut text that would exceed ``max_tokens`` and stop with ``stop_reason="max_tokens"``.
         self.enforce_max_tokens = enforce_max_tokens
         self.host = host
+
+        #: Custom skills the workspace has: skill_id -> its versions, oldest first (epoch strings).
+        self.custom_skills: dict[str, tuple[str, ...]] = {}
 
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, StoredFile] = {}
@@ -1052,14 +1367,36 @@ class FakeAnthropic:
                     f"messages.{parsed.messages[upload.message_index]['index']}.content.{upload.block_index}: "
                     f"File not found: {upload.file_id}"
                 )
+        if parsed.skills is not None:
+            parsed.skills = [self._resolve_skill(k, skill) for k, skill in enumerate(parsed.skills)]
         return parsed
+
+    def _resolve_skill(self, k: int, skill: Mapping[str, Any]) -> dict[str, str]:
+        """A requested skill -> what ``container.skills`` reports (the resolved version)."""
+        skill_id, version = str(skill["skill_id"]), str(skill.get("version") or "latest")
+        if skill["type"] == "anthropic":
+            versions = ANTHROPIC_SKILLS.get(skill_id)
+            if versions is None:
+                raise _invalid(
+                    f"container.skills.{k}.skill_id: Unknown Anthropic skill '{skill_id}'. "
+                    f"Available skills: {', '.join(sorted(ANTHROPIC_SKILLS))}"
+                )
+        else:
+            versions = self.custom_skills.get(skill_id)
+            if versions is None:
+                raise _invalid(f"container.skills.{k}.skill_id: Skill '{skill_id}' not found")
+        if version == "latest":
+            version = versions[-1]
+        elif version not in versions:
+            raise _invalid(f"container.skills.{k}.version: Version '{version}' of skill '{skill_id}' not found")
+        return {"type": str(skill["type"]), "skill_id": skill_id, "version": version}
 
     async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
         body = await self._read_json(request)
         if isinstance(body, dict):
             body = {"max_tokens": 1, **body}
         parsed = self._parse(request, body)
-        units, _, _ = _cache_units(parsed.body, parsed.messages)
+        units = _cache_layout(parsed.body, parsed.messages).units
         return web.json_response({"input_tokens": sum(estimate_tokens(u) for u in units) + 3})
 
     async def _create_message(self, request: web.Request) -> web.StreamResponse:
@@ -1108,6 +1445,7 @@ class FakeAnthropic:
         container.last_used = _now()
         if parsed.tool_type is None:
             return container
+        container.skills = list(parsed.skills or [])
         # Only the newest user turn's container_upload blocks are materialised: a block in an
         # earlier, finished turn is inert (a fresh container silently lacks that file).
         for upload in parsed.newest_uploads:
@@ -1120,30 +1458,46 @@ class FakeAnthropic:
         return container
 
     def _input_usage(self, parsed: _MessagesRequest) -> dict[str, Any]:
-        units, breakpoints, ttl = _cache_units(parsed.body, parsed.messages)
-        tokens = [estimate_tokens(u) for u in units]
+        """Input tokens split into cache reads, cache writes and the rest.
+
+        Every breakpoint whose prefix is long enough writes a cache entry; a read is the longest
+        earlier entry found at a breakpoint or up to :data:`CACHE_LOOKBACK_BLOCKS` blocks before
+        one (so a follow-up whose prefix ends one assistant turn past the previous request's
+        breakpoint still reads that request's entry).  Hashes ignore ``cache_control``.
+        """
+        layout = _cache_layout(parsed.body, parsed.messages)
+        units = layout.units
         cumulative = [0]
-        for t in tokens:
-            cumulative.append(cumulative[-1] + t)
+        for unit in units:
+            cumulative.append(cumulative[-1] + estimate_tokens(unit))
         digests, running = [], hashlib.sha256(parsed.model.encode())
         for unit in units:
             running.update(_canonical(unit).encode())
             digests.append(running.copy().hexdigest())
-        cacheable = [bp for bp in breakpoints if cumulative[bp + 1] >= max(1, self.min_cacheable_tokens)]
-        read = creation = 0
-        if cacheable:
-            hits = [bp for bp in cacheable if digests[bp] in self._cache_seen]
-            read = cumulative[max(hits) + 1] if hits else 0
-            creation = cumulative[cacheable[-1] + 1] - read
-            self._cache_seen.update(digests[bp] for bp in cacheable)
+        cacheable = [bp for bp in layout.breakpoints if cumulative[bp + 1] >= max(1, self.min_cacheable_tokens)]
+        read_end = 0  # units [0, read_end) come from the cache
+        for bp in cacheable:
+            for j in range(bp, max(-1, bp - CACHE_LOOKBACK_BLOCKS), -1):
+                if digests[j] in self._cache_seen:
+                    read_end = max(read_end, j + 1)
+                    break
+        read = cumulative[read_end]
+        written = {"5m": 0, "1h": 0}
+        done = read_end
+        for bp in cacheable:
+            if bp + 1 > done:
+                written[layout.ttls[bp]] += cumulative[bp + 1] - cumulative[done]
+                done = bp + 1
+        self._cache_seen.update(digests[bp] for bp in cacheable)
+        creation = written["5m"] + written["1h"]
         uncached = cumulative[-1] - read - creation + 3  # + message framing overhead
         return {
             "input_tokens": uncached,
             "cache_creation_input_tokens": creation,
             "cache_read_input_tokens": read,
             "cache_creation": {
-                "ephemeral_5m_input_tokens": creation if ttl != "1h" else 0,
-                "ephemeral_1h_input_tokens": creation if ttl == "1h" else 0,
+                "ephemeral_5m_input_tokens": written["5m"],
+                "ephemeral_1h_input_tokens": written["1h"],
             },
             "service_tier": "standard",
         }
@@ -1165,6 +1519,7 @@ class FakeAnthropic:
             input_files=_listing(root / "inputs") if root else [],
             output_files=_listing(root / "outputs") if root else [],
             uploaded_file_ids=[u.file_id for u in parsed.newest_uploads],
+            skills=[dict(skill) for skill in parsed.skills or []],
             model=parsed.model,
             system=parsed.system,
             max_tokens=parsed.max_tokens,
@@ -1189,7 +1544,7 @@ class FakeAnthropic:
             "stop_reason": turn.stop_reason,
             "stop_sequence": None,
             "stop_details": turn.stop_details,
-            "usage": {**usage, "output_tokens": max(1, turn.output_tokens)},
+            "usage": {**usage, "output_tokens": max(1, turn.output_tokens), **turn.server_tool_usage()},
             "container": container.response_json() if container is not None and parsed.tool_type else None,
         }
 
@@ -1223,7 +1578,7 @@ class FakeAnthropic:
                 "content": [],
                 "stop_reason": None,
                 "stop_sequence": None,
-                "usage": {**usage, "output_tokens": 1},
+                "usage": {**usage, "output_tokens": 1, **turn.server_tool_usage(final=False)},
                 "container": container_json,
             }
             await sse.send("message_start", {"type": "message_start", "message": start})
@@ -1248,7 +1603,7 @@ class FakeAnthropic:
                         "stop_details": turn.stop_details,
                         "container": container_json,
                     },
-                    "usage": {**delta_usage, "output_tokens": output_tokens},
+                    "usage": {**delta_usage, "output_tokens": output_tokens, **turn.server_tool_usage()},
                 },
             )
             self.responses.append(self._message_json(message_id, parsed, container, sse.content, turn, usage))
@@ -1328,6 +1683,17 @@ class _TurnRunner:
         #: cuts the (long) code a script writes.
         self.text_tokens = 0
         self.blocks_emitted = 0
+        #: Live uses of each web tool in this request (for ``max_uses``) and the billed ones.
+        self.web_uses = {"web_search": 0, "web_fetch": 0}
+        self.web_requests = {"web_search_requests": 0, "web_fetch_requests": 0}
+        self._fetchable: set[str] | None = None
+
+    def server_tool_usage(self, *, final: bool = True) -> dict[str, Any]:
+        """``{"server_tool_use": {...}}`` when the request has a web tool, else ``{}``."""
+        if not self.parsed.web_tools:
+            return {}
+        counts = dict(self.web_requests) if final else {"web_search_requests": 0, "web_fetch_requests": 0}
+        return {"server_tool_use": counts}
 
     async def emit(self, block: dict[str, Any]) -> None:
         if block["type"] == "text":
@@ -1382,6 +1748,22 @@ class _TurnRunner:
             position, run = matched
             self.ctx.runs.append(run)
             return position
+        if isinstance(action, WebSearch | WebFetch):
+            name = "web_search" if isinstance(action, WebSearch) else "web_fetch"
+            if position + 1 >= len(echoed):
+                return None
+            use, result = echoed[position], echoed[position + 1]
+            if use.get("type") != "server_tool_use" or use.get("name") != name:
+                return None
+            if result.get("type") != f"{name}_tool_result" or result.get("tool_use_id") != use.get("id"):
+                return None
+            tool_input = use.get("input") or {}
+            content = result.get("content")
+            if name == "web_search":
+                self.ctx.web_searches.append(_search_run_from_result(str(tool_input.get("query", "")), content))
+            else:
+                self.ctx.web_fetches.append(_fetch_run_from_result(str(tool_input.get("url", "")), content))
+            return position + 2
         return None
 
     def _match_code(self, echoed: list[dict[str, Any]], position: int) -> tuple[int, CodeRun] | None:
@@ -1429,7 +1811,14 @@ class _TurnRunner:
         ctx = self.ctx
         if isinstance(action, Text):
             text = action.text(ctx) if callable(action.text) else action.text
-            return await self._text(str(text))
+            citations = action.citations(ctx) if callable(action.citations) else action.citations
+            return await self._text(str(text), [dict(c) for c in citations or ()])
+        if isinstance(action, WebSearch):
+            await self._web_search(action)
+            return False
+        if isinstance(action, WebFetch):
+            await self._web_fetch(action)
+            return False
         if isinstance(action, Code):
             source = action.source(ctx) if callable(action.source) else action.source
             await self._code(str(source), action.filename)
@@ -1455,7 +1844,7 @@ class _TurnRunner:
             return True
         raise ScriptError(f"unknown action {action!r}")
 
-    async def _text(self, text: str) -> bool:
+    async def _text(self, text: str, citations: list[dict[str, Any]] | None = None) -> bool:
         if not text:
             return False
         budget = self.parsed.max_tokens - self.text_tokens
@@ -1464,9 +1853,115 @@ class _TurnRunner:
                 await self.emit({"type": "text", "text": text[: budget * 4]})
             self.stop_reason = "max_tokens"
             return True
-        await self.emit({"type": "text", "text": text})
+        block: dict[str, Any] = {"type": "text", "text": text}
+        if citations:
+            block["citations"] = citations
+        await self.emit(block)
         self.ctx.texts.append(text)
         return False
+
+    # web tools -----------------------------------------------------------------------------
+
+    def _web_tool(self, name: str) -> dict[str, Any]:
+        tool = self.parsed.web_tools.get(name)
+        if tool is None:
+            verb = "searched the web" if name == "web_search" else "fetched a web page"
+            raise ScriptError(f"the script {verb}, but the request has no {name} tool")
+        callers = tool.get("allowed_callers")
+        if callers is not None and "direct" not in callers:
+            raise ScriptError(f"the script called {name} directly, but its allowed_callers are {callers}")
+        return tool
+
+    def _use_allowed(self, name: str, tool: Mapping[str, Any]) -> bool:
+        """Count one use; False when it is past the tool's ``max_uses``."""
+        limit = tool.get("max_uses")
+        if limit is not None and self.web_uses[name] >= limit:
+            return False
+        self.web_uses[name] += 1
+        return True
+
+    async def _web_search(self, action: WebSearch) -> None:
+        tool = self._web_tool("web_search")
+        query = str(action.query(self.ctx) if callable(action.query) else action.query)
+        if action.error is not None and action.error not in WEB_SEARCH_ERROR_CODES:
+            raise ScriptError(f"unknown web search error code {action.error!r}")
+        use = _server_tool_use("web_search", {"query": query})
+        await self.emit(use)
+        error = action.error if self._use_allowed("web_search", tool) else "max_uses_exceeded"
+        if error is not None:
+            run = WebSearchRun(query, [], error_code=error)
+            content: Any = {"type": "web_search_tool_result_error", "error_code": error}
+        else:
+            results = [r for r in map(_web_result, action.results) if _domain_allowed(r.url, tool)]
+            run = WebSearchRun(query, results)
+            content = [_search_result_json(r) for r in results]
+            self.web_requests["web_search_requests"] += 1
+        await self.emit({"type": "web_search_tool_result", "tool_use_id": use["id"], "content": content})
+        self.ctx.web_searches.append(run)
+        if run.ok and self._fetchable is not None:
+            self._fetchable.update(_normal_url(r.url) for r in run.results)
+
+    async def _web_fetch(self, action: WebFetch) -> None:
+        tool = self._web_tool("web_fetch")
+        url = str(action.url(self.ctx) if callable(action.url) else action.url)
+        if action.error is not None and action.error not in WEB_FETCH_ERROR_CODES:
+            raise ScriptError(f"unknown web fetch error code {action.error!r}")
+        use = _server_tool_use("web_fetch", {"url": url})
+        await self.emit(use)
+        error = action.error
+        if not self._use_allowed("web_fetch", tool):
+            error = "max_uses_exceeded"
+        elif error is None and len(url) > MAX_FETCH_URL_CHARS:
+            error = "url_too_long"
+        elif error is None and not _domain_allowed(url, tool):
+            error = "url_not_allowed"
+        elif error is None and _normal_url(url) not in self._fetchable_urls(tool):
+            error = "url_not_in_prior_context"
+        if error is not None:
+            run = WebFetchRun(url, error_code=error)
+            content: dict[str, Any] = {"type": "web_fetch_tool_result_error", "error_code": error}
+        else:
+            text = action.text
+            limit = tool.get("max_content_tokens")
+            if limit is not None and estimate_tokens(text) > limit:
+                text = text[: limit * 4]
+            document: dict[str, Any] = {
+                "type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": text},
+                "title": action.title,
+            }
+            if (tool.get("citations") or {}).get("enabled"):
+                document["citations"] = {"enabled": True}
+            content = {"type": "web_fetch_result", "url": url, "content": document, "retrieved_at": rfc3339(_now())}
+            run = WebFetchRun(url, text, action.title)
+            self.web_requests["web_fetch_requests"] += 1
+            self._fetchable_urls(tool).update(_normal_url(u) for u in [url, *_URL_PATTERN.findall(text)])
+        await self.emit({"type": "web_fetch_tool_result", "tool_use_id": use["id"], "content": content})
+        self.ctx.web_fetches.append(run)
+
+    def _fetchable_urls(self, tool: Mapping[str, Any]) -> set[str]:
+        """URLs web fetch may fetch: from the user and from earlier web results (``url_sources``)."""
+        if self._fetchable is None:
+            sources = tool.get("url_sources") or {}
+            users = (sources.get("user_input") or {}).get("type") != "none"
+            clients = (sources.get("client_tool_results") or {}).get("type") != "none"
+            servers = (sources.get("server_tool_results") or {}).get("type") != "none"
+            found: set[str] = set()
+            for message in self.parsed.messages:
+                for block in message["content"]:
+                    kind = block.get("type")
+                    if message["role"] == "user" and kind == "text" and users:
+                        found.update(_URL_PATTERN.findall(str(block.get("text", ""))))
+                    elif (kind == "tool_result" and clients) or (kind in _WEB_RESULT_TYPES and servers):
+                        found.update(_URL_PATTERN.findall(_canonical(block.get("content"))))
+            if servers:
+                for search in self.ctx.web_searches:
+                    found.update(r.url for r in search.results)
+                for fetch in self.ctx.web_fetches:
+                    if fetch.ok:
+                        found.update([fetch.url, *_URL_PATTERN.findall(fetch.text)])
+            self._fetchable = {_normal_url(u) for u in found}
+        return self._fetchable
 
     def _require_container(self) -> ContainerState:
         if self.container is None or self.parsed.tool_type is None:
@@ -1521,6 +2016,96 @@ class _TurnRunner:
 
 def _server_tool_use(name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
     return {"type": "server_tool_use", "id": new_id("srvtoolu"), "name": name, "input": tool_input}
+
+
+_WEB_RESULT_TYPES = ("web_search_tool_result", "web_fetch_tool_result")
+_URL_PATTERN = re.compile(r"https?://[^\s<>\"'`|\\\]\[(){}]+")
+
+
+def _normal_url(url: str) -> str:
+    """A URL as compared for "already in the conversation": no fragment, trailing punctuation or slash."""
+    return url.split("#", 1)[0].rstrip(".,;:!?").rstrip("/")
+
+
+def _web_result(item: WebResult | Sequence[Any]) -> WebResult:
+    if isinstance(item, WebResult):
+        return item
+    values = list(item)
+    if not 2 <= len(values) <= 4:
+        raise ScriptError(f"a web result is (title, url[, snippet[, page_age]]), got {item!r}")
+    snippet = values[2] if len(values) > 2 else ""
+    page_age = values[3] if len(values) > 3 else None
+    return WebResult(str(values[0]), str(values[1]), str(snippet or ""), None if page_age is None else str(page_age))
+
+
+def _domain_allowed(url: str, tool: Mapping[str, Any]) -> bool:
+    """``allowed_domains`` / ``blocked_domains``: a domain covers its subdomains; a path, its sub-paths."""
+    match = re.match(r"^[a-z][a-z0-9+.-]*://([^/?#:]+)(?::\d+)?([^?#]*)", url, re.IGNORECASE)
+    if match is None:
+        return False
+    host, path = match.group(1).lower(), match.group(2) or "/"
+
+    def covers(domain: str) -> bool:
+        d_host, _, d_path = domain.lower().partition("/")
+        if not (host == d_host or host.endswith("." + d_host)):
+            return False
+        return not d_path or path.lstrip("/").startswith(d_path.rstrip("/"))
+
+    allowed, blocked = tool.get("allowed_domains"), tool.get("blocked_domains")
+    if allowed is not None:
+        return any(covers(d) for d in allowed)
+    return not any(covers(d) for d in blocked or [])
+
+
+def _encrypted(payload: Mapping[str, Any]) -> str:
+    """An opaque string like the real ``encrypted_content`` (the fake can read it back)."""
+    return "Eo" + base64.urlsafe_b64encode(_canonical(payload).encode()).decode().rstrip("=")
+
+
+def _decrypted(token: Any) -> dict[str, Any]:
+    if not isinstance(token, str) or not token.startswith("Eo"):
+        return {}
+    raw = token[2:]
+    try:
+        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _search_result_json(result: WebResult) -> dict[str, Any]:
+    return {
+        "type": "web_search_result",
+        "url": result.url,
+        "title": result.title,
+        "encrypted_content": _encrypted({"url": result.url, "snippet": result.snippet}),
+        "page_age": result.page_age,
+    }
+
+
+def _search_run_from_result(query: str, content: Any) -> WebSearchRun:
+    if isinstance(content, Mapping):
+        return WebSearchRun(query, [], error_code=str(content.get("error_code")), replayed=True)
+    results = [
+        WebResult(
+            str(item.get("title", "")),
+            str(item.get("url", "")),
+            str(_decrypted(item.get("encrypted_content")).get("snippet", "")),
+            item.get("page_age"),
+        )
+        for item in content or []
+        if isinstance(item, Mapping)
+    ]
+    return WebSearchRun(query, results, replayed=True)
+
+
+def _fetch_run_from_result(url: str, content: Any) -> WebFetchRun:
+    if not isinstance(content, Mapping) or content.get("type") != "web_fetch_result":
+        code = content.get("error_code") if isinstance(content, Mapping) else "unavailable"
+        return WebFetchRun(url, error_code=str(code), replayed=True)
+    document = content.get("content") or {}
+    source = document.get("source") or {}
+    return WebFetchRun(str(content.get("url", url)), str(source.get("data", "")), document.get("title"), replayed=True)
 
 
 def _result_block(kind: str, tool_use_id: str, run: CodeRun, error: str | None) -> dict[str, Any]:
@@ -1583,10 +2168,15 @@ class _SseWriter:
         self.index += 1
         self.content.append(block)
         if block["type"] == "text":
+            start: dict[str, Any] = {"type": "text", "text": ""}
+            if block.get("citations"):
+                start["citations"] = []
             await self.send(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
             )
+            for citation in block.get("citations") or []:
+                delta = {"type": "citations_delta", "citation": citation}
+                await self.send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
             for chunk in _chunks(block["text"]):
                 delta = {"type": "text_delta", "text": chunk}
                 await self.send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
@@ -1627,7 +2217,23 @@ _EXTRA_MIME = {
     ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     ".xls": "application/vnd.ms-excel",
     ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
     ".svg": "image/svg+xml",
+    ".pdf": "application/pdf",
+    ".eps": "application/postscript",
+    ".ps": "application/postscript",
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".py": "text/x-python",
+    ".zip": "application/zip",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 }
 
 

@@ -3,7 +3,8 @@
 Importing pandas and matplotlib costs about a second, far too much to pay for every one of
 the hundreds of code runs a test session makes on two cores.  So this module keeps ONE warm
 interpreter per test process (started lazily, shut down at exit) that has already imported
-pandas, numpy and matplotlib (Agg backend), and that **forks a child per execution**:
+pandas, numpy and matplotlib (Agg backend, plus its PDF backend and openpyxl when installed),
+and that **forks a child per execution**:
 
 * the client (:class:`WarmSandbox`, used through :func:`run_python` / :func:`run_bash`) writes
   one JSON request per line to the server's stdin from a writer thread and a reader thread
@@ -657,6 +658,10 @@ def serve() -> None:
     import pandas  # type: ignore[import-untyped]
 
     del matplotlib, numpy, pandas
+    # Warm too, when installed: workbooks (the xlsx skill, pandas' Excel I/O) and PDF pages.
+    for optional in ("openpyxl", "openpyxl.chart", "matplotlib.backends.backend_pdf"):
+        with contextlib.suppress(ImportError):
+            __import__(optional)
     global _LIBC
     if sys.platform.startswith("linux"):
         import ctypes

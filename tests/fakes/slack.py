@@ -21,7 +21,10 @@ It serves:
 * Socket Mode at ``/socket-mode``.
 
 It delivers events, slash commands and interactions to the bot (signed like Slack) and
-offers the views a person would have (``thread``, ``visible_text``, ``ephemerals``).
+offers the views a person would have (``thread``, ``visible_to``, ``visible_text``,
+``ephemerals``, ``command_replies``). Event builders cover mentions, channel and DM
+messages, file shares, ``file_shared`` and the assistant pane of AI apps
+(``assistant_thread_started_event`` and friends).
 Tests synchronise with ``wait_for``, which re-checks its predicate after every change.
 """
 
@@ -34,7 +37,6 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlencode
@@ -46,7 +48,10 @@ from tests.fakes.slack_blocks import rich_text_for
 from tests.fakes.slack_events import (
     LOGIN_PAGE_HTML,
     app_mention_event,
+    assistant_message_event,
+    assistant_thread_event,
     event_envelope,
+    file_shared_event,
     message_event,
     signature,
 )
@@ -63,24 +68,28 @@ from tests.fakes.slack_models import (
     ApiCall,
     AssistantThread,
     Channel,
+    CommandReply,
     Download,
-    Edit,
     Ephemeral,
     Fault,
+    GuestKind,
     Message,
     ResponseUrlPost,
     SlackFile,
     Upload,
     User,
+    ts_key,
 )
+from tests.fakes.slack_responses import TIMEOUT_ERROR, UNREACHABLE_ERROR, Responses, parse_command_answer
 from tests.fakes.slack_socket import DEFAULT_ACK_TIMEOUT, SocketModeServer
-from tests.fakes.slack_web_api import ApiError, WebApi, decode_json_arguments, new_client_msg_id, text_arg
+from tests.fakes.slack_web_api import ApiError, WebApi, decode_json_arguments, new_client_msg_id
 from tests.fakes.slack_workspace import Workspace
 
 __all__ = [
     "ApiCall",
     "AssistantThread",
     "Channel",
+    "CommandReply",
     "Download",
     "Ephemeral",
     "FakeSlack",
@@ -93,16 +102,10 @@ __all__ = [
 
 MAX_REQUEST_BYTES = 1024**3
 SLACK_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
-
-
-@dataclass
-class _ResponseUrl:
-    """Where a ``response_url`` came from, so its posts land in the right place."""
-
-    url: str
-    channel_id: str
-    user_id: str
-    message_ts: str | None = None
+#: how long Slack waits for the answer to a slash command
+COMMAND_ACK_TIMEOUT = 3.0
+#: the root message Slack creates for a new assistant thread (as seen in captured payloads)
+ASSISTANT_THREAD_ROOT_TEXT = "New Assistant Thread"
 
 
 class FakeSlack:
@@ -146,12 +149,14 @@ class FakeSlack:
         self.calls: list[ApiCall] = []
         self.downloads: list[Download] = []
         self.uploads: list[Upload] = []
-        #: posts to response_urls (slash commands, interactions)
-        self.responses: list[ResponseUrlPost] = []
+        self._answers = Responses(self.workspace, self.api)
+        #: posts to response_urls (slash commands, interactions), refused ones too
+        self.responses: list[ResponseUrlPost] = self._answers.posts
+        #: what Slack made of the bot's immediate answers to slash commands
+        self.command_replies: list[CommandReply] = self._answers.command_replies
         self.socket = SocketModeServer(app_id=app_id, tickets=self.api.issued_socket_tickets, on_change=self._changed)
         self._faults: defaultdict[str, deque[Fault]] = defaultdict(deque)
         self._waiters: set[asyncio.Future[None]] = set()
-        self._response_urls: dict[str, _ResponseUrl] = {}
         self._event_numbers = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -224,9 +229,24 @@ class FakeSlack:
     # ================================================================= workspace setup
 
     def add_user(
-        self, id: str, name: str, *, is_bot: bool = False, team_id: str | None = None, real_name: str = ""
+        self,
+        id: str,
+        name: str,
+        *,
+        is_bot: bool = False,
+        team_id: str | None = None,
+        real_name: str = "",
+        guest: GuestKind | None = None,
+        enterprise_id: str | None = None,
+        enterprise_name: str | None = None,
     ) -> User:
-        """A person (or bot). A ``team_id`` other than the workspace's makes a Slack Connect user."""
+        """A person (or bot).
+
+        A ``team_id`` other than the workspace's makes a Slack Connect user (``is_stranger``
+        in ``users.info`` until they share a conversation with the bot); ``guest`` a
+        multi- or single-channel guest (``is_restricted`` / ``is_ultra_restricted``);
+        ``enterprise_id`` a user of an Enterprise Grid org (``enterprise_user``).
+        """
         user = User(
             id=id,
             name=name,
@@ -234,6 +254,9 @@ class FakeSlack:
             is_bot=is_bot,
             real_name=real_name,
             bot_id=self.bot_id if id == self.bot_user_id else None,
+            guest=guest,
+            enterprise_id=enterprise_id,
+            enterprise_name=enterprise_name,
         )
         self.workspace.add_user(user)
         self._changed()
@@ -273,6 +296,16 @@ class FakeSlack:
         self.workspace.add_channel(channel)
         self._changed()
         return channel
+
+    def open_dm(self, user: str) -> str:
+        """The id of the bot's DM with ``user`` ("D…"), opened if it does not exist yet
+        (``conversations.open`` opens the same one)."""
+        if user not in self.workspace.users or user == self.bot_user_id:
+            raise ValueError(f"no person {user} to open a DM with: add_user() first")
+        channel, created = self.workspace.open_dm(user)
+        if created:
+            self._changed()
+        return channel.id
 
     def host_file(
         self,
@@ -351,7 +384,7 @@ class FakeSlack:
 
     def event_callback(self, event: JSON, *, event_id: str | None = None, event_time: int | None = None) -> JSON:
         """The Events API envelope (``type: event_callback``) around ``event``."""
-        channel = self.workspace.channels.get(str(event.get("channel", "")))
+        channel = self.workspace.channels.get(_event_channel(event))
         return event_envelope(
             event,
             team_id=self.team_id,
@@ -414,6 +447,109 @@ class FakeSlack:
         event = message_event(message, channel=channel, channel_type=self._channel(channel).channel_type)
         return message, self.event_callback(event)
 
+    def dm_message_event(
+        self, user: str, text: str, *, files: list[JSON] | None = None, thread_ts: str | None = None
+    ) -> tuple[JSON, JSON]:
+        """A person writes to the bot in their DM (opened if needed): records the message,
+        returns (message, envelope). With ``files`` (``host_file`` objects) it is the
+        ``file_share`` message Slack sends; ``channel_type`` is "im"."""
+        channel = self.open_dm(user)
+        subtype = "file_share" if files else None
+        message = self.post_user_message(channel, user, text, files=files, thread_ts=thread_ts, subtype=subtype)
+        event = message_event(message, channel=channel, channel_type="im", subtype=subtype)
+        return message, self.event_callback(event)
+
+    # ----------------------------------------------------------------- the assistant pane (AI apps)
+
+    def assistant_thread_started_event(self, user: str, *, context_channel: str | None = None) -> tuple[str, str, JSON]:
+        """A person opens the app's assistant pane: returns (thread_ts, dm channel, envelope).
+
+        Like Slack, this creates the thread's root in the person's DM with the bot: a
+        message from the bot user with ``subtype: assistant_app_thread`` (which Bolt and
+        the bot skip). ``context_channel`` is the channel they are looking at; the context
+        always names the team (``enterprise_id`` None: the workspace is not a Grid org).
+        """
+        channel = self.open_dm(user)
+        root = self.workspace.add_message(
+            Message(
+                channel=channel,
+                ts=self.workspace.clock.next(),
+                text=ASSISTANT_THREAD_ROOT_TEXT,
+                user=self.bot_user_id,
+                team=self.team_id,
+                subtype="assistant_app_thread",
+            )
+        )
+        thread = self.workspace.assistant_thread(channel, root.ts)
+        thread.user_id = user
+        thread.change_context(self._assistant_context(context_channel))
+        return root.ts, channel, self._assistant_thread_envelope("assistant_thread_started", channel, root.ts)
+
+    def assistant_thread_context_changed_event(
+        self, channel: str, thread_ts: str, *, context_channel: str | None
+    ) -> JSON:
+        """The person moved to another channel while the assistant pane is open."""
+        thread = self._started_assistant_thread(channel, thread_ts)
+        thread.change_context(self._assistant_context(context_channel))
+        return self._assistant_thread_envelope("assistant_thread_context_changed", channel, thread_ts)
+
+    def assistant_user_message_event(
+        self, channel: str, user: str, text: str, *, thread_ts: str, files: list[JSON] | None = None
+    ) -> tuple[JSON, JSON]:
+        """The person writes in an assistant thread: records the reply, returns (message,
+        envelope). The event is a ``message.im`` reply (``file_share`` with ``files``)
+        that Bolt's ``Assistant`` routes to its ``user_message`` listener."""
+        thread = self._started_assistant_thread(channel, thread_ts)
+        if thread.user_id != user:
+            raise ValueError(f"assistant thread {channel}/{thread_ts} belongs to {thread.user_id}, not {user}")
+        subtype = "file_share" if files else None
+        message = self.post_user_message(channel, user, text, files=files, thread_ts=thread_ts, subtype=subtype)
+        return message, self.event_callback(assistant_message_event(message, channel=channel, subtype=subtype))
+
+    def _started_assistant_thread(self, channel: str, thread_ts: str) -> AssistantThread:
+        thread = self.workspace.assistant_threads.get((channel, thread_ts))
+        if thread is None or thread.user_id is None:
+            raise ValueError(f"no assistant thread {channel}/{thread_ts}: assistant_thread_started_event() first")
+        return thread
+
+    def _assistant_context(self, context_channel: str | None) -> JSON:
+        context: JSON = {"team_id": self.team_id, "enterprise_id": None}
+        if context_channel is not None:
+            self._channel(context_channel)
+            context = {"channel_id": context_channel, **context}
+        return context
+
+    def _assistant_thread_envelope(
+        self,
+        kind: Literal["assistant_thread_started", "assistant_thread_context_changed"],
+        channel: str,
+        thread_ts: str,
+    ) -> JSON:
+        thread = self._started_assistant_thread(channel, thread_ts)
+        event = assistant_thread_event(
+            kind,
+            user_id=str(thread.user_id),
+            channel_id=channel,
+            thread_ts=thread_ts,
+            context=dict(thread.context),
+            event_ts=self.workspace.clock.next(),
+        )
+        return self.event_callback(event)
+
+    # ----------------------------------------------------------------- files
+
+    def file_shared_event(self, file: JSON | str, *, channel: str, user: str) -> JSON:
+        """The ``file_shared`` envelope for ``file`` (a file object or id) shared in
+        ``channel`` by ``user``. It only names ids: the bot calls ``files.info``."""
+        file_id = file if isinstance(file, str) else str(file["id"])
+        if file_id not in self.workspace.files:
+            raise ValueError(f"unknown file {file_id}: host_file() first")
+        self._channel(channel)
+        event = file_shared_event(
+            file_id=file_id, channel_id=channel, user_id=user, event_ts=self.workspace.clock.next()
+        )
+        return self.event_callback(event)
+
     def _as_event_message(self, message: JSON, file_access: str) -> JSON:
         if file_access != "check_file_info" or not message.get("files"):
             return message
@@ -451,12 +587,15 @@ class FakeSlack:
     def new_response_url(self, channel_id: str, user_id: str, *, message_ts: str | None = None) -> str:
         """A response_url on the fake; posts to it land in ``responses`` and in the channel.
 
-        ``message_ts`` (for interactions) is the message ``replace_original``/``delete_original`` act on.
+        ``message_ts`` (for interactions) is the message (or ephemeral) that
+        ``replace_original``/``delete_original`` act on. Like Slack's, it works 5 times
+        within 30 minutes (``expire_response_url`` ages it).
         """
-        key = uuid.uuid4().hex
-        url = f"{self.base_url}/response-url/{key}"
-        self._response_urls[key] = _ResponseUrl(url, channel_id, user_id, message_ts)
-        return url
+        return self._answers.issue(self.base_url, channel_id, user_id, message_ts=message_ts)
+
+    def expire_response_url(self, url: str) -> None:
+        """Make ``url`` as old as Slack's 30-minute limit: posts now fail with ``expired_url``."""
+        self._answers.expire(url)
 
     async def deliver_http(
         self,
@@ -492,13 +631,30 @@ class FakeSlack:
         timestamp: int | None = None,
         sign: bool = True,
         secret: str | None = None,
+        ack_timeout: float = COMMAND_ACK_TIMEOUT,
     ) -> tuple[int, str, dict[str, str]]:
-        """POST a slash command (form-encoded, signed); its response_url points at the fake."""
+        """POST a slash command (form-encoded, signed); its response_url points at the fake.
+
+        Returns the bot's (status, body, headers) and shows its answer as Slack would
+        (``command_replies``; ``visible_to``). No answer within ``ack_timeout`` (Slack's
+        3 seconds) or no connection returns status 0 and shows the person Slack's error.
+        """
         fields = self.command_payload(
             command=command, text=text, user_id=user_id, channel_id=channel_id, trigger_id=trigger_id
         )
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        return await self._post_signed(url, urlencode(fields), headers, timestamp, sign, secret)
+        post = self._post_signed(url, urlencode(fields), headers, timestamp, sign, secret)
+        try:
+            status, body, answer_headers = await asyncio.wait_for(post, ack_timeout)
+        except (TimeoutError, aiohttp.ClientConnectionError) as failure:
+            failed = TIMEOUT_ERROR if isinstance(failure, TimeoutError) else UNREACHABLE_ERROR
+            self._answers.answer_command(fields, via="http", http_status=0, error=failed)
+            self._changed()
+            return 0, "", {}
+        payload, refused = parse_command_answer(status, body, answer_headers.get("Content-Type", ""))
+        self._answers.answer_command(fields, via="http", http_status=status, body=body, payload=payload, error=refused)
+        self._changed()
+        return status, body, answer_headers
 
     async def deliver_interaction(
         self,
@@ -570,9 +726,10 @@ class FakeSlack:
 
         ``payload`` is an ``event_callback`` envelope for ``events_api``, the command
         fields (``command_payload()``) for ``slash_commands``, the interaction for
-        ``interactive``. Raises AssertionError if no ack arrives within ``timeout``.
+        ``interactive``. Raises AssertionError if no ack arrives within ``timeout``. The
+        ack's ``payload`` to a slash command is shown as Slack would (``command_replies``).
         """
-        return await self.socket.deliver(
+        ack = await self.socket.deliver(
             payload,
             envelope_type=envelope_type,
             retry_attempt=retry_attempt,
@@ -580,6 +737,13 @@ class FakeSlack:
             envelope_id=envelope_id,
             timeout=timeout,
         )
+        if envelope_type == "slash_commands":
+            answer = ack.get("payload")
+            self._answers.answer_command(
+                payload, via="socket", http_status=200, payload=answer if isinstance(answer, dict) else None
+            )
+            self._changed()
+        return ack
 
     async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
         """Send Slack's ``disconnect`` frame to every open connection (clients reconnect)."""
@@ -697,8 +861,8 @@ class FakeSlack:
         return LOGIN_PAGE_HTML.format(team_name=self.workspace.team_name, team_domain=self.workspace.team_domain)
 
     async def _handle_response_url(self, request: web.Request) -> web.StreamResponse:
-        target = self._response_urls.get(request.match_info["key"])
-        if target is None:
+        key = request.match_info["key"]
+        if not self._answers.knows(key):
             return web.Response(status=404, text="no_such_response_url")
         try:
             payload = await request.json()
@@ -706,47 +870,9 @@ class FakeSlack:
             return web.Response(status=400, text="invalid_payload")
         if not isinstance(payload, dict):
             return web.Response(status=400, text="invalid_payload")
-        self.responses.append(ResponseUrlPost(target.url, payload, target.channel_id, target.user_id))
-        try:
-            self._apply_response(target, payload)
-        except ApiError as error:
-            self._changed()
-            return web.Response(status=400, text=error.error)
+        status, text = self._answers.post(key, payload)
         self._changed()
-        return web.Response(text="ok")
-
-    def _apply_response(self, target: _ResponseUrl, payload: JSON) -> None:
-        """What a response_url post shows: replace/delete the original, post in the
-        channel (``in_channel``), or show an ephemeral to the user (the default)."""
-        original = self.workspace.live_message(target.channel_id, target.message_ts or "")
-        if payload.get("delete_original") and original is not None:
-            original.deleted = True
-            return
-        content = self.api.message_content(payload)
-        if payload.get("replace_original") and original is not None:
-            edit = Edit(self.workspace.clock.next(), original.text, original.blocks, content.text, content.blocks)
-            original.edits.append(edit)
-            original.text, original.blocks = content.text, content.blocks
-            return
-        channel = self.workspace.channels[target.channel_id]
-        thread_ts = self.api.thread_for_post(channel, text_arg(payload, "thread_ts"))
-        if payload.get("response_type") == "in_channel":
-            message = self.api.bot_message(
-                channel.id, content.text, thread_ts=thread_ts, requested_thread_ts=None, blocks=content.blocks
-            )
-            self.workspace.add_message(message)
-            return
-        self.workspace.ephemerals.append(
-            Ephemeral(
-                channel=channel.id,
-                user=target.user_id,
-                ts=self.workspace.clock.next(),
-                text=content.text,
-                blocks=content.blocks,
-                thread_ts=thread_ts,
-                source="response_url",
-            )
-        )
+        return web.Response(status=status, text=text)
 
     # ================================================================= inspection
 
@@ -774,16 +900,36 @@ class FakeSlack:
         pool = self.thread(channel, thread_ts) if thread_ts else self.workspace.messages.get(channel, [])
         return [m for m in pool if m.by_bot and not m.deleted]
 
-    def ephemerals(self, channel: str | None = None, user: str | None = None) -> list[Ephemeral]:
+    def ephemerals(
+        self, channel: str | None = None, user: str | None = None, *, include_deleted: bool = False
+    ) -> list[Ephemeral]:
+        """Ephemeral messages (``chat.postEphemeral``, response_urls, command answers), oldest
+        first; ones a response_url deleted only with ``include_deleted``."""
         return [
             e
             for e in self.workspace.ephemerals
-            if (channel is None or e.channel == channel) and (user is None or e.user == user)
+            if (channel is None or e.channel == channel)
+            and (user is None or e.user == user)
+            and (include_deleted or not e.deleted)
         ]
 
-    def visible_text(self, message: Message | JSON) -> str:
-        """What a person reads in ``message`` (a Message, or a message dict with channel and ts)."""
-        if not isinstance(message, Message):
+    def visible_to(self, user: str, channel: str, *, thread_ts: str | None = None) -> list[Message | Ephemeral]:
+        """What ``user`` sees in ``channel`` (or in the thread ``thread_ts``), oldest first:
+        the live messages and the ephemerals shown to them. Nothing for a private channel
+        or DM they are not in."""
+        conversation = self._channel(channel)
+        if user not in conversation.members and (conversation.is_private or conversation.is_im):
+            return []
+        root = self.workspace.thread_root(channel, thread_ts) if thread_ts else None
+        messages: list[Message | Ephemeral] = []
+        messages += self.thread(channel, thread_ts) if thread_ts else self.channel_messages(channel)
+        messages += [e for e in self.ephemerals(channel, user) if e.thread_ts == root]
+        return sorted(messages, key=lambda item: ts_key(item.ts))
+
+    def visible_text(self, message: Message | Ephemeral | JSON) -> str:
+        """What a person reads in ``message`` (a Message, an Ephemeral, or a message dict with
+        channel and ts)."""
+        if not isinstance(message, Message | Ephemeral):
             message = self.message(str(message["channel"]), str(message["ts"]))
         return self.workspace.visible_text(message)
 
@@ -848,3 +994,10 @@ class FakeSlack:
         if channel is None:
             raise ValueError(f"unknown channel {channel_id}: add_channel() first")
         return channel
+
+
+def _event_channel(event: JSON) -> str:
+    """The conversation an event happened in, wherever its type keeps it."""
+    thread = event.get("assistant_thread")
+    nested = thread.get("channel_id") if isinstance(thread, dict) else None
+    return str(event.get("channel") or event.get("channel_id") or nested or "")

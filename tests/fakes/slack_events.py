@@ -6,13 +6,21 @@ MercuryTechnologies/slack-web): a ``message`` with ``subtype: file_share`` carri
 ``files``, ``upload: true``, ``display_as_bot: false`` and ``channel_type`` and, unlike
 plain messages, no ``team``; an ``app_mention`` carries ``files`` when the mention came
 with a file (``upload: false``, as observed) and has no ``channel_type``.
+
+Assistant (AI app) events follow Slack's reference pages for ``assistant_thread_started``
+and ``assistant_thread_context_changed``; a person's message in an assistant thread is a
+``message.im`` reply (``thread_ts``, ``parent_user_id`` of the bot, which authored the
+thread's root) carrying ``assistant_thread: {action_token}``, as captured payloads show.
+``file_shared`` follows Slack's reference page (``channel_id``, ``file_id``, ``user_id``,
+``file: {id}``, ``event_ts``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+import secrets
+from typing import Any, Literal
 
 JSON = dict[str, Any]
 
@@ -60,6 +68,52 @@ def app_mention_event(message: JSON, *, channel: str) -> JSON:
     if "files" in message:
         event["upload"] = False
     return event
+
+
+def assistant_message_event(message: JSON, *, channel: str, subtype: str | None = None) -> JSON:
+    """A person's ``message`` in an assistant thread (their DM with the bot)."""
+    event = message_event(message, channel=channel, channel_type="im", subtype=subtype)
+    event["assistant_thread"] = {"action_token": new_action_token()}
+    return event
+
+
+def assistant_thread_event(
+    kind: Literal["assistant_thread_started", "assistant_thread_context_changed"],
+    *,
+    user_id: str,
+    channel_id: str,
+    thread_ts: str,
+    context: JSON,
+    event_ts: str,
+) -> JSON:
+    """``assistant_thread_started`` / ``assistant_thread_context_changed``."""
+    return {
+        "type": kind,
+        "assistant_thread": {
+            "user_id": user_id,
+            "context": context,
+            "channel_id": channel_id,
+            "thread_ts": thread_ts,
+        },
+        "event_ts": event_ts,
+    }
+
+
+def file_shared_event(*, file_id: str, channel_id: str, user_id: str, event_ts: str) -> JSON:
+    """``file_shared``: ids only; the app calls ``files.info`` for the rest."""
+    return {
+        "type": "file_shared",
+        "channel_id": channel_id,
+        "file_id": file_id,
+        "user_id": user_id,
+        "file": {"id": file_id},
+        "event_ts": event_ts,
+    }
+
+
+def new_action_token() -> str:
+    """An ``action_token`` shaped like Slack's: ``<digits>.<digits>.<32 hex>``."""
+    return f"{secrets.randbelow(10**14):014d}.{secrets.randbelow(10**14):014d}.{secrets.token_hex(16)}"
 
 
 def _person_fields(message: JSON, channel: str) -> JSON:

@@ -8,6 +8,8 @@ rendering) and ``slack_web_api`` (the Web API methods).
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -18,6 +20,9 @@ JSON = dict[str, Any]
 BASE_EPOCH = 1_764_115_200
 
 TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+
+#: ``pretty_type`` of snippets whose name is not just the capitalised type (real payloads)
+SNIPPET_PRETTY_TYPES = {"text": "Plain Text"}
 
 
 class TsClock:
@@ -36,12 +41,26 @@ class TsClock:
         return self._micros // 1_000_000
 
 
+def ts_key(ts: str) -> tuple[int, int]:
+    """A Slack timestamp as a sortable (seconds, microseconds) pair (floats lose digits)."""
+    seconds, _, fraction = ts.partition(".")
+    return int(seconds), int(fraction.ljust(6, "0")[:6] or 0)
+
+
 # --------------------------------------------------------------------------- people
+
+
+GuestKind = Literal["multi_channel", "single_channel"]
 
 
 @dataclass
 class User:
-    """A member of the workspace (or, with a different ``team_id``, a Slack Connect guest)."""
+    """A member of the workspace (or, with a different ``team_id``, a Slack Connect user).
+
+    ``guest`` makes a guest account: Slack marks multi-channel guests ``is_restricted``
+    and single-channel guests ``is_restricted`` and ``is_ultra_restricted``. An
+    ``enterprise_id`` (an Enterprise Grid org) adds ``enterprise_user`` to ``users.info``.
+    """
 
     id: str
     name: str
@@ -50,6 +69,17 @@ class User:
     real_name: str = ""
     display_name: str = ""
     bot_id: str | None = None
+    guest: GuestKind | None = None
+    enterprise_id: str | None = None
+    enterprise_name: str | None = None
+
+    @property
+    def is_restricted(self) -> bool:
+        return self.guest is not None
+
+    @property
+    def is_ultra_restricted(self) -> bool:
+        return self.guest == "single_channel"
 
     def to_api(self, *, is_stranger: bool) -> JSON:
         """The ``user`` object of ``users.info``."""
@@ -77,15 +107,27 @@ class User:
             "is_admin": False,
             "is_owner": False,
             "is_primary_owner": False,
-            "is_restricted": False,
-            "is_ultra_restricted": False,
+            "is_restricted": self.is_restricted,
+            "is_ultra_restricted": self.is_ultra_restricted,
             "is_bot": self.is_bot,
             "is_app_user": False,
             "updated": BASE_EPOCH,
         }
+        if self.enterprise_id:
+            user["enterprise_user"] = self._enterprise_user()
         if is_stranger:
             user["is_stranger"] = True
         return user
+
+    def _enterprise_user(self) -> JSON:
+        return {
+            "id": self.id,
+            "enterprise_id": self.enterprise_id,
+            "enterprise_name": self.enterprise_name or "",
+            "is_admin": False,
+            "is_owner": False,
+            "teams": [self.team_id],
+        }
 
 
 @dataclass
@@ -239,6 +281,8 @@ class Message:
     #: posted the reply at the channel root because that thread did not exist.
     requested_thread_ts: str | None = None
     options: JSON = field(default_factory=dict)  # unfurl_links, unfurl_media, mrkdwn, …
+    #: on the root of an assistant thread once titled: ``{title, title_blocks, artifacts}``
+    assistant_app_thread: JSON | None = None
 
     @property
     def is_reply(self) -> bool:
@@ -281,6 +325,8 @@ class Message:
             ]
         if self.metadata is not None:
             body["metadata"] = self.metadata
+        if self.assistant_app_thread is not None:
+            body["assistant_app_thread"] = self.assistant_app_thread
         return body
 
     def _tombstone(self) -> JSON:
@@ -297,7 +343,13 @@ class Message:
 
 @dataclass
 class Ephemeral:
-    """A message only ``user`` sees (``chat.postEphemeral`` or an ephemeral response_url post)."""
+    """A message only ``user`` sees.
+
+    ``source`` says where it came from: ``chat.postEphemeral``, ``response_url``,
+    ``command`` (the immediate answer to a slash command) or ``slackbot`` (Slack's own
+    error notice when a slash command failed). A ``response_url`` may replace or delete
+    it: ``edits`` keeps what it said before, ``deleted`` hides it.
+    """
 
     channel: str
     user: str
@@ -306,6 +358,8 @@ class Ephemeral:
     blocks: list[JSON] | None = None
     thread_ts: str | None = None
     source: str = "chat.postEphemeral"
+    deleted: bool = False
+    edits: list[Edit] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- files
@@ -317,7 +371,9 @@ class SlackFile:
 
     ``state`` follows the external upload flow: ``pending`` (URL issued), ``uploaded``
     (bytes received), ``complete`` (``files.completeUploadExternal`` done, or hosted by a
-    test); ``deleted`` files are gone.
+    test); ``deleted`` files are gone. An upload with ``snippet_type`` is a snippet
+    (``mode: snippet``, ``filetype`` the snippet type, ``editable``), as text snippets
+    show in real payloads.
     """
 
     id: str
@@ -372,8 +428,8 @@ class SlackFile:
             "username": "",
             "url_private": base_url + self.private_path(team_id),
             "url_private_download": base_url + self.private_path(team_id, download=True),
-            "permalink": f"https://{team_domain}.slack.com/files/{self.user}/{self.id}/{quote(self.name, safe='')}",
-            "permalink_public": f"https://slack-files.com/{team_id}-{self.id}-0ce8936320",
+            "permalink": self.permalink(team_domain),
+            "permalink_public": f"https://slack-files.com/{team_id}-{self.id}-{self.public_secret}",
             "has_rich_preview": False,
             "file_access": "visible",
             "channels": self._shared_in("channel"),
@@ -382,7 +438,23 @@ class SlackFile:
         }
         if self.alt_txt:
             body["alt_txt"] = self.alt_txt
+        if self.snippet_type:
+            pretty = SNIPPET_PRETTY_TYPES.get(self.snippet_type, self.snippet_type.capitalize())
+            body.update(mode="snippet", filetype=self.snippet_type, pretty_type=pretty, editable=True)
         return body
+
+    def permalink(self, team_domain: str) -> str:
+        """``https://<domain>.slack.com/files/<user>/<file id>/<slug>``, the link people paste.
+
+        The slug is the file name lower-cased with anything but letters, digits, ``.``, ``-``
+        and ``_`` turned into ``_`` ("Q3 Sales.csv" → ``q3_sales.csv``), as seen in real links.
+        """
+        return f"https://{team_domain}.slack.com/files/{self.user}/{self.id}/{file_slug(self.name)}"
+
+    @property
+    def public_secret(self) -> str:
+        """The secret part of ``permalink_public`` (stable per file)."""
+        return hashlib.sha1(f"{self.id}/{self.name}".encode()).hexdigest()[:10]
 
     def _shared_in(self, kind: str) -> list[str]:
         return sorted({channel for channel, _, channel_kind in self.shares if channel_kind == kind})
@@ -399,12 +471,23 @@ class SlackFile:
         }
 
 
+def file_slug(name: str) -> str:
+    """The file-name part of a file's permalink."""
+    return re.sub(r"[^a-z0-9._-]", "_", name.lower())
+
+
 # --------------------------------------------------------------------------- assistant threads
 
 
 @dataclass
 class AssistantThread:
-    """What the bot set on a thread with the ``assistant.threads.*`` methods."""
+    """An assistant thread: what the bot set on it with ``assistant.threads.*``, and, for a
+    thread a person opened in the assistant pane, who opened it and the context they are in.
+
+    ``status`` is what shows now: Slack clears it when the app replies in the thread
+    (``cleared_by`` is then that reply's ts) or when the app sets an empty status.
+    ``statuses`` keeps every status the app set, in order.
+    """
 
     channel_id: str
     thread_ts: str
@@ -414,6 +497,32 @@ class AssistantThread:
     prompts: list[JSON] = field(default_factory=list)
     prompts_title: str | None = None
     title: str | None = None
+    user_id: str | None = None
+    context: JSON = field(default_factory=dict)
+    context_history: list[JSON] = field(default_factory=list)
+    cleared_by: str | None = None
+
+    @property
+    def statuses(self) -> list[str]:
+        """Every status the app set, in order ("" for an explicit clear)."""
+        return self.status_history
+
+    def set_status(self, status: str, loading_messages: list[str] | None) -> None:
+        self.status = status
+        self.loading_messages = loading_messages if status else None
+        self.status_history.append(status)
+        self.cleared_by = None
+
+    def clear_for_reply(self, reply_ts: str) -> None:
+        """The app replied in the thread: Slack takes the status away."""
+        if self.status:
+            self.status = ""
+            self.loading_messages = None
+            self.cleared_by = reply_ts
+
+    def change_context(self, context: JSON) -> None:
+        self.context = context
+        self.context_history.append(context)
 
 
 # --------------------------------------------------------------------------- records
@@ -468,12 +577,48 @@ class Upload:
 
 @dataclass
 class ResponseUrlPost:
-    """A POST to a ``response_url`` the fake handed out (slash command or interaction)."""
+    """A POST to a ``response_url`` the fake handed out (slash command or interaction).
+
+    ``http_status``/``error`` record how the fake answered: 200 and None when Slack took
+    it, 404 and ``expired_url`` after five uses or thirty minutes.
+    """
 
     url: str
     payload: JSON
     channel_id: str
     user_id: str
+    http_status: int = 200
+    error: str | None = None
+
+
+@dataclass
+class CommandReply:
+    """What Slack made of the app's immediate answer to a slash command.
+
+    ``http_status`` is the app's HTTP status (0 when no answer came: timeout or no
+    connection), ``body`` its raw body and ``payload`` the message it stands for (a JSON
+    body, or ``{"text": body}`` for plain text; None for an empty 200). ``shown`` is what
+    the person saw: an ``Ephemeral`` (the default), a bot ``Message`` in the channel
+    (``response_type: in_channel``, which also shares the typed command as ``echo``), or
+    None. ``error`` is the error Slack reported to the person ("operation_timeout", …).
+    """
+
+    command: str
+    text: str
+    user_id: str
+    channel_id: str
+    response_url: str
+    via: Literal["http", "socket"]
+    http_status: int
+    body: str = ""
+    payload: JSON | None = None
+    shown: Message | Ephemeral | None = None
+    echo: Message | None = None
+    error: str | None = None
+
+    @property
+    def response_type(self) -> str:
+        return str((self.payload or {}).get("response_type") or "ephemeral")
 
 
 @dataclass

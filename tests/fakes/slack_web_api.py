@@ -116,6 +116,7 @@ class WebApi:
             "conversations.replies": (self.conversations_replies, "bot"),
             "conversations.history": (self.conversations_history, "bot"),
             "conversations.info": (self.conversations_info, "bot"),
+            "conversations.open": (self.conversations_open, "bot"),
             "users.info": (self.users_info, "bot"),
             "assistant.threads.setStatus": (self.assistant_threads_set_status, "bot"),
             "assistant.threads.setSuggestedPrompts": (self.assistant_threads_set_suggested_prompts, "bot"),
@@ -375,8 +376,11 @@ class WebApi:
     # ----------------------------------------------------------------- files
 
     def files_info(self, p: JSON) -> JSON:
+        """``files.info``. A file shared only where the bot cannot read (a private channel
+        or DM it is not in) is ``file_not_found`` to it (unconfirmed: Slack's reference does
+        not say which error an inaccessible file gives)."""
         file = self.ws.files.get(text_arg(p, "file") or "")
-        if file is None or file.state != "complete":
+        if file is None or file.state != "complete" or not self.ws.bot_can_see_file(file):
             raise ApiError("file_not_found")
         return {"ok": True, "file": self.ws.file_api(file), "comments": [], "response_metadata": {"next_cursor": ""}}
 
@@ -467,18 +471,58 @@ class WebApi:
             raise ApiError("thread_not_found")
         thread = self.ws.thread(channel.id, root, include_deleted=True)
         shown = [m for m in thread if not m.deleted or m.ts == root]  # a deleted root shows as a tombstone
-        return paginate([self.ws.message_api(m) for m in shown], p)
+        return paginate([self._listed(m, p) for m in shown], p)
 
     def conversations_history(self, p: JSON) -> JSON:
         channel = self._member_channel(text_arg(p, "channel"))
         oldest, latest = text_arg(p, "oldest"), text_arg(p, "latest")
         inclusive = bool_arg(p, "inclusive")
         messages = [
-            self.ws.message_api(m)
+            self._listed(m, p)
             for m in reversed(self.ws.top_level(channel.id))
             if in_window(m.ts, oldest=oldest, latest=latest, inclusive=inclusive)
         ]
         return paginate(messages, p)
+
+    def _listed(self, message: Message, p: JSON) -> JSON:
+        """A message in a history/replies listing: ``metadata`` only with ``include_all_metadata``."""
+        body = self.ws.message_api(message)
+        if not bool_arg(p, "include_all_metadata"):
+            body.pop("metadata", None)
+        return body
+
+    def conversations_open(self, p: JSON) -> JSON:
+        """``conversations.open`` for the bot's 1:1 DM with a person (``users``) or an existing
+        DM (``channel``).
+
+        A new DM answers ``{"channel": {"id"}}`` (the whole DM with ``return_im``); an existing
+        one answers ``no_op``/``already_open`` with the whole DM, as in Slack's examples.
+        Multi-person DMs are not modelled (``invalid_arguments``); an external person whose
+        organisation shares no channel with the bot is ``invalid_user_combination``.
+        ``prevent_creation`` is ignored.
+        """
+        if channel_id := text_arg(p, "channel"):
+            channel = self._readable_channel(channel_id)
+            if not channel.is_im:
+                raise ApiError("method_not_supported_for_channel_type")
+            return self._opened(channel, created=False, full=True)
+        users = [u for u in (text_arg(p, "users") or "").split(",") if u and u != self.ws.bot_user_id]
+        if not users:
+            raise ApiError("users_list_not_supplied")
+        if any(u not in self.ws.users for u in users):
+            raise ApiError("user_not_found")
+        if len(users) > 1:
+            raise ApiError("invalid_arguments", response_metadata={"messages": ["fake: MPIMs are not modelled"]})
+        if self.ws.is_stranger(users[0]):
+            raise ApiError("invalid_user_combination")
+        channel, created = self.ws.open_dm(users[0])
+        return self._opened(channel, created=created, full=bool_arg(p, "return_im"))
+
+    def _opened(self, channel: Channel, *, created: bool, full: bool) -> JSON:
+        api = channel.to_api(team_id=self.ws.team_id, bot_user_id=self.ws.bot_user_id)
+        if created:
+            return {"ok": True, "channel": api if full else {"id": channel.id}}
+        return {"ok": True, "no_op": True, "already_open": True, "channel": api}
 
     def conversations_info(self, p: JSON) -> JSON:
         channel = self._readable_channel(text_arg(p, "channel"))
@@ -493,21 +537,24 @@ class WebApi:
     # ----------------------------------------------------------------- assistant threads
 
     def assistant_threads_set_status(self, p: JSON) -> JSON:
-        thread = self._assistant_thread(p)
+        """``assistant.threads.setStatus``: in a DM, or (since Slack let ``chat:write`` apps
+        show loading states in channels) in any thread the bot can post in. Slack clears the
+        status when the app replies in the thread; an empty ``status`` clears it too."""
+        thread = self._assistant_thread(p, dm_only=False)
         status = text_arg(p, "status")
         if status is None:
             raise missing("status")
         loading = json_arg(p, "loading_messages", error="invalid_arguments")
         if loading is not None and (not isinstance(loading, list) or len(loading) > MAX_LOADING_MESSAGES):
             raise ApiError("invalid_arguments")
-        thread.status = status
-        thread.loading_messages = loading
-        thread.status_history.append(status)
+        thread.set_status(status, loading)
         return {"ok": True}
 
     def assistant_threads_set_suggested_prompts(self, p: JSON) -> JSON:
-        """At most four prompts of ``{title, message}`` (limit from Slack's guide; error unconfirmed)."""
-        thread = self._assistant_thread(p)
+        """At most four prompts of ``{title, message}`` (limit from Slack's reference; the
+        error for more is unconfirmed). Without ``thread_ts`` the prompts go to the latest
+        message of the DM, as the reference says."""
+        thread = self._assistant_thread(p, dm_only=True, thread_required=False)
         prompts = json_arg(p, "prompts", error="invalid_arguments")
         if prompts is None:
             raise missing("prompts")
@@ -519,30 +566,49 @@ class WebApi:
         return {"ok": True}
 
     def assistant_threads_set_title(self, p: JSON) -> JSON:
-        thread = self._assistant_thread(p)
+        """The title shows on the thread's root (``assistant_app_thread.title``)."""
+        thread = self._assistant_thread(p, dm_only=True)
         title = text_arg(p, "title")
         if not title:
             raise missing("title")
         thread.title = title
+        root = self.ws.find_message(thread.channel_id, thread.thread_ts)
+        if root is not None and root.subtype == "assistant_app_thread":
+            root.assistant_app_thread = {"title": title, "title_blocks": [], "artifacts": []}
         return {"ok": True}
 
-    def _assistant_thread(self, p: JSON) -> AssistantThread:
-        channel = self.ws.channels.get(text_arg(p, "channel_id") or "")
-        if channel is None or self.ws.bot_user_id not in channel.members:
-            raise ApiError("channel_not_found")
-        root = self.ws.thread_root(channel.id, text_arg(p, "thread_ts") or "")
+    def _assistant_thread(self, p: JSON, *, dm_only: bool, thread_required: bool = True) -> AssistantThread:
+        """The thread an ``assistant.threads.*`` call names.
+
+        ``channel_not_found`` (detail "Invalid channel_id") for a conversation the bot is
+        not in, and, for the DM-only methods, for anything but a DM with the bot
+        (unconfirmed: Slack documents no other error for it); ``invalid_thread_ts``
+        (detail "Thread not found") for a thread that does not exist.
+        """
+        channel_id = text_arg(p, "channel_id")
+        if not channel_id:
+            raise missing("channel_id")
+        channel = self.ws.channels.get(channel_id)
+        if channel is None or self.ws.bot_user_id not in channel.members or (dm_only and not channel.is_im):
+            raise ApiError("channel_not_found", detail="Invalid channel_id")
+        requested = text_arg(p, "thread_ts")
+        if not requested and thread_required:
+            raise missing("thread_ts")
+        root = self.ws.thread_root(channel.id, requested) if requested else self._latest_root(channel)
         if root is None:
-            raise ApiError("invalid_thread_ts")
+            raise ApiError("invalid_thread_ts", detail="Thread not found")
         return self.ws.assistant_thread(channel.id, root)
+
+    def _latest_root(self, channel: Channel) -> str | None:
+        top = self.ws.top_level(channel.id)
+        return self.ws.thread_root(channel.id, top[-1].ts) if top else None
 
     # ----------------------------------------------------------------- shared helpers
 
     def _readable_channel(self, channel_id: str | None) -> Channel:
         """A conversation the bot can see: public channels, and those it is a member of."""
         channel = self.ws.channels.get(channel_id or "")
-        if channel is None:
-            raise ApiError("channel_not_found")
-        if (channel.is_im or channel.is_private) and self.ws.bot_user_id not in channel.members:
+        if channel is None or not self.ws.bot_can_read(channel):
             raise ApiError("channel_not_found")
         return channel
 

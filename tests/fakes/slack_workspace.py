@@ -84,6 +84,39 @@ class Workspace:
         user = self.users.get(user_id)
         return user is not None and user.team_id != self.team_id
 
+    def open_dm(self, user_id: str) -> tuple[Channel, bool]:
+        """The bot's DM with a person, created if needed; returns (channel, created).
+
+        A new DM is "D" + the user id without its first letter ("U0ALICE" → "D0ALICE"),
+        and is externally shared when the person is from another organisation.
+        """
+        existing = self.dm_with(user_id)
+        if existing is not None:
+            return existing, False
+        channel_id = f"D{user_id[1:]}"
+        while channel_id in self.channels:
+            channel_id += "X"
+        channel = Channel(
+            id=channel_id,
+            name="",
+            is_im=True,
+            is_private=True,
+            is_ext_shared=self.is_external(user_id),
+            members={user_id, self.bot_user_id},
+            im_user=user_id,
+            created=self.clock.now_seconds(),
+        )
+        return self.add_channel(channel), True
+
+    def dm_with(self, user_id: str) -> Channel | None:
+        """The bot's DM with ``user_id``, if one exists."""
+        dms = (c for c in self.channels.values() if c.is_im and c.im_user == user_id)
+        return next((c for c in dms if self.bot_user_id in c.members), None)
+
+    def bot_can_read(self, channel: Channel) -> bool:
+        """Public channels, and conversations the bot is a member of."""
+        return self.bot_user_id in channel.members or not (channel.is_im or channel.is_private)
+
     def is_stranger(self, user_id: str) -> bool:
         """External, and in no conversation the bot is in (how Slack sets ``is_stranger``)."""
         if not self.is_external(user_id):
@@ -93,12 +126,20 @@ class Workspace:
     # ----------------------------------------------------------------- messages
 
     def add_message(self, message: Message) -> Message:
+        """Record a posted message. A reply by the app clears its thread's status, as in Slack."""
         self.messages.setdefault(message.channel, []).append(message)
+        if message.bot_id == self.bot_id and message.thread_ts:
+            thread = self.assistant_threads.get((message.channel, message.thread_ts))
+            if thread is not None:
+                thread.clear_for_reply(message.ts)
         return message
 
     def find_message(self, channel: str, ts: str) -> Message | None:
         """The message with ``ts`` in ``channel``, deleted or not."""
         return next((m for m in self.messages.get(channel, []) if m.ts == ts), None)
+
+    def find_ephemeral(self, channel: str, ts: str) -> Ephemeral | None:
+        return next((e for e in self.ephemerals if e.channel == channel and e.ts == ts), None)
 
     def live_message(self, channel: str, ts: str) -> Message | None:
         message = self.find_message(channel, ts)
@@ -172,6 +213,13 @@ class Workspace:
     def file_api(self, file: SlackFile) -> JSON:
         return file.to_api(base_url=self._base_url(), team_id=self.team_id, team_domain=self.team_domain)
 
+    def bot_can_see_file(self, file: SlackFile) -> bool:
+        """Files the bot uploaded or that are shared where it can read; a hosted file not
+        shared anywhere yet counts as visible (tests host files before posting them)."""
+        if file.user == self.bot_user_id or not file.shares:
+            return True
+        return any(self.bot_can_read(self.channels[channel]) for channel, _, _ in file.shares)
+
     def file_by_ticket(self, ticket: str) -> SlackFile | None:
         return next((f for f in self.files.values() if f.upload_ticket == ticket), None)
 
@@ -189,13 +237,15 @@ class Workspace:
 
     # ----------------------------------------------------------------- what a person sees
 
-    def visible_text(self, message: Message) -> str:
+    def visible_text(self, message: Message | Ephemeral) -> str:
         """What a person reads: the streamed content, else the blocks, else the text; then files.
 
         Raw Slack markup (``<@U123>``, ``<url|label>``) is left as is.
         """
         if message.deleted:
             return ""
+        if isinstance(message, Ephemeral):
+            return render_blocks(message.blocks) if message.blocks else message.text
         if message.stream is not None:
             body = render_stream(message.stream)
         elif message.blocks:
