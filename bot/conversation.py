@@ -104,3 +104,17 @@ def mark_cache_breakpoint(message: dict[str, Any]) -> None:
         if block.get("type") not in NOT_CACHEABLE and not (block.get("type") == "text" and not block.get("text")):
             block["cache_control"] = {"type": "ephemeral"}
             return
+
+
+def halved(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history with its older half of exchanges left out (used when the API says the
+    prompt is too long despite the estimate). Empty when there is nothing left to cut."""
+    exchanges = len(messages) // 2
+    if exchanges <= 1:
+        return []
+    kept = [dict(m) for m in messages[2 * ((exchanges + 1) // 2) :]]
+    first = kept[0]
+    notes = [b for b in first["content"] if b.get("text") == SHORTENED_NOTE]
+    if not notes:
+        kept[0] = {"role": "user", "content": [{"type": "text", "text": SHORTENED_NOTE}, *first["content"]]}
+    return kept

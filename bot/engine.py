@@ -16,7 +16,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from bot.conversation import mark_cache_breakpoint, storable
+from bot.conversation import halved, mark_cache_breakpoint, storable
 from bot.errors import describe_anthropic_error, describe_tool_error
 from bot.events import (
     CodeWritten,
@@ -108,6 +108,12 @@ _RUN_SCRIPT = re.compile(r"^\s*python3?\s+(?:-u\s+)?(\S+\.py)\s*$")
 def is_container_problem(error: anthropic.APIStatusError) -> bool:
     """Whether the API refused the request because of the container we asked to reuse."""
     return "container" in str(error.message).lower()
+
+
+def is_too_long(error: anthropic.APIStatusError) -> bool:
+    """Whether the API refused the request for not fitting the model's context window."""
+    message = str(error.message).lower()
+    return "too long" in message or "context window" in message or "context length" in message
 
 
 def step_title(block: Any) -> tuple[str, str, str]:
@@ -248,6 +254,10 @@ class Engine:
                     reset = True
                     if job.reattach is not None:
                         job = replace(job, thread_files=tuple(await job.reattach()))
+                    continue
+                if job.history and turn.steps == 0 and is_too_long(error):
+                    log.info("prompt too long with %d history messages; leaving out older ones", len(job.history))
+                    job = replace(job, history=halved(job.history))
                     continue
                 yield self._failed(error, turn)
                 return

@@ -3,7 +3,10 @@ expired containers replaced transparently, bounded history and prompt caching.""
 
 from __future__ import annotations
 
+import io
 from typing import Any
+
+import pandas as pd
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
@@ -13,6 +16,16 @@ from tests.harness import Asked, Harness
 def uploads_in_newest_turn(body: dict[str, Any]) -> list[str]:
     newest = [m for m in body["messages"] if m["role"] == "user"][-1]
     return [b["file_id"] for b in newest["content"] if b["type"] == "container_upload"]
+
+
+def churn_by_country(csv: bytes) -> dict[str, float]:
+    """The figures a correct follow-up must quote, computed independently."""
+    frame = pd.read_csv(io.BytesIO(csv))
+    return {str(k): round(float(v) * 100, 1) for k, v in frame.groupby("country")["churned"].mean().items()}
+
+
+def quotes_country_figures(answer: str, csv: bytes) -> bool:
+    return all(f"{rate:.1f}%" in answer for rate in churn_by_country(csv).values())
 
 
 def answers(harness: Harness, asked: Asked) -> list[str]:
@@ -45,7 +58,7 @@ async def test_a_follow_up_reuses_the_container_and_uploads_nothing(
     # The answer is about countries, computed from the state the first turn left behind.
     replies = answers(harness, first)
     assert len(replies) == 2
-    assert "country" in replies[1].lower() and "%" in replies[1]
+    assert quotes_country_figures(replies[1], streaming_csv), replies[1]
     stdout = "\n".join(
         b["content"].get("stdout", "")
         for b in claude.responses[-1]["content"]
@@ -77,7 +90,7 @@ async def test_an_expired_container_is_replaced_without_the_user_noticing(
     text = harness.thread_text(first)
     assert ":warning:" not in text
     replies = answers(harness, first)
-    assert "country" in replies[-1].lower() and "%" in replies[-1]
+    assert quotes_country_figures(replies[-1], streaming_csv), replies[-1]  # as good as with the old container
     refused, retried = claude.message_requests[-2:]
     assert refused.status == 400 and refused.body["container"] == old
     assert "container" not in retried.body
@@ -166,3 +179,18 @@ async def test_a_mention_with_nothing_in_a_known_thread_suggests_a_follow_up(
     await harness.mention("", thread_ts=first.thread_ts)
     assert "follow-up" in harness.thread_text(first)
     assert len(claude.message_requests) == calls
+
+
+async def test_a_prompt_too_long_for_the_model_sheds_old_history_instead_of_failing(
+    harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    first = await harness.mention("what drives churn here?", files=[harness.file("s.csv", streaming_csv)])
+    await harness.mention("now split that by country", thread_ts=first.thread_ts)
+    claude.fail_next("messages", status=400, message="prompt is too long: 1250000 tokens > 1000000 maximum")
+    await harness.mention("and by device?", thread_ts=first.thread_ts)
+    refused, retried = claude.message_requests[-2:]
+    assert refused.status == 400
+    assert len(retried.body["messages"]) == 3
+    assert "left out" in retried.body["messages"][0]["content"][0]["text"]
+    assert ":warning:" not in harness.thread_text(first)
+    assert "device" in answers(harness, first)[-1].lower()

@@ -88,3 +88,17 @@ def test_titles_and_code_listing() -> None:
     listing = code_listing([(1, "python", "import pandas as pd\n"), (2, "bash", "python3 a.py\nls")])
     assert "# --- step 1 ---\nimport pandas as pd" in listing
     assert "# --- step 2 (shell) ---\n# $ python3 a.py\n# $ ls" in listing
+
+
+def test_halving_history_keeps_the_newest_exchanges() -> None:
+    from bot.conversation import SHORTENED_NOTE, halved
+
+    history = []
+    for i in range(4):
+        history += [
+            {"role": "user", "content": [{"type": "text", "text": f"q{i}"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": f"a{i}"}]},
+        ]
+    kept = halved(history)
+    assert [b["text"] for m in kept for b in m["content"]] == [SHORTENED_NOTE, "q2", "a2", "q3", "a3"]
+    assert halved(kept[:2]) == []
