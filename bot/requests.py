@@ -52,6 +52,7 @@ class AnalysisRequest:
     files: tuple[SlackFile, ...] = ()
     source: str = "mention"
     event_id: str | None = None
+    user_team: str | None = None  # the person's own workspace (differs for Slack Connect guests)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -22,6 +22,7 @@ import httpx2
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.access import access_refusal
 from bot.conversation import replay
 from bot.engine import Engine, InputFile, Job
 from bot.errors import UserFacingError, describe_anthropic_error, describe_slack_error
@@ -31,11 +32,13 @@ from bot.filetypes import FileRefused
 from bot.intake import FileIntake, as_input
 from bot.people import People
 from bot.publish_slack import SlackPublisher, SlackThread
+from bot.quotas import Limits
 from bot.requests import AnalysisRequest
 from bot.sanitize import clean_question
 from bot.settings import Settings
 from bot.slack_payloads import Share
 from bot.store import Conversation, ConversationStore, Store, ThreadFile, thread_key
+from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,7 @@ class AnalystService:
         self.intake = FileIntake(settings, slack, http, self.files_api)
         self.people = People(slack)
         self.tasks = TaskTracker()
+        self.queue = WorkQueue(settings.max_concurrent)
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
         # One analysis at a time per thread: they share a container and a history.
@@ -153,13 +157,14 @@ class AnalystService:
 
     # -- one request -----------------------------------------------------------------
 
-    async def handle(self, request: AnalysisRequest) -> None:
+    async def handle(self, request: AnalysisRequest) -> str:
+        """Run ``request``; returns how it ended (a run status, or "duplicate"/"how-to")."""
         if not await self.store.claim(request.dedupe_key):
             log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
-            return
+            return "duplicate"
         key = thread_key(request.channel_id, request.thread_ts)
         async with self._thread_lock(key):
-            await self._handle(request, key)
+            return await self._handle(request, key)
 
     def publisher_for(self, request: AnalysisRequest) -> SlackPublisher:
         return SlackPublisher(
@@ -171,20 +176,35 @@ class AnalystService:
             assistant=request.source == "assistant",
         )
 
-    async def _handle(self, request: AnalysisRequest, key: str) -> None:
+    async def _handle(self, request: AnalysisRequest, key: str) -> str:
+        refusal = access_refusal(
+            self.settings,
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            external=await self.people.is_external(
+                request.user_id, team_id=self.team_id or request.team_id, user_team=request.user_team
+            ),
+        )
+        if refusal is not None:
+            log.info("refused %s from %s in %s: %s", request.dedupe_key, request.user_id, request.channel_id, refusal)
+            await self.tell_privately(request, f":no_entry_sign: {refusal}")
+            return "refused"
         publisher = self.publisher_for(request)
         await publisher.react("eyes", message_ts=request.message_ts)
         question = clean_question(
             request.text,
             bot_user_id=self.bot_user_id,
             user_names=await self.people.names_in(request.text, skip=self.bot_user_id),
+            max_chars=self.settings.max_question_chars,
         )
         conversation = await self.conversations.get(key)
         if not request.files and not question.text:
             await publisher.post(HOW_TO if conversation is None else FOLLOW_UP_HOW_TO)
             await publisher.react("wave", remove="eyes", message_ts=request.message_ts)
-            return
-        run_id = await self.store.create_run(
+            return "how-to"
+        run_id, over_quota = await self.store.admit(
+            limits=self.limits,
+            exempt=request.user_id in self.settings.admins,
             team_id=request.team_id,
             channel_id=request.channel_id,
             thread_ts=request.thread_ts,
@@ -192,16 +212,35 @@ class AnalystService:
             user_id=request.user_id,
             source=request.source,
             question=question.text,
-            status="running",
             model=self.settings.model,
             tool_version=self.settings.code_execution.type,
             files_in=len(request.files),
         )
+        if over_quota is not None:
+            log.info("run %s refused: %s", run_id, over_quota.limit)
+            await self.tell_privately(request, f":hourglass: {over_quota.message}")
+            await publisher.react("no_entry_sign", remove="eyes", message_ts=request.message_ts)
+            return "refused"
+        if question.truncated:
+            await publisher.post(
+                f":scissors: Your question was longer than {self.settings.max_question_chars:,} characters; "
+                "I used the first part."
+            )
         status, error = "failed", None
         try:
-            status, error = await self._analyse(
-                request, key, conversation, question.text, question.truncated, run_id, publisher
-            )
+
+            async def queued(position: int) -> None:
+                await self._try_post(
+                    publisher,
+                    f":hourglass_flowing_sand: I'm busy with other analyses — yours is number {position} in the "
+                    "queue and will start as soon as a slot frees up.",
+                )
+
+            async with self.queue.slot(on_wait=queued):
+                await self.store.update_run(run_id, status="running")
+                status, error = await self._analyse(
+                    request, key, conversation, question.text, question.truncated, run_id, publisher
+                )
         except FileRefused as refusal:
             status, error = "refused", str(refusal)
             await publisher.post_error(str(refusal))
@@ -234,6 +273,45 @@ class AnalystService:
                 remove="eyes",
                 message_ts=request.message_ts,
             )
+        return status
+
+    @property
+    def limits(self) -> Limits:
+        settings = self.settings
+        return Limits(
+            runs_per_hour=settings.runs_per_hour,
+            max_concurrent_per_user=settings.max_concurrent_per_user,
+            daily_tokens_per_user=settings.daily_tokens_per_user,
+            daily_tokens_per_workspace=settings.daily_tokens_per_workspace,
+        )
+
+    async def tell_privately(self, request: AnalysisRequest, text: str) -> None:
+        """A message only the asker sees (in the thread when there is one); a thread reply
+        where Slack can't show it ephemerally."""
+        thread_ts = request.thread_ts if request.thread_ts != request.message_ts else None
+        try:
+            await self.slack.chat_postEphemeral(
+                channel=request.channel_id, user=request.user_id, text=text, thread_ts=thread_ts
+            )
+            return
+        except SlackApiError as error:
+            log.info("ephemeral message not possible (%s); replying in the thread", error.response.get("error"))
+        try:
+            await self.slack.chat_postMessage(
+                channel=request.channel_id,
+                thread_ts=request.thread_ts,
+                text=text,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as error:
+            log.error("could not tell %s why: %s", request.user_id, error.response.get("error"))
+
+    async def _try_post(self, publisher: SlackPublisher, message: str) -> None:
+        try:
+            await publisher.post(message)
+        except SlackApiError as error:
+            log.warning("could not post to the thread: %s", error.response.get("error"))
 
     async def _try_post_error(self, publisher: SlackPublisher, message: str) -> None:
         try:

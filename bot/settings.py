@@ -8,6 +8,7 @@ as one line instead of a traceback.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,20 @@ class Settings:
     web_search_max_uses: int = 0
     web_fetch_max_uses: int = 0
     skills: tuple[str, ...] = ()
+    # Guardrails: quotas (per user and workspace), access and retention.
+    runs_per_hour: int = 20
+    max_concurrent_per_user: int = 1
+    daily_tokens_per_user: int = 2_000_000
+    daily_tokens_per_workspace: int = 50_000_000
+    max_concurrent: int = 4
+    admins: frozenset[str] = frozenset()
+    allowed_channels: frozenset[str] = frozenset()
+    allowed_users: frozenset[str] = frozenset()
+    allow_external: bool = False
+    max_question_chars: int = 4_000
+    file_ttl_hours: float = 24.0
+    sweep_interval_s: float = 300.0
+    history_days: float = 30.0
 
     @property
     def max_file_bytes(self) -> int:
@@ -123,6 +138,19 @@ class Settings:
             web_search_max_uses=reader.integer("ANALYST_WEB_SEARCH_MAX_USES", 0, minimum=0),
             web_fetch_max_uses=reader.integer("ANALYST_WEB_FETCH_MAX_USES", 0, minimum=0),
             skills=reader.skills("ANALYST_SKILLS"),
+            runs_per_hour=reader.integer("ANALYST_RUNS_PER_HOUR", 20),
+            max_concurrent_per_user=reader.integer("ANALYST_MAX_CONCURRENT_PER_USER", 1),
+            daily_tokens_per_user=reader.integer("ANALYST_DAILY_TOKENS_PER_USER", 2_000_000),
+            daily_tokens_per_workspace=reader.integer("ANALYST_DAILY_TOKENS_PER_WORKSPACE", 50_000_000),
+            max_concurrent=reader.integer("ANALYST_MAX_CONCURRENT", 4),
+            admins=reader.ids("ANALYST_ADMINS"),
+            allowed_channels=reader.ids("ANALYST_ALLOWED_CHANNELS"),
+            allowed_users=reader.ids("ANALYST_ALLOWED_USERS"),
+            allow_external=reader.boolean("ANALYST_ALLOW_EXTERNAL", False),
+            max_question_chars=reader.integer("ANALYST_MAX_QUESTION_CHARS", 4_000, minimum=100),
+            file_ttl_hours=reader.number("ANALYST_FILE_TTL_HOURS", 24.0),
+            sweep_interval_s=reader.number("ANALYST_SWEEP_INTERVAL_S", 300.0),
+            history_days=reader.number("ANALYST_HISTORY_DAYS", 30.0),
         )
         if slack and http and not settings.slack_signing_secret:
             raise SettingsError(
@@ -193,6 +221,27 @@ class _Reader:
         if number < minimum:
             raise SettingsError(name, f"should be a whole number of at least {minimum}, got {value!r}")
         return number
+
+    def ids(self, name: str) -> frozenset[str]:
+        """A comma-separated list of Slack ids (users U…/W…, channels C…/G…/D…)."""
+        value = self.optional(name)
+        if value is None:
+            return frozenset()
+        ids = [part.strip() for part in value.split(",") if part.strip()]
+        for item in ids:
+            if not re.fullmatch(r"[UWCGD][A-Z0-9]{2,}", item):
+                raise SettingsError(name, f"{item!r} is not a Slack user or channel id (like U0123ABCD or C0123ABCD)")
+        return frozenset(ids)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.optional(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(name, f"should be true or false, got {value!r}")
 
     def skills(self, name: str) -> tuple[str, ...]:
         value = self.optional(name)

@@ -34,8 +34,9 @@ def _request(event: dict[str, Any], *, team_id: str, source: str, event_id: str 
     ts = event.get("ts")
     if not (user and channel and ts):
         return None
+    user_team = event.get("user_team") or (event.get("user_profile") or {}).get("team") or event.get("team")
     return AnalysisRequest(
-        team_id=str(event.get("team") or team_id),
+        team_id=team_id or str(event.get("team") or ""),
         channel_id=str(channel),
         user_id=str(user),
         message_ts=str(ts),
@@ -44,6 +45,7 @@ def _request(event: dict[str, Any], *, team_id: str, source: str, event_id: str 
         files=files_of(event),
         source=source,
         event_id=event_id,
+        user_team=str(user_team) if user_team else None,
     )
 
 
@@ -102,8 +104,7 @@ def shares_in_message(event: dict[str, Any], *, team_id: str, bot_user_id: str |
     user, channel = event.get("user"), event.get("channel")
     if not (user and channel):
         return []
-    team = str(event.get("team") or team_id)
-    return [Share(team, str(channel), str(user), f.id) for f in files_of(event)]
+    return [Share(team_id, str(channel), str(user), f.id) for f in files_of(event)]
 
 
 def share_from_file_shared(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> Share | None:

@@ -16,13 +16,15 @@ import aiohttp
 import anthropic
 from slack_sdk.errors import SlackApiError
 
+from bot.access import access_refusal
 from bot.commands import Command, help_text, parse_command
 from bot.errors import describe_slack_error
+from bot.quotas import DAY
 from bot.requests import AnalysisRequest, SlackFile
 from bot.sanitize import clean_question, neutralize
 from bot.service import AnalystService
 from bot.store import parse_iso, utc_iso
-from bot.usage import WINDOWS, tally, usage_text
+from bot.usage import WINDOWS, Quota, tally, top_users, usage_text
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class SlashCommands:
         if command.kind == "help":
             await self.reply(request, self.help(request.command))
         elif command.kind == "usage":
-            await self.reply(request, await self.usage(request.user_id))
+            await self.reply(request, await self.usage(request.user_id, request.team_id))
         elif command.kind == "forget":
             await self.reply(request, await self.forget(request.user_id))
         else:
@@ -83,6 +85,13 @@ class SlashCommands:
 
     async def analyze(self, request: SlashRequest, command: Command) -> None:
         settings = self.service.settings
+        external = await self.service.people.is_external(
+            request.user_id, team_id=self.service.team_id or request.team_id
+        )
+        refusal = access_refusal(settings, user_id=request.user_id, channel_id=request.channel_id, external=external)
+        if refusal is not None:
+            await self.reply(request, f":no_entry_sign: {refusal}")
+            return
         file_ids = list(command.file_ids)
         if not file_ids:
             since = utc_iso(self.service.store.clock() - settings.recent_files_hours * 3600)
@@ -110,7 +119,7 @@ class SlashCommands:
             await self.reply(request, f"I couldn't start the analysis here. {problem.message}")
             return
         ts = str(root["ts"])
-        await self.service.handle(
+        outcome = await self.service.handle(
             AnalysisRequest(
                 team_id=request.team_id,
                 channel_id=request.channel_id,
@@ -122,14 +131,35 @@ class SlashCommands:
                 source="command",
             )
         )
+        if outcome == "refused":  # the caller was told why; the public "asked:" message goes
+            try:
+                await self.service.slack.chat_delete(channel=request.channel_id, ts=ts)
+            except SlackApiError as error:
+                log.warning("could not remove the refused command's message: %s", error.response.get("error"))
 
-    async def usage(self, user_id: str) -> str:
+    async def usage(self, user_id: str, team_id: str) -> str:
         store = self.service.store
+        settings = self.service.settings
         now = store.clock()
         since = utc_iso(now - max(seconds for _, seconds in WINDOWS))
-        rows = await store.runs("user_id = ? AND started_at >= ?", [user_id, since])
+        rows = await store.runs("user_id = ? AND started_at >= ? AND status != 'refused'", [user_id, since])
         started = {row["id"]: parse_iso(row["started_at"]) for row in rows}
-        return usage_text(tally(rows, now=now, started=started))
+        tallies = tally(rows, now=now, started=started)
+        admin = user_id in settings.admins
+        quota = Quota(
+            runs_last_hour=tallies[0].runs,
+            runs_per_hour=settings.runs_per_hour,
+            tokens_last_day=tallies[1].tokens,
+            daily_tokens=settings.daily_tokens_per_user,
+            exempt=admin,
+        )
+        top = None
+        if admin:
+            day = await store.runs(
+                "team_id = ? AND started_at >= ? AND status != 'refused'", [team_id, utc_iso(now - DAY)]
+            )
+            top = top_users(day)
+        return usage_text(tallies, quota, top)
 
     async def forget(self, user_id: str) -> str:
         """Delete the person's files at Anthropic and their conversations; say what went."""

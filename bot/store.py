@@ -20,6 +20,9 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from bot.quotas import DAY, HOUR, Limits, Refusal, check
+from bot.quotas import Usage as QuotaUsage
+
 T = TypeVar("T")
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "refused", "cancelled")
@@ -185,6 +188,7 @@ class Store:
         db.table("runs").add_missing_columns([RUN_COLUMNS])
         db.table("runs").create_index(["user_id", "started_at"], if_not_exists=True)
         db.table("runs").create_index(["status"], if_not_exists=True)
+        db.table("runs").create_index(["team_id", "started_at"], if_not_exists=True)
         db.table("threads").create(THREAD_COLUMNS, pk="key", if_not_exists=True)
         db.table("threads").create_index(["user_id"], if_not_exists=True)
         db.table("turns").create(TURN_COLUMNS, pk="id", if_not_exists=True)
@@ -282,6 +286,60 @@ class Store:
             return int(table.last_pk or 0)
 
         return await self.call(insert)
+
+    async def admit(self, *, limits: Limits, exempt: bool, **fields: Any) -> tuple[int, Refusal | None]:
+        """Record a new run, ``queued`` if the quotas allow it, else ``refused``: atomically.
+
+        Counting the ledger and inserting the run happen in one ``BEGIN IMMEDIATE``
+        transaction, so concurrent requests (from this process or another) can never
+        both take the last slot.
+        """
+        unknown = set(fields) - set(RUN_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown run columns: {sorted(unknown)}")
+        return await self.call(self._admit, limits, exempt, fields)
+
+    def _admit(self, limits: Limits, exempt: bool, fields: dict[str, Any]) -> tuple[int, Refusal | None]:
+        now = self.clock()
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            day_ago = utc_iso(now - DAY)
+            mine = conn.execute(
+                "SELECT started_at, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) FROM runs "
+                "WHERE user_id = ? AND started_at >= ? AND status != 'refused'",
+                [fields.get("user_id"), day_ago],
+            ).fetchall()
+            active = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
+                [fields.get("user_id")],
+            ).fetchone()[0]
+            everyone = conn.execute(
+                "SELECT started_at, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) FROM runs "
+                "WHERE team_id = ? AND started_at >= ? AND status != 'refused'",
+                [fields.get("team_id"), day_ago],
+            ).fetchall()
+            user_tokens = [(parse_iso(started), used) for started, used in mine]
+            usage = QuotaUsage(
+                run_starts=[started for started, _ in user_tokens if started >= now - HOUR],
+                active=active,
+                user_tokens=user_tokens,
+                workspace_tokens=[(parse_iso(started), used) for started, used in everyone],
+            )
+            refusal = check(usage, limits, now=now, exempt=exempt)
+            row = {**fields, "started_at": utc_iso(now), "status": "refused" if refusal else "queued"}
+            if refusal is not None:
+                row.update(finished_at=row["started_at"], error=f"{refusal.limit}: {refusal.message}")
+            columns = ", ".join(row)
+            cursor = conn.execute(
+                f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in row)})",  # noqa: S608 - known columns
+                list(row.values()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(cursor.lastrowid or 0), refusal
 
     async def update_run(self, run_id: int, **fields: Any) -> None:
         unknown = set(fields) - set(RUN_COLUMNS)

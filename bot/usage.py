@@ -51,12 +51,60 @@ def tally(rows: Iterable[Mapping[str, Any]], *, now: float, started: Mapping[int
     return tallies
 
 
-def usage_text(tallies: list[Tally]) -> str:
+@dataclass(frozen=True)
+class Quota:
+    runs_last_hour: int
+    runs_per_hour: int
+    tokens_last_day: int
+    daily_tokens: int
+    exempt: bool = False
+
+
+def usage_text(
+    tallies: list[Tally], quota: Quota | None = None, top_users: list[tuple[str, int, int, float]] | None = None
+) -> str:
+    """``/analyze usage``: the caller's figures, their quota and, for admins, the top users
+    of the workspace (user id, runs, tokens, cost) over the last 24 hours."""
     lines = ["*Your analyses*"]
     for t in tallies:
         lines.append(
             f"• {t.label}: {t.runs} run{'s' if t.runs != 1 else ''}, {t.tokens:,} tokens "
             f"({t.input_tokens:,} in, {t.output_tokens:,} out), ≈ ${t.cost:,.2f}"
         )
+    if quota is not None:
+        if quota.exempt:
+            lines.append("*Your limits:* none per person (you're an admin); the workspace limit still applies.")
+        else:
+            lines.append(
+                f"*Your limits:* {quota.runs_last_hour} of {quota.runs_per_hour} analyses in the last hour · "
+                f"{quota.tokens_last_day:,} of {quota.daily_tokens:,} tokens in the last 24 h"
+            )
+    if top_users:
+        lines.append("*Top users in this workspace, last 24 h*")
+        for user_id, runs, tokens, cost in top_users:
+            lines.append(f"• <@{user_id}>: {runs} run{'s' if runs != 1 else ''}, {tokens:,} tokens, ≈ ${cost:,.2f}")
     lines.append("_Costs are estimates from list prices; sandbox time is not included._")
     return "\n".join(lines)
+
+
+def top_users(rows: Iterable[Mapping[str, Any]], limit: int = 5) -> list[tuple[str, int, int, float]]:
+    """(user id, runs, tokens, cost) of the heaviest users in ``rows``, heaviest first."""
+    per_user: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row["user_id"]:
+            per_user.setdefault(str(row["user_id"]), []).append(row)
+    totals = []
+    for user_id, runs in per_user.items():
+        tokens = sum((r["input_tokens"] or 0) + (r["output_tokens"] or 0) for r in runs)
+        cost = sum(
+            estimated_cost(
+                r["model"] or "",
+                input_tokens=r["input_tokens"] or 0,
+                output_tokens=r["output_tokens"] or 0,
+                cache_read_tokens=r["cache_read_tokens"] or 0,
+                cache_write_tokens=r["cache_write_tokens"] or 0,
+            )
+            for r in runs
+        )
+        totals.append((user_id, len(runs), tokens, cost))
+    return sorted(totals, key=lambda t: (-t[2], t[0]))[:limit]

@@ -1,0 +1,110 @@
+"""Quota arithmetic: may this person start an analysis now, and if not, when? Pure.
+
+Every limit is counted from the run ledger (one source of truth, so limits survive
+restarts and agree with ``/analyze usage``): runs a person started in the rolling hour,
+their analyses queued or running, and input+output tokens over the rolling 24 hours,
+for them and for the whole workspace. Refused requests are recorded but never count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+HOUR = 3600.0
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    runs_per_hour: int
+    max_concurrent_per_user: int
+    daily_tokens_per_user: int
+    daily_tokens_per_workspace: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the ledger says, as of ``now``."""
+
+    run_starts: Sequence[float]  # the person's admitted runs in the last hour (start times)
+    active: int  # the person's runs queued or running
+    user_tokens: Sequence[tuple[float, int]]  # (start, tokens) of the person's runs in the last 24 h
+    workspace_tokens: Sequence[tuple[float, int]]  # the same for everyone in the workspace
+
+
+@dataclass(frozen=True)
+class Refusal:
+    limit: str  # the setting's name, for the ledger
+    message: str  # for the person
+    next_slot_at: float | None  # when a slot frees (None: when a running analysis ends)
+
+
+def slack_time(timestamp: float) -> str:
+    """A time Slack shows in each reader's own time zone (UTC in the fallback)."""
+    fallback = datetime.fromtimestamp(timestamp, UTC).strftime("%H:%M UTC")
+    return f"<!date^{int(timestamp)}^{{time}}|{fallback}>"
+
+
+def _in_minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def _when_tokens_free(entries: Sequence[tuple[float, int]], limit: int) -> float | None:
+    """When enough of the rolling window's usage ages out to go back under ``limit``."""
+    total = sum(tokens for _, tokens in entries)
+    for started, tokens in sorted(entries):
+        total -= tokens
+        if total < limit:
+            return started + DAY
+    return None
+
+
+def check(usage: Usage, limits: Limits, *, now: float, exempt: bool = False) -> Refusal | None:
+    """The first limit this request would break, or None to admit it.
+
+    ``exempt`` (admins) skips the per-user limits; the workspace's still applies.
+    """
+    if not exempt:
+        if usage.active >= limits.max_concurrent_per_user:
+            plural = "analyses" if limits.max_concurrent_per_user != 1 else "analysis"
+            return Refusal(
+                "ANALYST_MAX_CONCURRENT_PER_USER",
+                f"You already have {usage.active} {plural} in progress (the limit is "
+                f"{limits.max_concurrent_per_user} at a time). Ask again when it has finished.",
+                None,
+            )
+        if len(usage.run_starts) >= limits.runs_per_hour:
+            starts = sorted(usage.run_starts)
+            frees = starts[len(starts) - limits.runs_per_hour] + HOUR
+            return Refusal(
+                "ANALYST_RUNS_PER_HOUR",
+                f"You've reached your limit of {limits.runs_per_hour} analyses per hour "
+                f"({len(starts)} in the last hour). Your next slot frees at {slack_time(frees)} "
+                f"(in {_in_minutes(frees - now)}).",
+                frees,
+            )
+        used = sum(tokens for _, tokens in usage.user_tokens)
+        if used >= limits.daily_tokens_per_user:
+            frees_at = _when_tokens_free(usage.user_tokens, limits.daily_tokens_per_user)
+            when = f" Capacity frees at {slack_time(frees_at)} (in {_in_minutes(frees_at - now)})." if frees_at else ""
+            return Refusal(
+                "ANALYST_DAILY_TOKENS_PER_USER",
+                f"You've used {used:,} of your {limits.daily_tokens_per_user:,} tokens for the last 24 hours.{when}",
+                frees_at,
+            )
+    used = sum(tokens for _, tokens in usage.workspace_tokens)
+    if used >= limits.daily_tokens_per_workspace:
+        frees_at = _when_tokens_free(usage.workspace_tokens, limits.daily_tokens_per_workspace)
+        when = f" Capacity frees at {slack_time(frees_at)} (in {_in_minutes(frees_at - now)})." if frees_at else ""
+        return Refusal(
+            "ANALYST_DAILY_TOKENS_PER_WORKSPACE",
+            f"This workspace has used {used:,} of its {limits.daily_tokens_per_workspace:,} tokens for the last "
+            f"24 hours.{when}",
+            frees_at,
+        )
+    return None
