@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import anthropic
@@ -20,10 +21,18 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 
+# A file this close to its expiry is uploaded again rather than reused.
+EXPIRY_MARGIN_S = 600
+# The Files API's own expiry accepts 1 hour to 90 days.
+MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 7_776_000
+
+
 class FilesApi:
-    def __init__(self, client: anthropic.AsyncAnthropic, store: Store) -> None:
+    def __init__(self, client: anthropic.AsyncAnthropic, store: Store, *, ttl_seconds: float | None = None) -> None:
         self.client = client
         self.store = store
+        # Uploads also carry an expiry at Anthropic (a safety net behind the sweeper).
+        self.expires_in = int(min(ttl_seconds, MAX_EXPIRY_S)) if ttl_seconds and ttl_seconds >= MIN_EXPIRY_S else None
 
     async def ensure_uploaded(
         self,
@@ -41,15 +50,23 @@ class FilesApi:
         known = await self.store.find_upload(sha256)
         if known is not None:
             try:
-                await self.client.files.retrieve_metadata(known.id)
-                log.info("file %s already uploaded as %s", sha256[:12], known.id)
-                return known.id
+                meta = await self.client.files.retrieve_metadata(known.id)
+                if meta.expires_at is None or meta.expires_at.timestamp() > time.time() + EXPIRY_MARGIN_S:
+                    log.info("file %s already uploaded as %s", sha256[:12], known.id)
+                    return known.id
+                log.info("file %s (%s) is about to expire; uploading again", sha256[:12], known.id)
+                await self.store.mark_file_deleted(known.id)
             except anthropic.NotFoundError:
                 log.info("file %s (%s) is gone from the Files API; uploading again", sha256[:12], known.id)
                 await self.store.mark_file_deleted(known.id)
         name = safe_filename(filename)
         with path.open("rb") as handle:
-            meta = await self.client.files.upload(file=(name, handle, mime_type))
+            if self.expires_in is not None:
+                meta = await self.client.files.upload(
+                    file=(name, handle, mime_type), expires_in_seconds=self.expires_in
+                )
+            else:
+                meta = await self.client.files.upload(file=(name, handle, mime_type))
         await self.store.record_file(
             file_id=meta.id,
             origin="upload",

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from bot.sanitize import neutralize, strip_invisible
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -47,6 +49,13 @@ _IMAGE_MIME = {
 ACCEPTED_DESCRIPTION = "CSV, TSV, Excel (.xlsx/.xls), JSON, XML, Parquet, text/log, PDF and images (PNG, JPG, GIF)"
 
 
+def display_name(name: str, limit: int = 120) -> str:
+    """A person-supplied file name as it may appear in the bot's own messages: no
+    invisible characters, no pings, no markup that would break the surrounding bold."""
+    shown = neutralize(strip_invisible(name)).replace("*", "∗").replace("`", "'").strip()
+    return (shown[: limit - 1] + "…" if len(shown) > limit else shown) or "(unnamed file)"
+
+
 class FileRefused(Exception):
     """A file the analyst will not take. ``str(error)`` is the sentence for the person."""
 
@@ -76,15 +85,15 @@ def precheck(name: str, filetype: str, size: int | None, max_bytes: int) -> Kind
     """Refuse, before any download, a file that is too large or of a type we can't read."""
     kind = kind_for(name, filetype)
     if kind is None:
-        shown = f".{extension(name)}" if extension(name) else (filetype or "this type")
-        raise FileRefused(f"I can't analyse *{name}* ({shown} files). I can read {ACCEPTED_DESCRIPTION}.")
+        shown = display_name(f".{extension(name)}" if extension(name) else (filetype or "this type"), limit=20)
+        raise FileRefused(f"I can't analyse *{display_name(name)}* ({shown} files). I can read {ACCEPTED_DESCRIPTION}.")
     if size is not None and size > max_bytes:
         raise FileRefused(
-            f"*{name}* is {describe_size(size)}, over this workspace's limit of "
+            f"*{display_name(name)}* is {describe_size(size)}, over this workspace's limit of "
             f"{describe_size(max_bytes)}. Share a smaller extract (a sample or a filtered export)."
         )
     if size == 0:
-        raise FileRefused(f"*{name}* is empty, so there is nothing to analyse.")
+        raise FileRefused(f"*{display_name(name)}* is empty, so there is nothing to analyse.")
     return kind
 
 
@@ -142,19 +151,20 @@ def _looks_like_text(head: bytes) -> bool:
 def sniff(name: str, kind: Kind, head: bytes) -> None:
     """Check the first bytes of a downloaded file agree with the kind its name claims."""
     if not head:
-        raise FileRefused(f"*{name}* is empty, so there is nothing to analyse.")
+        raise FileRefused(f"*{display_name(name)}* is empty, so there is nothing to analyse.")
     magic = magic_of(head)
     if kind.text:
         if magic is not None or not _looks_like_text(head):
             raise FileRefused(
-                f"*{name}* is named like a {kind.name} file but its contents are binary"
+                f"*{display_name(name)}* is named like a {kind.name} file but its contents are binary"
                 f"{f' ({magic})' if magic else ''}. Export it again as plain {kind.name}."
             )
         return
     expected = _EXPECTED_MAGIC.get(kind.name, set())
     if magic not in expected:
         raise FileRefused(
-            f"*{name}* is named like a {kind.name} file but its contents are not. Check the export and share it again."
+            f"*{display_name(name)}* is named like a {kind.name} file but its contents are not. "
+            "Check the export and share it again."
         )
 
 

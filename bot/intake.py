@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import InputFile
 from bot.files_api import FilesApi
-from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, sniff
+from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, safe_filename, sniff
 from bot.requests import SlackFile
 from bot.settings import Settings
 from bot.slack_files import complete_file, download
@@ -95,7 +95,7 @@ class FileIntake:
             )
         finally:
             local.path.unlink(missing_ok=True)
-        return ThreadFile(local.sha256, file_id, file.id, file.name, kind.name, local.size)
+        return ThreadFile(local.sha256, file_id, file.id, safe_filename(file.name), kind.name, local.size)
 
     async def still_available(
         self, files: tuple[ThreadFile, ...], *, team_id: str, user_id: str, run_id: int | None

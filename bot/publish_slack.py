@@ -216,6 +216,7 @@ class SlackPublisher:
 
     async def start_progress(self, title: str) -> None:
         """Open the progress view, its first task being the data preparation."""
+        title = _snippet(title, 150)
         if self.assistant:
             await self.set_status("is analysing your data…")
         try:
@@ -238,6 +239,7 @@ class SlackPublisher:
             log.info("assistant status not set: %s", error.response.get("error"))
 
     async def _progress(self, task_id: str, title: str, status: str, output: str = "") -> None:
+        title = _snippet(title, 120)  # titles carry file names and queries: neutralised too
         if status in ("in_progress", "pending"):
             self.open_tasks[task_id] = title
         else:

@@ -109,7 +109,7 @@ class AnalystService:
         self.claude = claude
         self.http = http
         self.engine = Engine(claude, settings)
-        self.files_api = FilesApi(claude, store)
+        self.files_api = FilesApi(claude, store, ttl_seconds=settings.file_ttl_hours * 3600)
         self.intake = FileIntake(settings, slack, http, self.files_api)
         self.people = People(slack)
         self.tasks = TaskTracker()

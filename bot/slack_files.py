@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import UserFacingError, describe_slack_error
-from bot.filetypes import FileRefused, describe_size
+from bot.filetypes import FileRefused, describe_size, display_name
 from bot.requests import SlackFile
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,9 @@ async def download(
     directory: Path,
 ) -> DownloadedFile:
     """Stream ``file`` into ``directory``, hashing as it goes. Refuses oversize files mid-stream."""
+    shown = display_name(file.name)
     if not file.url_private_download:
-        raise UserFacingError(f"Slack didn't give me a download link for *{file.name}*. Share it again.")
+        raise UserFacingError(f"Slack didn't give me a download link for *{shown}*. Share it again.")
     digest = hashlib.sha256()
     size = 0
     head = b""
@@ -82,7 +83,7 @@ async def download(
             ) as response:
                 if response.status != 200:
                     raise UserFacingError(
-                        f"Slack wouldn't let me download *{file.name}* (HTTP {response.status}). Try again, "
+                        f"Slack wouldn't let me download *{shown}* (HTTP {response.status}). Try again, "
                         "or share the file again.",
                         retryable=response.status >= 500 or response.status == 429,
                         detail=f"slack download status {response.status}",
@@ -90,7 +91,7 @@ async def download(
                 if response.content_type == "text/html":
                     # Slack answers a download without valid auth with its login page.
                     raise UserFacingError(
-                        f"Slack sent a sign-in page instead of *{file.name}*: the bot isn't allowed to read "
+                        f"Slack sent a sign-in page instead of *{shown}*: the bot isn't allowed to read "
                         "this file. Ask whoever runs the bot to check it has the `files:read` scope.",
                         detail="slack download returned text/html",
                     )
@@ -98,7 +99,7 @@ async def download(
                     size += len(chunk)
                     if size > max_bytes:
                         raise FileRefused(
-                            f"*{file.name}* is larger than this workspace's limit of {describe_size(max_bytes)}. "
+                            f"*{shown}* is larger than this workspace's limit of {describe_size(max_bytes)}. "
                             "Share a smaller extract."
                         )
                     if len(head) < SNIFF_BYTES:
