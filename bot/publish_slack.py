@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -171,9 +171,12 @@ class SlackPublisher:
         max_file_bytes: int,
         workdir: Path | None = None,
         assistant: bool = False,
+        on_post: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.assistant = assistant
+        # Told about every message ("message", ts) and file ("file", id) this publisher posts.
+        self.on_post = on_post
         self.files_api = files_api
         self.thread = thread
         self.max_files = max_files
@@ -196,7 +199,21 @@ class SlackPublisher:
             unfurl_media=False,
             **kwargs,
         )
-        return str(response["ts"])
+        ts = str(response["ts"])
+        await self._posted("message", ts)
+        return ts
+
+    async def _posted(self, kind: str, identifier: str | None) -> None:
+        if identifier and self.on_post is not None:
+            await self.on_post(kind, identifier)
+
+    async def _upload(self, **kwargs: Any) -> None:
+        """files_upload_v2 into the thread, remembering the files it created."""
+        response = await self.client.files_upload_v2(
+            channel=self.thread.channel_id, thread_ts=self.thread.thread_ts, **kwargs
+        )
+        for file in response.get("files") or ():
+            await self._posted("file", file.get("id"))
 
     async def post_error(self, message: str) -> None:
         """Say what went wrong, closing the progress view first if it is still open."""
@@ -220,11 +237,15 @@ class SlackPublisher:
         if self.assistant:
             await self.set_status("is analysing your data…")
         try:
-            self.progress = await StreamProgress.start(self.client, self.thread, title)
+            stream = await StreamProgress.start(self.client, self.thread, title)
+            self.progress = stream
+            await self._posted("message", stream.stream.ts)
         except SlackApiError as error:
             log.info("streaming unavailable (%s); using an edited message", error.response.get("error"))
             try:
-                self.progress = await MessageProgress.start(self.client, self.thread, title)
+                message = await MessageProgress.start(self.client, self.thread, title)
+                self.progress = message
+                await self._posted("message", message.ts)
             except SlackApiError as error:
                 log.warning("progress message failed: %s", error.response.get("error"))
         await self._progress("prepare", "Reading your data", "in_progress")
@@ -316,13 +337,7 @@ class SlackPublisher:
                 name = safe_filename(output.filename, fallback="output")
                 try:
                     path = await self.files_api.download(output, Path(tmp))
-                    await self.client.files_upload_v2(
-                        file=str(path),
-                        filename=name,
-                        title=title_from_filename(name),
-                        channel=self.thread.channel_id,
-                        thread_ts=self.thread.thread_ts,
-                    )
+                    await self._upload(file=str(path), filename=name, title=title_from_filename(name))
                     result.files_posted += 1
                 except anthropic.APIError as error:
                     log.warning("download of %s failed: %s", output.file_id, describe_anthropic_error(error).detail)
@@ -354,13 +369,8 @@ class SlackPublisher:
             return
         listing = code_listing(self.code)
         try:
-            await self.client.files_upload_v2(
-                content=listing,
-                filename="analysis_code.py",
-                title="Code the analysis ran",
-                snippet_type="python",
-                channel=self.thread.channel_id,
-                thread_ts=self.thread.thread_ts,
+            await self._upload(
+                content=listing, filename="analysis_code.py", title="Code the analysis ran", snippet_type="python"
             )
         except SlackApiError as error:
             log.warning("code upload failed: %s", error.response.get("error"))

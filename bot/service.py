@@ -34,6 +34,7 @@ from bot.people import People
 from bot.publish_slack import SlackPublisher, SlackThread
 from bot.quotas import Limits
 from bot.requests import AnalysisRequest
+from bot.retention import Sweeper
 from bot.sanitize import clean_question
 from bot.settings import Settings
 from bot.slack_payloads import Share
@@ -114,17 +115,28 @@ class AnalystService:
         self.people = People(slack)
         self.tasks = TaskTracker()
         self.queue = WorkQueue(settings.max_concurrent)
+        self.sweeper = Sweeper(settings, store, self.conversations, claude)
+        self._stop = asyncio.Event()
+        self._sweeping: asyncio.Task[None] | None = None
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
         # One analysis at a time per thread: they share a container and a history.
         self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def start(self) -> None:
-        """Check the Slack token and learn who the bot is."""
+        """Check the Slack token, learn who the bot is, start the retention sweeper."""
         identity = await self.slack.auth_test()
         self.bot_user_id = identity.get("user_id")
         self.team_id = identity.get("team_id")
         log.info("connected to Slack team %s as %s", self.team_id, self.bot_user_id)
+        self._sweeping = asyncio.get_running_loop().create_task(self.sweeper.run(self._stop), name="retention")
+
+    async def stop_background(self) -> None:
+        """Stop the sweeper (analyses are drained separately)."""
+        self._stop.set()
+        if self._sweeping is not None:
+            await self._sweeping
+            self._sweeping = None
 
     def submit(self, request: AnalysisRequest) -> None:
         """Start work on ``request`` in the background and return immediately."""
@@ -140,6 +152,28 @@ class AnalystService:
             await self.conversations.record_share(
                 team_id=share.team_id, channel_id=share.channel_id, user_id=share.user_id, slack_file_id=share.file_id
             )
+
+    async def on_reaction(self, *, channel_id: str, ts: str, user_id: str, reaction: str) -> None:
+        """:x: on one of the bot's replies, by the asker or an admin, deletes that run's replies."""
+        if reaction != "x":
+            return
+        run_id = await self.store.run_of_post(channel_id, ts)
+        if run_id is None:
+            return
+        run = await self.store.get_run(run_id)
+        if user_id != run["user_id"] and user_id not in self.settings.admins:
+            log.info("%s reacted :x: on run %s's reply but is neither its asker nor an admin", user_id, run_id)
+            return
+        for post in await self.store.posts_of_run(run_id):
+            try:
+                if post["kind"] == "file":
+                    await self.slack.files_delete(file=post["ref"])
+                else:
+                    await self.slack.chat_delete(channel=channel_id, ts=post["ref"])
+            except SlackApiError as error:
+                log.warning("could not delete %s %s: %s", post["kind"], post["ref"], error.response.get("error"))
+        await self.store.forget_posts(run_id)
+        log.info("deleted the replies of run %s at %s's request", run_id, user_id)
 
     async def drain(self, timeout: float | None = None) -> bool:
         return await self.tasks.drain(timeout)
@@ -166,7 +200,11 @@ class AnalystService:
         async with self._thread_lock(key):
             return await self._handle(request, key)
 
-    def publisher_for(self, request: AnalysisRequest) -> SlackPublisher:
+    def publisher_for(self, request: AnalysisRequest, run_id: int | None = None) -> SlackPublisher:
+        async def remember(kind: str, ref: str) -> None:
+            if run_id is not None:
+                await self.store.record_post(channel_id=request.channel_id, ref=ref, kind=kind, run_id=run_id)
+
         return SlackPublisher(
             self.slack,
             self.files_api,
@@ -174,6 +212,7 @@ class AnalystService:
             max_files=self.settings.max_output_files,
             max_file_bytes=self.settings.max_output_file_bytes,
             assistant=request.source == "assistant",
+            on_post=remember,
         )
 
     async def _handle(self, request: AnalysisRequest, key: str) -> str:
@@ -221,6 +260,7 @@ class AnalystService:
             await self.tell_privately(request, f":hourglass: {over_quota.message}")
             await publisher.react("no_entry_sign", remove="eyes", message_ts=request.message_ts)
             return "refused"
+        publisher = self.publisher_for(request, run_id)
         if question.truncated:
             await publisher.post(
                 f":scissors: Your question was longer than {self.settings.max_question_chars:,} characters; "

@@ -112,6 +112,15 @@ SHARE_COLUMNS: dict[str, type] = {
 }
 
 
+POST_COLUMNS: dict[str, type] = {
+    "channel_id": str,
+    "ref": str,  # a message ts, or a Slack file id
+    "kind": str,  # "message" or "file"
+    "run_id": int,
+    "posted_at": str,
+}
+
+
 def thread_key(channel_id: str, thread_ts: str) -> str:
     return f"{channel_id}:{thread_ts}"
 
@@ -194,6 +203,8 @@ class Store:
         db.table("turns").create(TURN_COLUMNS, pk="id", if_not_exists=True)
         db.table("turns").create_index(["thread_key", "id"], if_not_exists=True)
         db.table("thread_files").create(THREAD_FILE_COLUMNS, pk=("thread_key", "sha256"), if_not_exists=True)
+        db.table("posts").create(POST_COLUMNS, pk=("channel_id", "ref"), if_not_exists=True)
+        db.table("posts").create_index(["run_id"], if_not_exists=True)
         db.table("shares").create(SHARE_COLUMNS, pk="id", if_not_exists=True)
         db.table("shares").create_index(["channel_id", "user_id", "slack_file_id"], unique=True, if_not_exists=True)
         self._db = db
@@ -351,6 +362,43 @@ class Store:
             fields.setdefault("finished_at", self.now())
         await self.call(lambda: self.db.table("runs").update(run_id, fields))
 
+    # -- what the bot posted (for deleting a run's replies) -------------------------
+
+    async def record_post(self, *, channel_id: str, ref: str, kind: str, run_id: int) -> None:
+        row = {"channel_id": channel_id, "ref": ref, "kind": kind, "run_id": run_id, "posted_at": self.now()}
+        await self.call(lambda: self.db.table("posts").upsert(row, pk=("channel_id", "ref")))
+
+    async def run_of_post(self, channel_id: str, ref: str) -> int | None:
+        rows = await self.call(
+            lambda: list(self.db.table("posts").rows_where("channel_id = ? AND ref = ?", [channel_id, ref]))
+        )
+        return int(rows[0]["run_id"]) if rows else None
+
+    async def posts_of_run(self, run_id: int) -> list[dict[str, Any]]:
+        return await self.call(lambda: list(self.db.table("posts").rows_where("run_id = ?", [run_id])))
+
+    async def forget_posts(self, run_id: int) -> None:
+        await self.call(lambda: self.db.execute("DELETE FROM posts WHERE run_id = ?", [run_id]))
+
+    # -- retention ----------------------------------------------------------------
+
+    async def files_created_before(self, moment: str) -> list[dict[str, Any]]:
+        """Files API files (ours and generated) older than ``moment`` and not yet deleted."""
+        return await self.call(
+            lambda: list(self.db.table("files").rows_where("deleted_at IS NULL AND created_at < ?", [moment]))
+        )
+
+    async def prune(self, *, events_before: str, shares_before: str, posts_before: str) -> None:
+        """Forget bookkeeping no longer needed: old dedupe keys, shares and post records."""
+
+        def prune() -> None:
+            with self.db.conn:
+                self.db.execute("DELETE FROM events WHERE received_at < ?", [events_before])
+                self.db.execute("DELETE FROM shares WHERE shared_at < ?", [shares_before])
+                self.db.execute("DELETE FROM posts WHERE posted_at < ?", [posts_before])
+
+        await self.call(prune)
+
     async def get_run(self, run_id: int) -> dict[str, Any]:
         return await self.call(lambda: dict(self.db.table("runs").get(run_id)))
 
@@ -507,19 +555,22 @@ class ConversationStore:
             lambda: self.db.table("threads").update(key, {"container_id": None, "container_expires_at": None})
         )
 
+    async def delete_idle_since(self, moment: str) -> int:
+        """Delete conversations untouched since ``moment``; returns how many."""
+        return await self.store.call(self._delete_where, "updated_at < ?", [moment])
+
+    def _delete_where(self, where: str, params: list[Any]) -> int:
+        keys = [row["key"] for row in self.db.table("threads").rows_where(where, params)]
+        with self.db.conn:
+            for key in keys:
+                self.db.execute("DELETE FROM turns WHERE thread_key = ?", [key])
+                self.db.execute("DELETE FROM thread_files WHERE thread_key = ?", [key])
+                self.db.execute("DELETE FROM threads WHERE key = ?", [key])
+        return len(keys)
+
     async def delete_for_user(self, user_id: str) -> int:
         """Delete every conversation ``user_id`` started; returns how many."""
-
-        def delete() -> int:
-            keys = [row["key"] for row in self.db.table("threads").rows_where("user_id = ?", [user_id])]
-            with self.db.conn:
-                for key in keys:
-                    self.db.execute("DELETE FROM turns WHERE thread_key = ?", [key])
-                    self.db.execute("DELETE FROM thread_files WHERE thread_key = ?", [key])
-                    self.db.execute("DELETE FROM threads WHERE key = ?", [key])
-            return len(keys)
-
-        return await self.store.call(delete)
+        return await self.store.call(self._delete_where, "user_id = ?", [user_id])
 
     # -- files people share (for /analyze without a link) --------------------------------
 

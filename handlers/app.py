@@ -9,10 +9,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.service import AnalystService
 from bot.settings import Settings
-from handlers import assistant, commands, files, mentions, messages
+from handlers import assistant, commands, files, mentions, messages, reactions
 
 # The assistant middleware goes first: it claims assistant-thread messages before `message`.
-LISTENER_MODULES = (assistant, mentions, messages, files, commands)
+LISTENER_MODULES = (assistant, mentions, messages, files, commands, reactions)
 
 
 def create_app(settings: Settings, service: AnalystService, client: AsyncWebClient) -> AsyncApp:

@@ -96,6 +96,7 @@ class RunningBot:
         if not await self.service.drain(grace):
             log.warning("analyses still running after the grace period; cancelling them")
             await self.service.tasks.cancel_all()
+        await self.service.stop_background()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._socket is not None:

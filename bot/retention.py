@@ -1,0 +1,75 @@
+"""Retention: files deleted from the Files API after their TTL, history after its days.
+
+Driven entirely from the ``files`` and ``threads`` tables, so it survives restarts: a
+sweep after a restart picks up whatever the last process left. Idempotent: a file that
+is already gone at Anthropic is simply recorded as deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import anthropic
+
+from bot.settings import Settings
+from bot.store import ConversationStore, Store, utc_iso
+
+log = logging.getLogger(__name__)
+
+EVENT_KEYS_DAYS = 7.0  # how long dedupe keys are kept (Slack retries within minutes)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    files_deleted: int = 0
+    files_already_gone: int = 0
+    files_failed: int = 0
+    conversations_deleted: int = 0
+
+
+class Sweeper:
+    def __init__(
+        self, settings: Settings, store: Store, conversations: ConversationStore, claude: anthropic.AsyncAnthropic
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.conversations = conversations
+        self.claude = claude
+
+    async def sweep_once(self) -> SweepReport:
+        now = self.store.clock()
+        deleted = gone = failed = 0
+        for row in await self.store.files_created_before(utc_iso(now - self.settings.file_ttl_hours * 3600)):
+            try:
+                await self.claude.files.delete(row["id"])
+                deleted += 1
+            except anthropic.NotFoundError:
+                gone += 1
+            except anthropic.APIError as error:
+                log.warning("retention: could not delete %s yet: %r", row["id"], error)
+                failed += 1
+                continue
+            await self.store.mark_file_deleted(row["id"])
+        conversations = await self.conversations.delete_idle_since(utc_iso(now - self.settings.history_days * 86400))
+        await self.store.prune(
+            events_before=utc_iso(now - EVENT_KEYS_DAYS * 86400),
+            shares_before=utc_iso(now - self.settings.recent_files_hours * 3600),
+            posts_before=utc_iso(now - self.settings.history_days * 86400),
+        )
+        report = SweepReport(deleted, gone, failed, conversations)
+        if deleted or gone or failed or conversations:
+            log.info("retention sweep: %s", report)
+        return report
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep every ``ANALYST_SWEEP_INTERVAL_S`` until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+            except (anthropic.APIError, OSError) as error:
+                log.warning("retention sweep failed; will try again: %r", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.sweep_interval_s)
