@@ -38,6 +38,8 @@ class Sweeper:
         self.store = store
         self.conversations = conversations
         self.claude = claude
+        self.sweeps = 0
+        self.swept = asyncio.Event()  # set after every sweep (for whoever wants to know)
 
     async def sweep_once(self) -> SweepReport:
         now = self.store.clock()
@@ -62,6 +64,8 @@ class Sweeper:
         report = SweepReport(deleted, gone, failed, conversations)
         if deleted or gone or failed or conversations:
             log.info("retention sweep: %s", report)
+        self.sweeps += 1
+        self.swept.set()
         return report
 
     async def run(self, stop: asyncio.Event) -> None:

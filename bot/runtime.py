@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -16,9 +16,14 @@ DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
 
 
 @asynccontextmanager
-async def open_service(settings: Settings) -> AsyncIterator[AnalystService]:
+async def open_service(
+    settings: Settings, *, clock: Callable[[], float] | None = None
+) -> AsyncIterator[AnalystService]:
     """An :class:`AnalystService` ready for requests; everything is closed on exit."""
-    async with Store(settings.db_path) as store, aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http:
+    async with (
+        Store(settings.db_path, clock=clock) as store,
+        aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http,
+    ):
         slack = slack_client(settings)
         claude = anthropic_client(settings)
         service = AnalystService(settings, store, slack, claude, http)

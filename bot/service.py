@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -164,16 +164,40 @@ class AnalystService:
         if user_id != run["user_id"] and user_id not in self.settings.admins:
             log.info("%s reacted :x: on run %s's reply but is neither its asker nor an admin", user_id, run_id)
             return
-        for post in await self.store.posts_of_run(run_id):
-            try:
-                if post["kind"] == "file":
-                    await self.slack.files_delete(file=post["ref"])
-                else:
-                    await self.slack.chat_delete(channel=channel_id, ts=post["ref"])
-            except SlackApiError as error:
-                log.warning("could not delete %s %s: %s", post["kind"], post["ref"], error.response.get("error"))
+        posts = await self.store.posts_of_run(run_id)
+        files = {p["ref"] for p in posts if p["kind"] == "file"}
+        messages = {p["ref"] for p in posts if p["kind"] == "message"} | await self._messages_sharing(
+            channel_id, str(run["thread_ts"]), files
+        )
+        for file_id in files:
+            await self._delete(self.slack.files_delete(file=file_id), f"file {file_id}")
+        for ts_ in messages:
+            await self._delete(self.slack.chat_delete(channel=channel_id, ts=ts_), f"message {ts_}")
         await self.store.forget_posts(run_id)
         log.info("deleted the replies of run %s at %s's request", run_id, user_id)
+
+    async def _messages_sharing(self, channel_id: str, thread_ts: str, files: set[str]) -> set[str]:
+        """The bot's messages in the thread that carry any of ``files`` (Slack posts them for
+        files_upload_v2; their ts isn't in the upload's answer)."""
+        if not files:
+            return set()
+        try:
+            replies = await self.slack.conversations_replies(channel=channel_id, ts=thread_ts, limit=200)
+        except SlackApiError as error:
+            log.warning("could not read the thread to find file messages: %s", error.response.get("error"))
+            return set()
+        return {
+            str(m["ts"])
+            for m in replies.get("messages") or ()
+            if m.get("user") == self.bot_user_id and files & {f.get("id") for f in m.get("files") or ()}
+        }
+
+    @staticmethod
+    async def _delete(call: Awaitable[Any], what: str) -> None:
+        try:
+            await call
+        except SlackApiError as error:
+            log.warning("could not delete %s: %s", what, error.response.get("error"))
 
     async def drain(self, timeout: float | None = None) -> bool:
         return await self.tasks.drain(timeout)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -49,11 +50,20 @@ def http_app(app: AsyncApp, service: AnalystService, ready: asyncio.Event) -> we
 class RunningBot:
     """The bot, started: connected to Slack one way or the other, until :meth:`stop`."""
 
-    def __init__(self, settings: Settings, *, http: bool, port: int = 3000, host: str = "0.0.0.0") -> None:  # noqa: S104
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: bool,
+        port: int = 3000,
+        host: str = "0.0.0.0",  # noqa: S104 - a server listens on all interfaces
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.settings = settings
         self.http = http or not settings.socket_mode
         self.port = port
         self.host = host
+        self.clock = clock
         self.ready = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
         self._runner: web.AppRunner | None = None
@@ -69,7 +79,7 @@ class RunningBot:
         return f"http://{host}:{port}"
 
     async def start(self) -> RunningBot:
-        self.service = await self._stack.enter_async_context(open_service(self.settings))
+        self.service = await self._stack.enter_async_context(open_service(self.settings, clock=self.clock))
         await self.service.start()
         app = create_app(self.settings, self.service, self.service.slack)
         if self.http:

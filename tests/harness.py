@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ class Harness:
         self.slack = slack
         self.claude = claude
         self.bot: RunningBot | None = None
+        self.clock_offset = 0.0  # seconds added to the bot's clock (to start it "later")
 
     async def __aenter__(self) -> Harness:
         await self.start()
@@ -51,7 +53,8 @@ class Harness:
 
     async def start(self) -> None:
         settings = Settings.from_env(self.env, http=True)
-        self.bot = await RunningBot(settings, http=True, port=0, host="127.0.0.1").start()
+        clock = (lambda: time.time() + self.clock_offset) if self.clock_offset else None
+        self.bot = await RunningBot(settings, http=True, port=0, host="127.0.0.1", clock=clock).start()
 
     async def stop(self) -> None:
         if self.bot is not None:

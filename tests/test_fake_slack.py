@@ -33,6 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_models import ts_key
 
 JSON = dict[str, Any]
 
@@ -374,7 +375,7 @@ async def test_hosted_files_need_the_bot_token(slack: FakeSlack, client: AsyncWe
     ]
     assert (await client.files_info(file=shared["id"]))["file"]["name"] == "big.bin"
     slack.delete_file(shared["id"])
-    assert await api_error(client.files_info(file=shared["id"])) == "file_not_found"
+    assert await api_error(client.files_info(file=shared["id"])) == "file_deleted"
 
 
 async def test_download_faults(slack: FakeSlack) -> None:
@@ -1106,3 +1107,335 @@ async def test_mentioned_people_resolve_through_users_info(slack: FakeSlack, cli
     names = [(await client.users_info(user=u))["user"]["name"] for u in mentioned]
 
     assert names == ["analyst", "bob"] and message["text"].startswith("<@UBOT> ")
+
+
+# --------------------------------------------------------------------------- deleting files
+
+
+async def test_files_delete_leaves_a_tombstone_where_the_file_was(slack: FakeSlack, client: AsyncWebClient) -> None:
+    question = slack.post_user_message("C0DATA", "U0ALICE", "chart please")
+    chart = await client.files_upload_v2(
+        channel="C0DATA",
+        thread_ts=question["ts"],
+        file=b"\x89PNG\r\n\x1a\n" + bytes(100),
+        filename="chart.png",
+        title="Sales",
+        initial_comment="Here it is.",
+    )
+    table = await client.files_upload_v2(channel="C0DATA", thread_ts=question["ts"], content="a,b\n", filename="t.csv")
+    chart_id, table_id = chart["file"]["id"], table["file"]["id"]
+
+    assert (await client.files_delete(file=chart_id)).data == {"ok": True}
+    await client.files_delete(file=table_id)
+
+    with_comment, only_the_file = slack.thread("C0DATA", question["ts"])[1:]
+    assert with_comment.files == [{"id": chart_id, "mode": "tombstone"}]
+    assert slack.visible_text(with_comment) == "Here it is.\nThis file was deleted."
+    assert slack.visible_text(only_the_file) == "This file was deleted."  # the message stays, as in Slack
+    listed = (await client.conversations_replies(channel="C0DATA", ts=question["ts"]))["messages"]
+    assert [m.get("files") for m in listed] == [
+        None,
+        [{"id": chart_id, "mode": "tombstone"}],
+        [{"id": table_id, "mode": "tombstone"}],
+    ]
+    assert await api_error(client.files_info(file=chart_id)) == "file_deleted"
+    assert await api_error(client.files_delete(file=chart_id)) == "file_deleted"
+    auth = {"Authorization": f"Bearer {slack.bot_token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(chart["file"]["url_private_download"], headers=auth) as gone,
+    ):
+        assert gone.status == 404
+    assert [(d.file_id, d.user, d.via, d.messages) for d in slack.file_deletions] == [
+        (chart_id, "UBOT", "files.delete", [("C0DATA", with_comment.ts)]),
+        (table_id, "UBOT", "files.delete", [("C0DATA", only_the_file.ts)]),
+    ]
+    deleted = slack.file_deleted_event(chart_id)
+    assert deleted["event"] == {"type": "file_deleted", "file_id": chart_id, "event_ts": deleted["event"]["event_ts"]}
+
+
+async def test_files_delete_refuses_other_peoples_and_unknown_files(slack: FakeSlack, client: AsyncWebClient) -> None:
+    shared = slack.host_file(name="sales.csv", content=b"a\n1\n")
+    message = slack.post_user_message("C0DATA", "U0ALICE", "here", files=[shared])
+    slack.add_channel("G0SECRET", "secret", is_private=True, bot_is_member=False)
+    secret = slack.host_file(name="secret.csv", content=b"a\n")
+    slack.post_user_message("G0SECRET", "U0ALICE", "", files=[secret])
+    pending = await client.files_getUploadURLExternal(filename="never.csv", length=3)
+
+    assert await api_error(client.files_delete(file=shared["id"])) == "cant_delete_file"
+    assert await api_error(client.files_delete(file="F0NOPE")) == "file_not_found"
+    assert await api_error(client.files_delete(file=secret["id"])) == "file_not_found"
+    assert await api_error(client.files_delete(file=pending["file_id"])) == "file_not_found"
+    assert await api_error(client.api_call("files.delete")) == "invalid_arguments"
+    assert slack.file_deletions == [] and (await client.files_info(file=shared["id"]))["ok"]
+
+    deletion = slack.delete_file(shared["id"])  # Alice deletes her own file
+
+    assert (deletion.user, deletion.via, deletion.messages) == ("U0ALICE", "person", [("C0DATA", message["ts"])])
+    assert slack.visible_text(message) == "here\nThis file was deleted."
+    assert await api_error(client.files_info(file=shared["id"])) == "file_deleted"
+    with pytest.raises(ValueError, match="already deleted"):
+        slack.delete_file(shared["id"])
+    with pytest.raises(ValueError, match="not deleted"):
+        slack.file_deleted_event(secret["id"])
+
+
+# --------------------------------------------------------------------------- reactions from people
+
+
+async def test_reaction_events_look_like_slacks_and_record_the_reaction(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    question = slack.post_user_message("C0DATA", "U0ALICE", "sales?")
+    answer = await client.chat_postMessage(channel="C0DATA", thread_ts=question["ts"], text="Up 4%.")
+
+    added = slack.reaction_added_event("U0BOB", "C0DATA", answer["ts"], "thumbsup")
+    await client.reactions_add(channel="C0DATA", timestamp=answer["ts"], name="thumbsup")
+    on_question = slack.reaction_added_event("U0BOB", "C0DATA", question["ts"], "eyes")
+
+    assert added["type"] == "event_callback" and added["is_ext_shared_channel"] is False
+    assert added["event"] == {
+        "type": "reaction_added",
+        "user": "U0BOB",
+        "reaction": "thumbsup",
+        "item_user": "UBOT",
+        "item": {"type": "message", "channel": "C0DATA", "ts": answer["ts"]},
+        "event_ts": added["event"]["event_ts"],
+    }
+    assert on_question["event"]["item_user"] == "U0ALICE"
+    assert slack.message("C0DATA", answer["ts"]).reactions == {"thumbsup": ["U0BOB", "UBOT"]}
+    listed = (await client.conversations_replies(channel="C0DATA", ts=question["ts"]))["messages"][1]
+    assert listed["reactions"] == [{"name": "thumbsup", "users": ["U0BOB", "UBOT"], "count": 2}]
+
+    removed = slack.reaction_removed_event("U0BOB", "C0DATA", answer["ts"], "thumbsup")
+    assert removed["event"]["type"] == "reaction_removed" and removed["event"]["item"] == added["event"]["item"]
+    assert slack.message("C0DATA", answer["ts"]).reactions == {"thumbsup": ["UBOT"]}
+    assert removed["event_id"] != added["event_id"]
+
+    slack.add_user("U0CAROL", "carol")
+    refusals: list[tuple[Callable[[], JSON], str]] = [
+        (lambda: slack.reaction_added_event("U0BOB", "C0DATA", question["ts"], "eyes"), "already reacted"),
+        (lambda: slack.reaction_removed_event("U0BOB", "C0DATA", answer["ts"], "thumbsup"), "no :thumbsup:"),
+        (lambda: slack.reaction_added_event("U0CAROL", "C0DATA", answer["ts"], "eyes"), "not a member"),
+        (lambda: slack.reaction_added_event("U0BOB", "C0DATA", answer["ts"], ":tada:"), "not an emoji name"),
+        (lambda: slack.reaction_added_event("U0BOB", "C0DATA", "1700000000.000001", "tada"), "no message"),
+    ]
+    for refused, match in refusals:
+        with pytest.raises(ValueError, match=match):
+            refused()
+
+
+async def test_a_bolt_app_hears_reactions(slack: FakeSlack) -> None:
+    app = AsyncApp(
+        signing_secret=slack.signing_secret, client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    )
+
+    @app.event("reaction_added")
+    async def thank(event: JSON, say: AsyncSay) -> None:
+        await say(text=f"Thanks for the :{event['reaction']}:", thread_ts=event["item"]["ts"])
+
+    @app.event("reaction_removed")
+    async def noted(event: JSON, say: AsyncSay) -> None:
+        await say(text="Noted.", thread_ts=event["item"]["ts"])
+
+    answer = slack.post_user_message("C0DATA", "U0ALICE", "Sales rose 4%.")
+    async with serve(app) as url:
+        await slack.deliver_http(url, slack.reaction_added_event("U0BOB", "C0DATA", answer["ts"], "tada"))
+        await slack.wait_for(lambda: len(slack.bot_messages("C0DATA", answer["ts"])) == 1, what="the thanks")
+        await slack.deliver_http(url, slack.reaction_removed_event("U0BOB", "C0DATA", answer["ts"], "tada"))
+        await slack.wait_for(lambda: len(slack.bot_messages("C0DATA", answer["ts"])) == 2, what="the note")
+
+    assert [slack.visible_text(m) for m in slack.bot_messages("C0DATA", answer["ts"])] == [
+        "Thanks for the :tada:",
+        "Noted.",
+    ]
+
+
+# --------------------------------------------------------------------------- Slack Connect
+
+
+async def test_an_external_person_mentions_the_bot_in_a_shared_channel(slack: FakeSlack) -> None:
+    slack.add_user("U0EXT", "erin", team_id="T0OTHER", real_name="Erin Example")
+    slack.add_channel("C0SHARED", "shared", is_ext_shared=True)  # everyone, Erin included
+    app = AsyncApp(
+        signing_secret=slack.signing_secret, client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    )
+    actors: list[tuple[str | None, str | None, str | None]] = []
+
+    @app.event("app_mention")
+    async def answer(event: JSON, context: Any, say: AsyncSay, client: AsyncWebClient) -> None:
+        actors.append((context.team_id, context.actor_team_id, context.actor_user_id))
+        person = (await client.users_info(user=event["user"]))["user"]
+        await say(text=f"Hi {person['name']} of {person['team_id']}", thread_ts=event["ts"])
+
+    async with serve(app) as url:
+        question, envelope = slack.mention_event("C0SHARED", "U0EXT", "what's in the Q3 numbers?")
+        status, _, _ = await slack.deliver_http(url, envelope)
+        await slack.wait_for(lambda: len(slack.thread("C0SHARED", question["ts"])) == 2, what="the answer")
+
+    event = envelope["event"]
+    assert status == 200 and envelope["is_ext_shared_channel"] is True
+    assert (envelope["team_id"], envelope["authorizations"][0]["team_id"]) == ("T0TEAM", "T0TEAM")
+    assert (event["user"], event["team"], event["user_team"], event["source_team"]) == (
+        "U0EXT",
+        "T0OTHER",
+        "T0OTHER",
+        "T0OTHER",
+    )
+    assert event["user_profile"] == {
+        "avatar_hash": event["user_profile"]["avatar_hash"],
+        "image_72": "https://avatars.example/U0EXT_72.png",
+        "first_name": "Erin",
+        "real_name": "Erin Example",
+        "display_name": "erin",
+        "team": "T0OTHER",
+        "name": "erin",
+        "is_restricted": False,
+        "is_ultra_restricted": False,
+    }
+    assert actors == [("T0TEAM", "T0OTHER", "U0EXT")]  # Bolt reads the acting org from user_team
+    assert slack.visible_text(slack.thread("C0SHARED", question["ts"])[-1]) == "Hi erin of T0OTHER"
+
+
+async def test_slack_connect_fields_appear_where_slack_sends_them(slack: FakeSlack, client: AsyncWebClient) -> None:
+    slack.add_user("U0EXT", "erin", team_id="T0OTHER")
+    slack.add_user("U0FAR", "stan", team_id="T0FAR")
+    slack.add_channel("C0SHARED", "shared", is_ext_shared=True, members=["U0ALICE", "U0EXT"])
+    csv = slack.host_file(name="q3.csv", content=b"a\n1\n", user="U0EXT")
+
+    _, local = slack.message_event("C0SHARED", "U0ALICE", "morning")
+    _, plain = slack.message_event("C0DATA", "U0ALICE", "morning")
+    _, shared_file = slack.file_share_message_event("C0SHARED", "U0EXT", "numbers", files=[csv])
+    _, in_dm = slack.dm_message_event("U0EXT", "hello")
+    reaction = slack.reaction_added_event("U0EXT", "C0SHARED", local["event"]["ts"], "wave")
+
+    assert (local["event"]["user_team"], local["event"]["source_team"], "user_profile" in local["event"]) == (
+        "T0TEAM",
+        "T0TEAM",
+        False,
+    )
+    assert not {"user_team", "source_team", "user_profile"} & plain["event"].keys()
+    assert plain["is_ext_shared_channel"] is False
+    assert (shared_file["event"]["user_team"], shared_file["event"]["user_profile"]["team"]) == ("T0OTHER", "T0OTHER")
+    assert in_dm["is_ext_shared_channel"] is True and in_dm["event"]["user_team"] == "T0OTHER"
+    assert reaction["is_ext_shared_channel"] is True and reaction["event"]["item_user"] == "U0ALICE"
+
+    erin = (await client.users_info(user="U0EXT"))["user"]
+    stan = (await client.users_info(user="U0FAR"))["user"]
+    assert (erin["team_id"], erin["profile"]["team"], "is_stranger" in erin) == ("T0OTHER", "T0OTHER", False)
+    assert (stan["team_id"], stan["is_stranger"]) == ("T0FAR", True)  # shares no conversation with the bot
+    with pytest.raises(ValueError, match="another organisation"):
+        slack.add_channel("C0PLAIN", "plain", members=["U0ALICE", "U0FAR"])
+    with pytest.raises(ValueError, match="not a member"):
+        slack.mention_event("C0DATA", "U0EXT", "let me in")
+
+
+# --------------------------------------------------------------------------- ephemerals in threads and DMs
+
+
+async def test_ephemerals_in_threads_dms_and_shared_channels(slack: FakeSlack, client: AsyncWebClient) -> None:
+    question = slack.post_user_message("C0DATA", "U0ALICE", "sales?")
+    follow_up = slack.post_user_message("C0DATA", "U0BOB", "me too", thread_ts=question["ts"])
+
+    posted = await client.chat_postEphemeral(
+        channel="C0DATA", user="U0ALICE", thread_ts=follow_up["ts"], text="Working on it"
+    )
+
+    (shown,) = slack.ephemerals("C0DATA", "U0ALICE", thread_ts=question["ts"])
+    assert (shown.ts, shown.thread_ts, shown.source) == (posted["message_ts"], question["ts"], "chat.postEphemeral")
+    assert slack.ephemerals("C0DATA", thread_ts=follow_up["ts"]) == [shown]  # a reply's ts names its thread
+    assert slack.ephemerals("C0DATA", "U0BOB", thread_ts=question["ts"]) == []
+    assert [slack.visible_text(m) for m in slack.visible_to("U0ALICE", "C0DATA", thread_ts=question["ts"])] == [
+        "sales?",
+        "me too",
+        "Working on it",
+    ]
+    assert [slack.visible_text(m) for m in slack.visible_to("U0ALICE", "C0DATA")] == ["sales?"]
+
+    # the bot's DM with a person: only that person can be shown an ephemeral there
+    dm = slack.open_dm("U0ALICE")
+    await client.chat_postEphemeral(channel=dm, user="U0ALICE", text="Just for you")
+    assert [e.text for e in slack.ephemerals(dm, "U0ALICE")] == ["Just for you"]
+    assert await api_error(client.chat_postEphemeral(channel=dm, user="U0BOB", text="x")) == "user_not_in_channel"
+    # a DM between people, without the bot (python-slack-sdk#734)
+    slack.add_channel("D0PEOPLE", "", is_im=True, members=["U0ALICE", "U0BOB"], bot_is_member=False)
+    assert await api_error(client.chat_postEphemeral(channel="D0PEOPLE", user="U0ALICE", text="x")) == (
+        "channel_not_found"
+    )
+
+    # an external member of a shared channel can be shown one; not in a channel they are not in
+    slack.add_user("U0EXT", "erin", team_id="T0OTHER")
+    slack.add_channel("C0SHARED", "shared", is_ext_shared=True, members=["U0ALICE", "U0EXT"])
+    await client.chat_postEphemeral(channel="C0SHARED", user="U0EXT", text="Only Erin")
+    assert await api_error(client.chat_postEphemeral(channel="C0DATA", user="U0EXT", text="x")) == (
+        "user_not_in_channel"
+    )
+    assert [e.text for e in slack.ephemerals(user="U0EXT")] == ["Only Erin"]
+
+
+# --------------------------------------------------------------------------- many at once
+
+
+async def test_fifty_concurrent_posts_all_land_with_unique_ts(slack: FakeSlack, client: AsyncWebClient) -> None:
+    texts = [f"message {n}" for n in range(50)]
+
+    posted = await asyncio.gather(*(client.chat_postMessage(channel="C0DATA", text=text) for text in texts))
+
+    stamps = [response["ts"] for response in posted]
+    assert len(set(stamps)) == 50
+    assert sorted(m.text for m in slack.channel_messages("C0DATA")) == sorted(texts)
+    assert {m.ts for m in slack.channel_messages("C0DATA")} == set(stamps)
+    assert [m.ts for m in slack.channel_messages("C0DATA")] == sorted(stamps, key=ts_key)
+    calls = slack.calls_to("chat.postMessage")
+    assert len(calls) == 50 and all(call.ok for call in calls)
+    for response in posted:  # each answer names its own message
+        assert slack.message("C0DATA", response["ts"]).text == response["message"]["text"]
+
+
+async def test_concurrent_deliveries_each_get_their_answer(slack: FakeSlack) -> None:
+    app = AsyncApp(
+        signing_secret=slack.signing_secret, client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    )
+
+    @app.event("app_mention")
+    async def answer(event: JSON, say: AsyncSay, client: AsyncWebClient) -> None:
+        await client.reactions_add(channel=event["channel"], timestamp=event["ts"], name="eyes")
+        await say(text=f"re: {event['text'].split()[-1]}", thread_ts=event["ts"])
+
+    mentions = [slack.mention_event("C0DATA", "U0ALICE", f"question-{n}") for n in range(30)]
+    async with serve(app) as url:
+        statuses = await asyncio.gather(*(slack.deliver_http(url, envelope) for _, envelope in mentions))
+        await slack.wait_for(
+            lambda: all(len(slack.thread("C0DATA", m["ts"])) == 2 for m, _ in mentions), what="30 answers"
+        )
+
+    assert [status for status, _, _ in statuses] == [200] * 30
+    for n, (message, _) in enumerate(mentions):
+        question, reply = slack.thread("C0DATA", message["ts"])
+        assert slack.visible_text(reply) == f"re: question-{n}"
+        assert question.reactions == {"eyes": ["UBOT"]}
+    assert len({envelope["event_id"] for _, envelope in mentions}) == 30
+
+
+async def test_concurrent_socket_mode_deliveries_are_acked_by_envelope(slack: FakeSlack) -> None:
+    received: list[str] = []
+
+    async def ack(client: AsyncBaseSocketModeClient, request: SocketModeRequest) -> None:
+        received.append(request.envelope_id)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+
+    socket_client = SocketModeClient(app_token=slack.app_token, web_client=AsyncWebClient(base_url=slack.api_url))
+    socket_client.socket_mode_request_listeners.append(ack)
+    envelopes = [slack.mention_event("C0DATA", "U0BOB", f"ping {n}")[1] for n in range(25)]
+    try:
+        await socket_client.connect()  # type: ignore[no-untyped-call]
+        await slack.wait_socket_connected()
+        acks = await asyncio.gather(
+            *(slack.deliver_socket(envelope, envelope_id=f"env-{n}") for n, envelope in enumerate(envelopes))
+        )
+    finally:
+        await socket_client.close()  # type: ignore[no-untyped-call]
+
+    assert [a["envelope_id"] for a in acks] == [f"env-{n}" for n in range(25)]
+    assert sorted(received) == sorted(f"env-{n}" for n in range(25))
+    assert len(slack.socket_acks) == 25

@@ -23,9 +23,15 @@ It serves:
 It delivers events, slash commands and interactions to the bot (signed like Slack) and
 offers the views a person would have (``thread``, ``visible_to``, ``visible_text``,
 ``ephemerals``, ``command_replies``). Event builders cover mentions, channel and DM
-messages, file shares, ``file_shared`` and the assistant pane of AI apps
-(``assistant_thread_started_event`` and friends).
+messages, file shares, ``file_shared``, ``file_deleted``, reactions
+(``reaction_added_event`` / ``reaction_removed_event``) and the assistant pane of AI apps
+(``assistant_thread_started_event`` and friends). People from another organisation
+(``add_user(..., team_id=...)``) post in channels shared with it
+(``add_channel(..., is_ext_shared=True)``); their events carry what Slack Connect events
+carry (``user_team``, ``source_team``, ``user_profile``, ``is_ext_shared_channel``).
 Tests synchronise with ``wait_for``, which re-checks its predicate after every change.
+All state changes happen synchronously inside one event loop, so any number of
+concurrent deliveries and API calls see consistent state and unique timestamps.
 """
 
 from __future__ import annotations
@@ -50,9 +56,12 @@ from tests.fakes.slack_events import (
     app_mention_event,
     assistant_message_event,
     assistant_thread_event,
+    connect_fields,
     event_envelope,
+    file_deleted_event,
     file_shared_event,
     message_event,
+    reaction_event,
     signature,
 )
 from tests.fakes.slack_http import (
@@ -72,6 +81,7 @@ from tests.fakes.slack_models import (
     Download,
     Ephemeral,
     Fault,
+    FileDeletion,
     GuestKind,
     Message,
     ResponseUrlPost,
@@ -82,7 +92,7 @@ from tests.fakes.slack_models import (
 )
 from tests.fakes.slack_responses import TIMEOUT_ERROR, UNREACHABLE_ERROR, Responses, parse_command_answer
 from tests.fakes.slack_socket import DEFAULT_ACK_TIMEOUT, SocketModeServer
-from tests.fakes.slack_web_api import ApiError, WebApi, decode_json_arguments, new_client_msg_id
+from tests.fakes.slack_web_api import EMOJI_NAME, ApiError, WebApi, decode_json_arguments, new_client_msg_id
 from tests.fakes.slack_workspace import Workspace
 
 __all__ = [
@@ -93,6 +103,7 @@ __all__ = [
     "Download",
     "Ephemeral",
     "FakeSlack",
+    "FileDeletion",
     "Message",
     "ResponseUrlPost",
     "SlackFile",
@@ -274,15 +285,31 @@ class FakeSlack:
         bot_is_member: bool = True,
     ) -> Channel:
         """A conversation. DMs (``is_im``) have ids starting with "D" and name their person in
-        ``members``; channels default to every local person as a member. The bot joins
-        unless ``bot_is_member=False``.
+        ``members``; channels default to every local person as a member (a channel shared
+        with other organisations, ``is_ext_shared``, to every person, external ones too).
+        The bot joins unless ``bot_is_member=False``.
+
+        People from another organisation can only be in a shared channel: naming one as a
+        member of an unshared channel is a ValueError (a DM with them is shared anyway).
         """
         if is_im != id.startswith("D"):
             raise ValueError(f"{id}: DM ids start with 'D', and only DMs' do")
         if members is None:
             if is_im:
                 raise ValueError(f"DM {id} needs members=[<the person's user id>]")
-            members = [u.id for u in self.workspace.users.values() if not u.is_bot and u.team_id == self.team_id]
+            members = [
+                u.id
+                for u in self.workspace.users.values()
+                if not u.is_bot and (is_ext_shared or u.team_id == self.team_id)
+            ]
+        outsiders = [m for m in members if self.workspace.is_external(m)]
+        if outsiders and not is_ext_shared:
+            if not is_im:
+                raise ValueError(
+                    f"{', '.join(outsiders)} belong to another organisation: "
+                    f"only a channel shared with it can have them (add_channel({id!r}, ..., is_ext_shared=True))"
+                )
+            is_ext_shared = True
         channel = Channel(
             id=id,
             name=name,
@@ -331,10 +358,21 @@ class FakeSlack:
         self._changed()
         return self.workspace.file_api(file)
 
-    def delete_file(self, file_id: str) -> None:
-        """The person deleted the file: ``files.info`` and downloads stop finding it."""
-        self.workspace.files[file_id].state = "deleted"
+    def delete_file(self, file_id: str) -> FileDeletion:
+        """The person who shared the file deleted it: ``files.info`` answers ``file_deleted``,
+        downloads stop, and the messages that carried it show a tombstone (as after the
+        bot's ``files.delete``). Recorded in ``file_deletions``."""
+        file = self.workspace.files[file_id]
+        if file.state == "deleted":
+            raise ValueError(f"file {file_id} is already deleted")
+        deletion = self.workspace.delete_file(file, by=file.user, via="person")
         self._changed()
+        return deletion
+
+    @property
+    def file_deletions(self) -> list[FileDeletion]:
+        """Every file deletion, in order: the bot's ``files.delete`` calls and ``delete_file``."""
+        return self.workspace.file_deletions
 
     def post_user_message(
         self,
@@ -415,7 +453,7 @@ class FakeSlack:
             text = f"{mention} {text}"
         message = self.post_user_message(channel, user, text, files=files, thread_ts=thread_ts)
         event = app_mention_event(self._as_event_message(message, file_access), channel=channel)
-        return message, self.event_callback(event)
+        return message, self.event_callback(self._with_connect_fields(event, channel, user))
 
     def file_share_message_event(
         self,
@@ -439,13 +477,13 @@ class FakeSlack:
             channel_type=self._channel(channel).channel_type,
             subtype="file_share",
         )
-        return message, self.event_callback(event)
+        return message, self.event_callback(self._with_connect_fields(event, channel, user))
 
     def message_event(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> tuple[JSON, JSON]:
         """A plain ``message`` event (e.g. a DM to the bot): records it, returns (message, envelope)."""
         message = self.post_user_message(channel, user, text, thread_ts=thread_ts)
         event = message_event(message, channel=channel, channel_type=self._channel(channel).channel_type)
-        return message, self.event_callback(event)
+        return message, self.event_callback(self._with_connect_fields(event, channel, user))
 
     def dm_message_event(
         self, user: str, text: str, *, files: list[JSON] | None = None, thread_ts: str | None = None
@@ -457,7 +495,7 @@ class FakeSlack:
         subtype = "file_share" if files else None
         message = self.post_user_message(channel, user, text, files=files, thread_ts=thread_ts, subtype=subtype)
         event = message_event(message, channel=channel, channel_type="im", subtype=subtype)
-        return message, self.event_callback(event)
+        return message, self.event_callback(self._with_connect_fields(event, channel, user))
 
     # ----------------------------------------------------------------- the assistant pane (AI apps)
 
@@ -504,7 +542,8 @@ class FakeSlack:
             raise ValueError(f"assistant thread {channel}/{thread_ts} belongs to {thread.user_id}, not {user}")
         subtype = "file_share" if files else None
         message = self.post_user_message(channel, user, text, files=files, thread_ts=thread_ts, subtype=subtype)
-        return message, self.event_callback(assistant_message_event(message, channel=channel, subtype=subtype))
+        event = assistant_message_event(message, channel=channel, subtype=subtype)
+        return message, self.event_callback(self._with_connect_fields(event, channel, user))
 
     def _started_assistant_thread(self, channel: str, thread_ts: str) -> AssistantThread:
         thread = self.workspace.assistant_threads.get((channel, thread_ts))
@@ -536,7 +575,85 @@ class FakeSlack:
         )
         return self.event_callback(event)
 
+    # ----------------------------------------------------------------- reactions
+
+    def reaction_added_event(self, user: str, channel: str, ts: str, reaction: str) -> JSON:
+        """A person reacts to a message: records the reaction (as their ``reactions.add``
+        would) and returns the ``reaction_added`` envelope.
+
+        ``reaction`` is the emoji name without colons; ``item_user`` is the message's
+        author. ValueError where Slack would refuse the person (not in the channel, no such
+        message, already reacted with that emoji).
+        """
+        message = self._reaction_target(user, channel, ts, reaction)
+        users = message.reactions.setdefault(reaction, [])
+        if user in users:
+            raise ValueError(f"{user} already reacted :{reaction}: to {channel}/{ts} (already_reacted)")
+        users.append(user)
+        self._changed()
+        return self._reaction_envelope("reaction_added", user, message, reaction)
+
+    def reaction_removed_event(self, user: str, channel: str, ts: str, reaction: str) -> JSON:
+        """A person takes their reaction back: removes it and returns the
+        ``reaction_removed`` envelope (ValueError if they had not reacted so)."""
+        message = self._reaction_target(user, channel, ts, reaction)
+        users = message.reactions.get(reaction, [])
+        if user not in users:
+            raise ValueError(f"{user} has no :{reaction}: on {channel}/{ts} (no_reaction)")
+        users.remove(user)
+        if not users:
+            del message.reactions[reaction]
+        self._changed()
+        return self._reaction_envelope("reaction_removed", user, message, reaction)
+
+    def _reaction_target(self, user: str, channel: str, ts: str, reaction: str) -> Message:
+        conversation = self._channel(channel)
+        if user not in self.workspace.users:
+            raise ValueError(f"unknown user {user}: add_user() first")
+        if user not in conversation.members:
+            raise ValueError(f"{user} is not a member of {channel}")
+        if not EMOJI_NAME.match(reaction):
+            raise ValueError(f"{reaction!r} is not an emoji name (no colons: 'thumbsup', not ':thumbsup:')")
+        message = self.workspace.live_message(channel, ts)
+        if message is None:
+            raise ValueError(f"no message {ts} in {channel}")
+        return message
+
+    def _reaction_envelope(
+        self, kind: Literal["reaction_added", "reaction_removed"], user: str, message: Message, reaction: str
+    ) -> JSON:
+        event = reaction_event(
+            kind,
+            user=user,
+            reaction=reaction,
+            channel=message.channel,
+            ts=message.ts,
+            item_user=message.user,
+            event_ts=self.workspace.clock.next(),
+        )
+        return self.event_callback(event)
+
+    # ----------------------------------------------------------------- Slack Connect
+
+    def _with_connect_fields(self, event: JSON, channel: str, user: str) -> JSON:
+        """``event`` with the Slack Connect fields, in a shared conversation or for a
+        person from another organisation."""
+        person = self.workspace.users[user]
+        external = person.team_id != self.team_id
+        if external or self._channel(channel).is_ext_shared:
+            profile = person.event_profile() if external else None
+            event.update(connect_fields(user_team=person.team_id, user_profile=profile))
+        return event
+
     # ----------------------------------------------------------------- files
+
+    def file_deleted_event(self, file_id: str) -> JSON:
+        """The ``file_deleted`` envelope for a file deleted already (``delete_file`` or the
+        bot's ``files.delete``)."""
+        file = self.workspace.files.get(file_id)
+        if file is None or file.state != "deleted":
+            raise ValueError(f"file {file_id} is not deleted: delete_file() first")
+        return self.event_callback(file_deleted_event(file_id=file_id, event_ts=self.workspace.clock.next()))
 
     def file_shared_event(self, file: JSON | str, *, channel: str, user: str) -> JSON:
         """The ``file_shared`` envelope for ``file`` (a file object or id) shared in
@@ -901,15 +1018,25 @@ class FakeSlack:
         return [m for m in pool if m.by_bot and not m.deleted]
 
     def ephemerals(
-        self, channel: str | None = None, user: str | None = None, *, include_deleted: bool = False
+        self,
+        channel: str | None = None,
+        user: str | None = None,
+        *,
+        thread_ts: str | None = None,
+        include_deleted: bool = False,
     ) -> list[Ephemeral]:
         """Ephemeral messages (``chat.postEphemeral``, response_urls, command answers), oldest
-        first; ones a response_url deleted only with ``include_deleted``."""
+        first; ones a response_url deleted only with ``include_deleted``. ``thread_ts``
+        keeps those shown in that thread (a reply's ts names its thread when ``channel`` is
+        given)."""
+        if thread_ts is not None and channel is not None:
+            thread_ts = self.workspace.thread_root(channel, thread_ts) or thread_ts
         return [
             e
             for e in self.workspace.ephemerals
             if (channel is None or e.channel == channel)
             and (user is None or e.user == user)
+            and (thread_ts is None or e.thread_ts == thread_ts)
             and (include_deleted or not e.deleted)
         ]
 
@@ -1000,4 +1127,6 @@ def _event_channel(event: JSON) -> str:
     """The conversation an event happened in, wherever its type keeps it."""
     thread = event.get("assistant_thread")
     nested = thread.get("channel_id") if isinstance(thread, dict) else None
-    return str(event.get("channel") or event.get("channel_id") or nested or "")
+    item = event.get("item")
+    reacted = item.get("channel") if isinstance(item, dict) else None
+    return str(event.get("channel") or event.get("channel_id") or nested or reacted or "")

@@ -12,7 +12,13 @@ and ``assistant_thread_context_changed``; a person's message in an assistant thr
 ``message.im`` reply (``thread_ts``, ``parent_user_id`` of the bot, which authored the
 thread's root) carrying ``assistant_thread: {action_token}``, as captured payloads show.
 ``file_shared`` follows Slack's reference page (``channel_id``, ``file_id``, ``user_id``,
-``file: {id}``, ``event_ts``).
+``file: {id}``, ``event_ts``); ``reaction_added``/``reaction_removed`` and ``file_deleted``
+follow theirs.
+
+In Slack Connect conversations a person's message events also carry ``user_team`` and
+``source_team`` (slack-go/slack#695; Bolt reads ``user_team`` to tell the acting
+organisation), and events of a person from another organisation embed their
+``user_profile`` (slack-morphism-rust#297, captured payloads).
 """
 
 from __future__ import annotations
@@ -109,6 +115,45 @@ def file_shared_event(*, file_id: str, channel_id: str, user_id: str, event_ts: 
         "file": {"id": file_id},
         "event_ts": event_ts,
     }
+
+
+def reaction_event(
+    kind: Literal["reaction_added", "reaction_removed"],
+    *,
+    user: str,
+    reaction: str,
+    channel: str,
+    ts: str,
+    item_user: str | None,
+    event_ts: str,
+) -> JSON:
+    """``reaction_added`` / ``reaction_removed`` on a message (Slack's reference pages).
+
+    ``item_user`` is the author of the message; Slack leaves it out for messages no user
+    authored (incoming webhooks), so None leaves it out here too.
+    """
+    event: JSON = {"type": kind, "user": user, "reaction": reaction}
+    if item_user is not None:
+        event["item_user"] = item_user
+    event["item"] = {"type": "message", "channel": channel, "ts": ts}
+    event["event_ts"] = event_ts
+    return event
+
+
+def file_deleted_event(*, file_id: str, event_ts: str) -> JSON:
+    """``file_deleted``: the id only (Slack's reference and captured payloads)."""
+    return {"type": "file_deleted", "file_id": file_id, "event_ts": event_ts}
+
+
+def connect_fields(*, user_team: str, user_profile: JSON | None) -> JSON:
+    """What Slack adds to a person's message events in a Slack Connect conversation:
+    ``user_team`` (the poster's organisation) and ``source_team`` (where the message was
+    sent from, the same for a person posting from their own workspace), plus the
+    ``user_profile`` of a person from another organisation."""
+    fields: JSON = {"user_team": user_team, "source_team": user_team}
+    if user_profile is not None:
+        fields["user_profile"] = user_profile
+    return fields
 
 
 def new_action_token() -> str:

@@ -119,6 +119,23 @@ class User:
             user["is_stranger"] = True
         return user
 
+    def event_profile(self) -> JSON:
+        """The ``user_profile`` Slack embeds in the message events of a person from another
+        organisation (the bot cannot assume it can look them up): name fields, avatar,
+        their ``team`` and guest flags, as captured payloads show it."""
+        real_name = self.real_name or self.name.capitalize()
+        return {
+            "avatar_hash": hashlib.sha1(self.id.encode()).hexdigest()[:12],
+            "image_72": f"https://avatars.example/{self.id}_72.png",
+            "first_name": real_name.split(" ")[0],
+            "real_name": real_name,
+            "display_name": self.display_name or self.name,
+            "team": self.team_id,
+            "name": self.name,
+            "is_restricted": self.is_restricted,
+            "is_ultra_restricted": self.is_ultra_restricted,
+        }
+
     def _enterprise_user(self) -> JSON:
         return {
             "id": self.id,
@@ -459,6 +476,11 @@ class SlackFile:
     def _shared_in(self, kind: str) -> list[str]:
         return sorted({channel for channel, _, channel_kind in self.shares if channel_kind == kind})
 
+    def tombstone(self) -> JSON:
+        """What a message that shared this file carries once it is deleted (real payloads:
+        ``{"id", "mode": "tombstone"}``, without name, title or URLs)."""
+        return {"id": self.id, "mode": "tombstone"}
+
     def stub(self) -> JSON:
         """The bare file object Slack Connect events carry: fetch the rest with ``files.info``."""
         return {
@@ -573,6 +595,21 @@ class Upload:
     expected: int | None
     accepted: bool
     reason: str = ""
+
+
+@dataclass
+class FileDeletion:
+    """A file that was deleted: by the bot (``files.delete``) or by a person (``delete_file``).
+
+    ``messages`` are the (channel, ts) of the messages that carried it, where it now
+    shows as a tombstone.
+    """
+
+    file_id: str
+    user: str
+    via: Literal["files.delete", "person"]
+    at: str
+    messages: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -4,6 +4,8 @@ A client gets its URL from ``apps.connections.open`` (the ticket in the query mu
 one the fake issued), receives a ``hello`` frame on connect (``num_connections``,
 ``debug_info``, ``connection_info``) and acknowledges every envelope with
 ``{"envelope_id": ...}``, as slack-sdk's ``SocketModeClient`` expects and does.
+Deliveries may run concurrently: frames are sent one at a time and acks are matched to
+their envelope by id.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class SocketModeServer:
         self.connects = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._pending: dict[str, asyncio.Future[JSON]] = {}
+        #: one frame at a time on the wire, however many deliveries run concurrently
+        self._send_lock = asyncio.Lock()
 
     @property
     def open_connections(self) -> int:
@@ -50,7 +54,7 @@ class SocketModeServer:
         self.connects += 1
         self._on_change()
         try:
-            await socket.send_json(hello_frame(num_connections=self.open_connections, app_id=self.app_id))
+            await self._send(socket, hello_frame(num_connections=self.open_connections, app_id=self.app_id))
             async for frame in socket:
                 if frame.type == aiohttp.WSMsgType.TEXT:
                     self._receive(frame.data)
@@ -84,7 +88,7 @@ class SocketModeServer:
             retry_reason=retry_reason,
         )
         try:
-            await socket.send_json(frame)
+            await self._send(socket, frame)
             return await asyncio.wait_for(acked, timeout)
         except TimeoutError:
             raise AssertionError(
@@ -95,15 +99,19 @@ class SocketModeServer:
 
     async def disconnect(self, reason: str) -> None:
         """Send Slack's ``disconnect`` frame to every open connection (clients reconnect)."""
-        for socket in self._sockets:
+        for socket in list(self._sockets):
             if not socket.closed:
-                await socket.send_json(disconnect_frame(reason))
+                await self._send(socket, disconnect_frame(reason))
 
     async def close(self) -> None:
         for socket in list(self._sockets):
             await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
         for pending in self._pending.values():
             pending.cancel()
+
+    async def _send(self, socket: web.WebSocketResponse, frame: JSON) -> None:
+        async with self._send_lock:
+            await socket.send_json(frame)
 
     def _receive(self, data: str) -> None:
         try:

@@ -111,6 +111,7 @@ class WebApi:
             "reactions.add": (self.reactions_add, "bot"),
             "reactions.remove": (self.reactions_remove, "bot"),
             "files.info": (self.files_info, "bot"),
+            "files.delete": (self.files_delete, "bot"),
             "files.getUploadURLExternal": (self.files_get_upload_url_external, "bot"),
             "files.completeUploadExternal": (self.files_complete_upload_external, "bot"),
             "conversations.replies": (self.conversations_replies, "bot"),
@@ -378,11 +379,38 @@ class WebApi:
     def files_info(self, p: JSON) -> JSON:
         """``files.info``. A file shared only where the bot cannot read (a private channel
         or DM it is not in) is ``file_not_found`` to it (unconfirmed: Slack's reference does
-        not say which error an inaccessible file gives)."""
-        file = self.ws.files.get(text_arg(p, "file") or "")
-        if file is None or file.state != "complete" or not self.ws.bot_can_see_file(file):
-            raise ApiError("file_not_found")
+        not say which error an inaccessible file gives); a deleted one is ``file_deleted``
+        (in the method's documented errors)."""
+        file = self._visible_file(p)
+        if file.state == "deleted":
+            raise ApiError("file_deleted")
         return {"ok": True, "file": self.ws.file_api(file), "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    def files_delete(self, p: JSON) -> JSON:
+        """``files.delete``: the bot may delete the files it uploaded.
+
+        Errors as in Slack's reference: ``file_not_found`` (unknown, not visible to the
+        bot, or an upload never completed — the last is unconfirmed), ``file_deleted``
+        (deleted already), ``cant_delete_file`` (someone else's file). The file's messages
+        keep a tombstone in its place (``Workspace.delete_file``).
+        """
+        file = self._visible_file(p)
+        if file.state == "deleted":
+            raise ApiError("file_deleted")
+        if file.user != self.ws.bot_user_id:
+            raise ApiError("cant_delete_file")
+        self.ws.delete_file(file, by=self.ws.bot_user_id, via="files.delete")
+        return {"ok": True}
+
+    def _visible_file(self, p: JSON) -> SlackFile:
+        """The completed (or deleted) file ``file`` names, if the bot can see it."""
+        file_id = text_arg(p, "file")
+        if not file_id:
+            raise missing("file")
+        file = self.ws.files.get(file_id)
+        if file is None or file.state not in ("complete", "deleted") or not self.ws.bot_can_see_file(file):
+            raise ApiError("file_not_found")
+        return file
 
     def files_get_upload_url_external(self, p: JSON) -> JSON:
         """``files.getUploadURLExternal``: a pending file and the URL to POST its bytes to.

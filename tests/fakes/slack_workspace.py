@@ -11,6 +11,7 @@ import itertools
 import mimetypes
 from collections.abc import Callable
 from pathlib import PurePosixPath
+from typing import Literal
 
 from tests.fakes.slack_blocks import render_blocks
 from tests.fakes.slack_models import (
@@ -18,6 +19,7 @@ from tests.fakes.slack_models import (
     AssistantThread,
     Channel,
     Ephemeral,
+    FileDeletion,
     Message,
     SlackFile,
     StreamState,
@@ -67,6 +69,7 @@ class Workspace:
         self.ephemerals: list[Ephemeral] = []
         self.files: dict[str, SlackFile] = {}
         self.assistant_threads: dict[tuple[str, str], AssistantThread] = {}
+        self.file_deletions: list[FileDeletion] = []
         self._file_numbers = itertools.count(1)
 
     # ----------------------------------------------------------------- people & conversations
@@ -227,6 +230,22 @@ class Workspace:
         channel = self.channels[message.channel]
         file.shares.append((channel.id, message.ts, channel.channel_type))
 
+    def delete_file(self, file: SlackFile, *, by: str, via: Literal["files.delete", "person"]) -> FileDeletion:
+        """Delete ``file``: ``files.info`` now answers ``file_deleted``, downloads stop, and
+        every message that shared it carries the tombstone ``{"id", "mode": "tombstone"}``
+        in its place. The messages themselves stay (people read "This file was deleted.").
+        """
+        file.state = "deleted"
+        deletion = FileDeletion(file_id=file.id, user=by, via=via, at=self.clock.next())
+        for channel_id, ts, _ in file.shares:
+            message = self.find_message(channel_id, ts)
+            if message is None:
+                continue
+            message.files = [file.tombstone() if f.get("id") == file.id else f for f in message.files]
+            deletion.messages.append((channel_id, ts))
+        self.file_deletions.append(deletion)
+        return deletion
+
     # ----------------------------------------------------------------- assistant threads
 
     def assistant_thread(self, channel_id: str, thread_ts: str) -> AssistantThread:
@@ -252,8 +271,18 @@ class Workspace:
             body = render_blocks(message.blocks)
         else:
             body = message.text
-        file_lines = [f"[file: {f.get('title') or f.get('name') or f.get('id')}]" for f in message.files]
+        file_lines = [_file_line(f) for f in message.files]
         return "\n".join(part for part in [body, *file_lines] if part)
+
+
+#: what Slack shows where a deleted file was (seen in clients and reported in issues)
+DELETED_FILE_TEXT = "This file was deleted."
+
+
+def _file_line(file: JSON) -> str:
+    if file.get("mode") == "tombstone":
+        return DELETED_FILE_TEXT
+    return f"[file: {file.get('title') or file.get('name') or file.get('id')}]"
 
 
 def render_stream(stream: StreamState) -> str:
