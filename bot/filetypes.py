@@ -65,8 +65,11 @@ def extension(name: str) -> str:
 
 
 def kind_for(name: str, filetype: str = "") -> Kind | None:
-    """The kind a file claims to be, by extension (or Slack's ``filetype``)."""
-    return _BY_EXTENSION.get(extension(name)) or _BY_EXTENSION.get(filetype.lower())
+    """The kind a file claims to be: by its extension, or Slack's ``filetype`` when the
+    name has none (an unknown extension is never rescued by what ``filetype`` says)."""
+    if extension(name):
+        return _BY_EXTENSION.get(extension(name))
+    return _BY_EXTENSION.get(filetype.lower())
 
 
 def mime_type_for(name: str, kind: Kind) -> str:
@@ -168,12 +171,12 @@ def sniff(name: str, kind: Kind, head: bytes) -> None:
         )
 
 
-_UNSAFE_NAME_CHARS = re.compile(r"[^\w.\- ()\[\]+,@=]", re.UNICODE)
+_UNSAFE_NAME_CHARS = re.compile(r"[^\w.\- ()\[\]+,=]", re.UNICODE)
 
 
 def safe_filename(name: str, *, fallback: str = "data", max_length: int = 120) -> str:
     """A file name with no path parts, control characters or leading dots, of bounded length."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = strip_invisible(name).replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(ch for ch in base if ch.isprintable())
     base = _UNSAFE_NAME_CHARS.sub("_", base).strip().lstrip(".").strip()
     if not base or base.strip("._ ") == "":

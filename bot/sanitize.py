@@ -126,12 +126,16 @@ def redact_secrets(text: str) -> str:
     return text
 
 
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
+
+
 def neutralize(text: str) -> str:
-    """Make model-written text safe to post: no pings, no credentials.
+    """Make model-written text safe to post: no pings, no credentials, no disguises.
 
     Mention markup stays visible but inert (a zero-width space after ``<`` or ``@`` keeps
-    Slack from parsing it), and secrets are redacted.
+    Slack from parsing it), secrets are redacted, and bidirectional overrides (which can
+    make text read differently from what it is) are removed.
     """
-    text = redact_secrets(text)
+    text = redact_secrets(text).translate(_BIDI_CONTROLS)
     text = _SPECIAL_MARKUP.sub("<" + ZWSP, text)
     return _BARE_BROADCAST.sub("@" + ZWSP, text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from tests.fakes.slack_events import SERVER_ERROR_HTML
@@ -98,7 +100,8 @@ async def stream_file(request: web.Request, file: SlackFile, *, download: bool) 
     content = file.content or b""
     response = web.StreamResponse(headers={"Content-Type": file.mimetype})
     if download:
-        response.headers["Content-Disposition"] = f'attachment; filename="{file.name}"'
+        # RFC 6266/5987: the name percent-encoded, so any character is safe in a header.
+        response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(file.name, safe='')}"
     response.content_length = len(content)
     await response.prepare(request)
     for start in range(0, len(content), DOWNLOAD_CHUNK):
