@@ -204,3 +204,34 @@ async def test_usage_shows_the_limits(harness: Harness, slack: FakeSlack) -> Non
     await harness.settle()
     [usage] = [e.text for e in slack.ephemerals("C0DATA", "U0ALICE") if "Your limits" in e.text]
     assert "1 of 20 analyses in the last hour" in usage and "of 2,000,000 tokens" in usage
+
+
+async def test_admins_see_the_workspaces_top_users(env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic) -> None:
+    async with Harness({**env, "ANALYST_ADMINS": "U0ALICE"}, slack, claude) as harness:
+        await harness.mention("what is 2+2?", user="U0BOB")
+        await harness.mention("what is 3+3?", user="U0BOB")
+        await harness.mention("what is 4+4?")
+        await slack.deliver_command(harness.events_url, text="usage", user_id="U0ALICE")
+        await slack.deliver_command(harness.events_url, text="usage", user_id="U0BOB")
+        await harness.settle()
+    [alice] = [e.text for e in slack.ephemerals("C0DATA", "U0ALICE") if "Your analyses" in e.text]
+    [bob] = [e.text for e in slack.ephemerals("C0DATA", "U0BOB") if "Your analyses" in e.text]
+    assert "Top users in this workspace" in alice and "<@U0BOB>: 2 runs" in alice and "<@U0ALICE>: 1 run," in alice
+    assert "you're an admin" in alice
+    assert "Top users" not in bob and "1 of 20" not in bob and "2 of 20 analyses" in bob
+
+
+def test_prices_come_from_one_table() -> None:
+    from bot.pricing import estimated_cost, price_for
+
+    assert price_for("claude-sonnet-5-5").input_per_mtok == 3.0 and price_for("claude-sonnet-5-5").known
+    assert price_for("claude-opus-5-5").output_per_mtok == 25.0
+    assert not price_for("some-future-model").known
+    cost = estimated_cost(
+        "claude-sonnet-5-5",
+        input_tokens=1_000_000,
+        output_tokens=100_000,
+        cache_read_tokens=1_000_000,
+        cache_write_tokens=1_000_000,
+    )
+    assert cost == 3.0 + 1.5 + 0.3 + 3.75
