@@ -7,7 +7,9 @@ the blocks of every tool version into the same events. It knows nothing of Slack
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,13 +19,14 @@ import anthropic
 import httpx2
 
 from bot.conversation import halved, mark_cache_breakpoint, storable
-from bot.errors import describe_anthropic_error, describe_tool_error
+from bot.errors import describe_anthropic_error, describe_tool_error, error_type
 from bot.events import (
     CodeWritten,
     Done,
     Event,
     Failed,
     OutputFile,
+    Retrying,
     StepOutput,
     StepStarted,
     TextWritten,
@@ -108,6 +111,48 @@ _RUN_SCRIPT = re.compile(r"^\s*python3?\s+(?:-u\s+)?(\S+\.py)\s*$")
 def is_container_problem(error: anthropic.APIStatusError) -> bool:
     """Whether the API refused the request because of the container we asked to reuse."""
     return "container" in str(error.message).lower()
+
+
+def is_retryable(error: anthropic.APIError | httpx2.TransportError) -> bool:
+    """Overloads, rate limits, server errors, timeouts and dropped connections."""
+    if isinstance(error, httpx2.TransportError | anthropic.APIConnectionError):
+        return True
+    if not isinstance(error, anthropic.APIStatusError):
+        return False
+    if error.response is not None and error.response.headers.get("x-should-retry") == "false":
+        return False
+    kind = error_type(error)
+    return error.status_code in (408, 409, 429) or error.status_code >= 500 or kind in RETRYABLE_ERROR_TYPES
+
+
+RETRYABLE_ERROR_TYPES = frozenset({"overloaded_error", "rate_limit_error", "api_error", "timeout_error"})
+MAX_RETRY_DELAY_S = 60.0
+
+
+def retry_delay(error: anthropic.APIError | httpx2.TransportError, attempt: int) -> float:
+    """The server's ``retry-after`` when it gives one, else exponential backoff with jitter."""
+    response = getattr(error, "response", None)
+    if response is not None:
+        headers = response.headers
+        for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            value = headers.get(header)
+            if value is not None:
+                try:
+                    return min(max(float(value) * scale, 0.0), MAX_RETRY_DELAY_S)
+                except ValueError:
+                    continue
+    backoff: float = min(0.5 * 2 ** (attempt - 1), 8.0)
+    return backoff * random.uniform(0.75, 1.0)
+
+
+def retry_notice(error: anthropic.APIError | httpx2.TransportError) -> str:
+    if isinstance(error, httpx2.TransportError | anthropic.APIConnectionError):
+        return "The connection to Claude dropped — trying again"
+    if isinstance(error, anthropic.APIStatusError) and (
+        error.status_code in (429, 529) or error_type(error) in ("overloaded_error", "rate_limit_error")
+    ):
+        return "Claude is busy right now — trying again"
+    return "Claude's service had a hiccup — trying again"
 
 
 def is_too_long(error: anthropic.APIStatusError) -> bool:
@@ -269,7 +314,7 @@ class Engine:
         """The API calls of one answer, continuing paused turns up to the cap."""
         for call in range(self.settings.max_continuations + 1):
             message = None
-            async for item in self._stream_once(messages, turn):
+            async for item in self._call_with_retries(messages, turn):
                 if isinstance(item, anthropic.types.Message):
                     message = item
                 else:
@@ -293,6 +338,28 @@ class Engine:
             log.info("pause_turn: continuing (%d of %d)", call + 1, self.settings.max_continuations)
         yield self._finish("pause_turn_cap", turn, messages)
 
+    async def _call_with_retries(
+        self, messages: list[dict[str, Any]], turn: _Turn
+    ) -> AsyncIterator[Event | anthropic.types.Message]:
+        """One API call, retried with backoff on overloads, rate limits, server errors and
+        dropped connections — announcing each retry, so the thread can say Claude is busy.
+        A partial answer from a broken attempt is discarded, never kept."""
+        attempts = self.settings.anthropic_max_retries + 1
+        for attempt in range(1, attempts + 1):
+            answer_parts, content = len(turn.answer_parts), len(turn.content)
+            try:
+                async for item in self._stream_once(messages, turn):
+                    yield item
+                return
+            except (anthropic.APIError, httpx2.TransportError) as error:
+                if attempt == attempts or not is_retryable(error):
+                    raise
+                del turn.answer_parts[answer_parts:], turn.content[content:]
+                delay = retry_delay(error, attempt)
+                log.info("attempt %d of %d failed (%r); retrying in %.1fs", attempt, attempts, error, delay)
+                yield Retrying(retry_notice(error), attempt + 1, attempts, delay)
+                await asyncio.sleep(delay)
+
     def _failed(self, error: anthropic.APIError | httpx2.TransportError, turn: _Turn) -> Failed:
         problem = describe_anthropic_error(error)
         log.warning("analysis failed: %s", problem.detail)
@@ -310,7 +377,8 @@ class Engine:
     ) -> AsyncIterator[Event | anthropic.types.Message]:
         """One streamed API call: yields events as blocks complete, then the final Message."""
         params = self.request_params(messages, turn.container_id)
-        async with self.client.messages.stream(**params) as stream:
+        # The engine retries itself (announcing it), so the SDK's own retries are off here.
+        async with self.client.with_options(max_retries=0).messages.stream(**params) as stream:
             async for event in stream:
                 if event.type == "content_block_start" and event.content_block.type == "server_tool_use":
                     turn.steps += 1

@@ -46,7 +46,7 @@ def describe_tool_error(code: str) -> str:
     return TOOL_ERRORS.get(code, f"the sandbox reported `{code}`")
 
 
-def _error_type(error: anthropic.APIStatusError) -> str | None:
+def error_type(error: anthropic.APIStatusError) -> str | None:
     """The API's error type (``overloaded_error``, …), also for errors sent inside a stream."""
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error") if isinstance(body.get("error"), dict) else body
@@ -84,8 +84,8 @@ def describe_anthropic_error(error: anthropic.APIError | httpx2.TransportError) 
         return Problem("Something went wrong talking to Claude. Try again.", True, f"anthropic: {error}")
     detail = f"anthropic {error.status_code}: {error.message}{_request_id(error)}"
     status = error.status_code
-    error_type = _error_type(error)
-    if error_type == "overloaded_error" or isinstance(error, anthropic.OverloadedError) or status == 529:
+    kind = error_type(error)
+    if kind == "overloaded_error" or isinstance(error, anthropic.OverloadedError) or status == 529:
         return Problem("Claude is overloaded right now. Try again in a few minutes.", True, detail)
     if isinstance(error, anthropic.RateLimitError):
         return Problem("This workspace has hit its Anthropic rate limit. Try again in a few minutes.", True, detail)

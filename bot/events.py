@@ -67,6 +67,16 @@ class OutputFile:
 
 
 @dataclass(frozen=True)
+class Retrying:
+    """A call to Claude failed in a way worth retrying; the next attempt follows ``delay`` s."""
+
+    message: str
+    attempt: int
+    of: int
+    delay: float
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token usage of one API call."""
 
@@ -112,4 +122,4 @@ class Failed:
     detail: str = ""  # for the ledger and logs, never shown
 
 
-Event = StepStarted | CodeWritten | StepOutput | TextWritten | OutputFile | Usage | Done | Failed
+Event = StepStarted | CodeWritten | StepOutput | TextWritten | OutputFile | Retrying | Usage | Done | Failed

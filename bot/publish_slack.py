@@ -22,7 +22,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import describe_anthropic_error
-from bot.events import CodeWritten, Done, Event, Failed, OutputFile, StepOutput, StepStarted
+from bot.events import CodeWritten, Done, Event, Failed, OutputFile, Retrying, StepOutput, StepStarted
 from bot.files_api import FilesApi
 from bot.filetypes import describe_size, safe_filename
 from bot.render import answer_messages, code_listing, title_from_filename
@@ -134,6 +134,9 @@ class MessageProgress:
 
     async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
         self.tasks[task_id] = (title, status)
+        await self.refresh()
+
+    async def refresh(self) -> None:
         await self.client.chat_update(channel=self.thread.channel_id, ts=self.ts, text=self._render())
 
     async def finish(self, summary: str, ok: bool) -> None:
@@ -184,6 +187,9 @@ class SlackPublisher:
         self.workdir = workdir
         self.progress: Progress = _NoProgress()
         self.open_tasks: dict[str, str] = {}  # task id → title, for tasks still in progress
+        self.task_states: dict[str, tuple[str, str]] = {}  # task id → (title, status), every task so far
+        self.progress_title = ""
+        self._replaced_progress = False
         self.code: list[tuple[int, str, str]] = []
         self.titles: dict[int, str] = {}
         self.runs: set[int] = set()  # steps that executed code
@@ -234,6 +240,7 @@ class SlackPublisher:
     async def start_progress(self, title: str) -> None:
         """Open the progress view, its first task being the data preparation."""
         title = _snippet(title, 150)
+        self.progress_title = title
         if self.assistant:
             await self.set_status("is analysing your data…")
         try:
@@ -265,10 +272,28 @@ class SlackPublisher:
             self.open_tasks[task_id] = title
         else:
             self.open_tasks.pop(task_id, None)
+        self.task_states[task_id] = (title, status)
         try:
             await self.progress.update(task_id, title, status, output)
         except SlackApiError as error:
-            log.warning("progress update failed (%s); continuing without it", error.response.get("error"))
+            await self._replace_progress(error)
+
+    async def _replace_progress(self, error: SlackApiError) -> None:
+        """The progress message stopped accepting updates (a stream that expired, an edit
+        refused): carry on in a new message with the same tasks, or, failing that, without."""
+        log.warning("progress update failed (%s); continuing in a new message", error.response.get("error"))
+        if isinstance(self.progress, _NoProgress) or self._replaced_progress:
+            self.progress = _NoProgress()
+            return
+        self._replaced_progress = True
+        try:
+            message = await MessageProgress.start(self.client, self.thread, self.progress_title)
+            await self._posted("message", message.ts)
+            message.tasks = dict(self.task_states)
+            await message.refresh()
+            self.progress = message
+        except SlackApiError as again:
+            log.warning("a new progress message failed too (%s); continuing without it", again.response.get("error"))
             self.progress = _NoProgress()
 
     async def _finish_progress(self, summary: str, ok: bool) -> None:
@@ -303,6 +328,10 @@ class SlackPublisher:
                 status, output = step_summary(event)
                 title = self.titles.get(event.step, f"Step {event.step}")
                 await self._progress(f"step-{event.step}", title, status, output)
+            elif isinstance(event, Retrying):
+                await self._progress(
+                    f"retry-{event.attempt}", f"{event.message} (attempt {event.attempt} of {event.of})", "in_progress"
+                )
             elif isinstance(event, Done):
                 return await self._done(event)
             elif isinstance(event, Failed):

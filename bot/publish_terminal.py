@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
-from bot.events import CodeWritten, Done, Event, Failed, StepOutput, StepStarted, TextWritten, Usage
+from bot.events import CodeWritten, Done, Event, Failed, Retrying, StepOutput, StepStarted, TextWritten, Usage
 from bot.files_api import FilesApi
 from bot.filetypes import safe_filename
 
@@ -36,6 +36,8 @@ class TerminalPublisher:
                 self.say(textwrap.indent(event.code.rstrip(), "    │ "))
             elif isinstance(event, StepOutput):
                 self._output(event)
+            elif isinstance(event, Retrying):
+                self.say(f"  … {event.message} in {event.delay:.0f}s (attempt {event.attempt} of {event.of})")
             elif isinstance(event, TextWritten):
                 continue  # the answer is printed whole at the end
             elif isinstance(event, Usage):

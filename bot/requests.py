@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -54,6 +55,18 @@ class AnalysisRequest:
     event_id: str | None = None
     user_team: str | None = None  # the person's own workspace (differs for Slack Connect guests)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> str:
+        """Everything needed to run the request again (after a restart)."""
+        data = asdict(self)
+        data.pop("extra", None)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> AnalysisRequest:
+        data = json.loads(text)
+        data["files"] = tuple(SlackFile(**f) for f in data.get("files") or ())
+        return cls(**data)
 
     @property
     def dedupe_key(self) -> str:

@@ -38,7 +38,7 @@ from bot.retention import Sweeper
 from bot.sanitize import clean_question
 from bot.settings import Settings
 from bot.slack_payloads import Share
-from bot.store import Conversation, ConversationStore, Store, ThreadFile, thread_key
+from bot.store import Conversation, ConversationStore, Store, ThreadFile, parse_iso, thread_key
 from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class AnalystService:
         self.queue = WorkQueue(settings.max_concurrent)
         self.sweeper = Sweeper(settings, store, self.conversations, claude)
         self._stop = asyncio.Event()
+        self.stopping = False  # set when shutdown begins: new requests are deferred
         self._sweeping: asyncio.Task[None] | None = None
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
@@ -130,6 +131,7 @@ class AnalystService:
         self.team_id = identity.get("team_id")
         log.info("connected to Slack team %s as %s", self.team_id, self.bot_user_id)
         self._sweeping = asyncio.get_running_loop().create_task(self.sweeper.run(self._stop), name="retention")
+        await self.recover()
 
     async def stop_background(self) -> None:
         """Stop the sweeper (analyses are drained separately)."""
@@ -139,7 +141,11 @@ class AnalystService:
             self._sweeping = None
 
     def submit(self, request: AnalysisRequest) -> None:
-        """Start work on ``request`` in the background and return immediately."""
+        """Start work on ``request`` in the background and return immediately (while
+        shutting down, record it for the next start instead)."""
+        if self.stopping:
+            self.tasks.spawn(self.defer(request), name=f"defer {request.dedupe_key}")
+            return
         self.tasks.spawn(self.handle(request), name=f"analysis {request.dedupe_key}")
 
     def note_shares(self, shares: list[Share]) -> None:
@@ -217,7 +223,8 @@ class AnalystService:
 
     async def handle(self, request: AnalysisRequest) -> str:
         """Run ``request``; returns how it ended (a run status, or "duplicate"/"how-to")."""
-        if not await self.store.claim(request.dedupe_key):
+        event_seen = request.event_id is not None and not await self.store.claim(f"event:{request.event_id}")
+        if event_seen or not await self.store.claim(request.dedupe_key):
             log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
             return "duplicate"
         key = thread_key(request.channel_id, request.thread_ts)
@@ -278,18 +285,33 @@ class AnalystService:
             model=self.settings.model,
             tool_version=self.settings.code_execution.type,
             files_in=len(request.files),
+            request=request.to_json(),
         )
         if over_quota is not None:
             log.info("run %s refused: %s", run_id, over_quota.limit)
             await self.tell_privately(request, f":hourglass: {over_quota.message}")
             await publisher.react("no_entry_sign", remove="eyes", message_ts=request.message_ts)
             return "refused"
-        publisher = self.publisher_for(request, run_id)
         if question.truncated:
-            await publisher.post(
+            await self._try_post(
+                publisher,
                 f":scissors: Your question was longer than {self.settings.max_question_chars:,} characters; "
-                "I used the first part."
+                "I used the first part.",
             )
+        return await self._execute(request, key, run_id, question.text, question.truncated, conversation)
+
+    async def _execute(
+        self,
+        request: AnalysisRequest,
+        key: str,
+        run_id: int,
+        question: str,
+        truncated: bool,
+        conversation: Conversation | None,
+    ) -> str:
+        """Run an admitted analysis to a terminal ledger status (or, when the process is
+        shutting down, leave it queued as interrupted for the next start to resume)."""
+        publisher = self.publisher_for(request, run_id)
         status, error = "failed", None
         try:
 
@@ -302,9 +324,14 @@ class AnalystService:
 
             async with self.queue.slot(on_wait=queued):
                 await self.store.update_run(run_id, status="running")
-                status, error = await self._analyse(
-                    request, key, conversation, question.text, question.truncated, run_id, publisher
-                )
+                status, error = await self._analyse(request, key, conversation, question, truncated, run_id, publisher)
+        except asyncio.CancelledError:
+            status = "interrupted"
+            await self.store.update_run(run_id, status="queued", error="interrupted by shutdown; resumes on restart")
+            await self._try_post(
+                publisher, ":arrows_counterclockwise: I'm restarting; I'll pick this up again in a moment."
+            )
+            raise
         except FileRefused as refusal:
             status, error = "refused", str(refusal)
             await publisher.post_error(str(refusal))
@@ -331,13 +358,90 @@ class AnalystService:
                 "tell whoever runs this bot.",
             )
         finally:
-            await self.store.update_run(run_id, status=status, error=error)
-            await publisher.react(
-                "white_check_mark" if status == "succeeded" else "warning",
-                remove="eyes",
-                message_ts=request.message_ts,
-            )
+            if status != "interrupted":
+                await self.store.update_run(run_id, status=status, error=error)
+                await publisher.react(
+                    "white_check_mark" if status == "succeeded" else "warning",
+                    remove="eyes",
+                    message_ts=request.message_ts,
+                )
         return status
+
+    # -- after a restart ---------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Runs a previous process left queued or running: resumed, or failed if too old.
+
+        Either way the thread hears about it, and the ledger agrees."""
+        now = self.store.clock()
+        for run in await self.store.runs("status IN ('queued', 'running')"):
+            request = AnalysisRequest.from_json(run["request"]) if run.get("request") else None
+            age = now - parse_iso(run["started_at"])
+            if request is not None and age <= self.settings.resume_max_age_s:
+                log.info("resuming run %s (left %s by a previous process)", run["id"], run["status"])
+                await self.store.update_run(run["id"], status="queued", error=None)
+                self.tasks.spawn(self.resume(run["id"], request), name=f"resume {run['id']}")
+                continue
+            log.info("run %s was interrupted %.0fs ago; marking it failed", run["id"], age)
+            await self.store.update_run(run["id"], status="failed", error="interrupted by a restart; too old to resume")
+            if request is not None:
+                await self.tell_thread(
+                    request,
+                    ":warning: I was restarted before I could finish this analysis, and it's too late to pick it up "
+                    "again. Please ask again.",
+                )
+
+    async def resume(self, run_id: int, request: AnalysisRequest) -> str:
+        """Run an interrupted analysis again from the start, with the same files."""
+        key = thread_key(request.channel_id, request.thread_ts)
+        async with self._thread_lock(key):
+            await self.tell_thread(
+                request, ":arrows_counterclockwise: I was restarted while working on this — starting it again."
+            )
+            question = clean_question(
+                request.text,
+                bot_user_id=self.bot_user_id,
+                user_names=await self.people.names_in(request.text, skip=self.bot_user_id),
+                max_chars=self.settings.max_question_chars,
+            )
+            conversation = await self.conversations.get(key)
+            return await self._execute(request, key, run_id, question.text, question.truncated, conversation)
+
+    async def defer(self, request: AnalysisRequest) -> None:
+        """A request that arrived while shutting down: admitted and left queued for the next start."""
+        if not await self.store.claim(request.dedupe_key):
+            return
+        _, refusal = await self.store.admit(
+            limits=self.limits,
+            exempt=request.user_id in self.settings.admins,
+            team_id=request.team_id,
+            channel_id=request.channel_id,
+            thread_ts=request.thread_ts,
+            message_ts=request.message_ts,
+            user_id=request.user_id,
+            source=request.source,
+            question=request.text[: self.settings.max_question_chars],
+            model=self.settings.model,
+            tool_version=self.settings.code_execution.type,
+            files_in=len(request.files),
+            request=request.to_json(),
+        )
+        if refusal is not None:
+            await self.tell_privately(request, f":hourglass: {refusal.message}")
+        else:
+            await self.tell_thread(request, ":hourglass: I'm restarting; I'll start on this in a moment.")
+
+    async def tell_thread(self, request: AnalysisRequest, text: str) -> None:
+        try:
+            await self.slack.chat_postMessage(
+                channel=request.channel_id,
+                thread_ts=request.thread_ts,
+                text=text,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as error:
+            log.error("could not post to %s: %s", request.thread_ts, error.response.get("error"))
 
     @property
     def limits(self) -> Limits:
@@ -418,7 +522,16 @@ class AnalystService:
             await self.conversations.add_file(key, file)
         job = await self._job(request, conversation, new_files, question, truncated, run_id)
         await publisher.prepared()
-        result = await publisher.publish(self._ledgered(self.engine.run(job), run_id))
+        try:
+            async with asyncio.timeout(self.settings.run_deadline_s):
+                result = await publisher.publish(self._ledgered(self.engine.run(job), run_id))
+        except TimeoutError:
+            minutes = self.settings.run_deadline_s / 60
+            raise UserFacingError(
+                f"The analysis took longer than the {minutes:g}-minute limit, so I stopped it. Try a narrower "
+                "question or a smaller extract.",
+                detail=f"deadline of {self.settings.run_deadline_s:g}s exceeded",
+            ) from None
         outcome = result.outcome
         await self.store.update_run(
             run_id,

@@ -96,6 +96,10 @@ class Settings:
     file_ttl_hours: float = 24.0
     sweep_interval_s: float = 300.0
     history_days: float = 30.0
+    # Durability: how old an interrupted run may be to resume, shutdown grace, per-run deadline.
+    resume_max_age_s: float = 3600.0
+    shutdown_grace_s: float = 60.0
+    run_deadline_s: float = 1200.0
 
     @property
     def max_file_bytes(self) -> int:
@@ -151,6 +155,9 @@ class Settings:
             file_ttl_hours=reader.number("ANALYST_FILE_TTL_HOURS", 24.0),
             sweep_interval_s=reader.number("ANALYST_SWEEP_INTERVAL_S", 300.0),
             history_days=reader.number("ANALYST_HISTORY_DAYS", 30.0),
+            resume_max_age_s=reader.number("ANALYST_RESUME_MAX_AGE_S", 3600.0, allow_zero=True),
+            shutdown_grace_s=reader.number("ANALYST_SHUTDOWN_GRACE_S", 60.0, allow_zero=True),
+            run_deadline_s=reader.number("ANALYST_RUN_DEADLINE_S", 1200.0),
         )
         if slack and http and not settings.slack_signing_secret:
             raise SettingsError(
@@ -198,7 +205,7 @@ class _Reader:
             raise SettingsError(name, f"should be an http(s) URL, got {value!r}")
         return value
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, *, allow_zero: bool = False) -> float:
         value = self.optional(name)
         if value is None:
             return default
@@ -206,7 +213,7 @@ class _Reader:
             number = float(value)
         except ValueError:
             raise SettingsError(name, f"should be a number, got {value!r}") from None
-        if not math.isfinite(number) or number <= 0:
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
             raise SettingsError(name, f"should be a positive number, got {value!r}")
         return number
 

@@ -51,6 +51,7 @@ RUN_COLUMNS: dict[str, type] = {
     "files_in": int,
     "files_out": int,
     "error": str,
+    "request": str,  # the request as JSON, so an interrupted run can be resumed
 }
 
 FILE_COLUMNS: dict[str, type] = {

@@ -26,8 +26,6 @@ from handlers.app import create_app
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_S = 60.0
-
 
 def http_app(app: AsyncApp, service: AnalystService, ready: asyncio.Event) -> web.Application:
     """The aiohttp application for HTTP mode."""
@@ -94,9 +92,12 @@ class RunningBot:
         self.ready.set()
         return self
 
-    async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop taking new work, let running analyses finish within ``grace``, then close."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking new work, let running analyses finish within ``grace`` (default
+        ``ANALYST_SHUTDOWN_GRACE_S``), then record the rest as interrupted and close."""
+        grace = self.settings.shutdown_grace_s if grace is None else grace
         self.ready.clear()
+        self.service.stopping = True
         if self._runner is not None:
             await self._runner.shutdown()
         if self._socket is not None:
@@ -104,7 +105,7 @@ class RunningBot:
         if len(self.service.tasks):
             log.info("waiting up to %.0fs for %d analyses to finish", grace, len(self.service.tasks))
         if not await self.service.drain(grace):
-            log.warning("analyses still running after the grace period; cancelling them")
+            log.warning("analyses still running after the grace period; recording them as interrupted")
             await self.service.tasks.cancel_all()
         await self.service.stop_background()
         if self._runner is not None:

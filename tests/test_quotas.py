@@ -206,7 +206,9 @@ async def test_usage_shows_the_limits(harness: Harness, slack: FakeSlack) -> Non
     assert "1 of 20 analyses in the last hour" in usage and "of 2,000,000 tokens" in usage
 
 
-async def test_admins_see_the_workspaces_top_users(env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic) -> None:
+async def test_admins_see_the_workspaces_top_users(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
     async with Harness({**env, "ANALYST_ADMINS": "U0ALICE"}, slack, claude) as harness:
         await harness.mention("what is 2+2?", user="U0BOB")
         await harness.mention("what is 3+3?", user="U0BOB")

@@ -419,12 +419,24 @@ async def test_a_stream_broken_mid_answer_is_reported_not_posted_half(
     assert run["status"] == "failed" and "stream broken" in run["error"]
 
 
-async def test_an_overload_error_inside_the_stream_says_claude_is_busy(
+async def test_an_overload_error_inside_the_stream_is_retried_and_said(
     harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
     claude.error_stream_next(after_events=5)
     asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
-    assert "Claude is overloaded right now" in harness.thread_text(asked)
+    text = harness.thread_text(asked)
+    assert "Claude is busy right now — trying again (attempt 2 of 5)" in text
+    assert "Free" in text and ":warning:" not in text
+
+
+async def test_an_overload_that_outlasts_the_retries_ends_as_a_clear_message(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    for _ in range(3):
+        claude.error_stream_next(after_events=5)
+    async with Harness({**env, "ANALYST_ANTHROPIC_MAX_RETRIES": "2"}, slack, claude) as harness:
+        asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
+        assert "Claude is overloaded right now. Try again in a few minutes." in harness.thread_text(asked)
 
 
 async def test_every_subscribed_event_is_acknowledged(

@@ -64,6 +64,7 @@ from .scripts import (
     Code,
     CodeRun,
     GeneratedFile,
+    Hold,
     MaxTokens,
     Pause,
     Refuse,
@@ -1736,6 +1737,8 @@ class _TurnRunner:
 
     def _replay(self, action: Action, echoed: list[dict[str, Any]], position: int) -> int | None:
         """Match ``action`` against echoed blocks at ``position``; the new position or None."""
+        if isinstance(action, Hold):
+            return position  # a hold leaves no content behind
         if isinstance(action, Text | MaxTokens):
             if position < len(echoed) and echoed[position].get("type") == "text":
                 self.ctx.texts.append(str(echoed[position].get("text", "")))
@@ -1825,6 +1828,10 @@ class _TurnRunner:
             return False
         if isinstance(action, ToolError):
             await self._tool_error(action)
+            return False
+        if isinstance(action, Hold):
+            action.reached.set()
+            await action.gate.wait()
             return False
         if isinstance(action, Pause):
             if self.blocks_emitted == 0:

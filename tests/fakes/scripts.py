@@ -34,6 +34,7 @@ skills loaded in the container; with the ``xlsx`` skill an Excel request gets a 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -48,6 +49,7 @@ __all__ = [
     "Code",
     "CodeRun",
     "GeneratedFile",
+    "Hold",
     "MaxTokens",
     "Pause",
     "Refuse",
@@ -126,6 +128,16 @@ class MaxTokens:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """The model stalls mid-answer until the test says so: ``reached`` is set when the
+    answer gets here, and it goes on once ``gate`` is set. Emits no content (so a
+    continuation replays past it). For slow analyses, restarts and shutdowns."""
+
+    gate: asyncio.Event
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
 class ToolError:
     """A code-execution tool-result error block instead of a result, e.g. ``execution_time_exceeded``,
     ``output_file_too_large``, ``unavailable``, ``too_many_requests``, ``invalid_tool_input``."""
@@ -183,7 +195,7 @@ class WebFetch:
     error: str | None = None
 
 
-Action: TypeAlias = Code | Text | Pause | Refuse | MaxTokens | ToolError | WebSearch | WebFetch
+Action: TypeAlias = Code | Text | Pause | Refuse | MaxTokens | ToolError | Hold | WebSearch | WebFetch
 Script: TypeAlias = Callable[["ScriptContext"], Iterable[Action]]
 
 
