@@ -526,10 +526,9 @@ class AnalystService:
             async with asyncio.timeout(self.settings.run_deadline_s):
                 result = await publisher.publish(self._ledgered(self.engine.run(job), run_id))
         except TimeoutError:
-            minutes = self.settings.run_deadline_s / 60
             raise UserFacingError(
-                f"The analysis took longer than the {minutes:g}-minute limit, so I stopped it. Try a narrower "
-                "question or a smaller extract.",
+                f"The analysis took longer than its limit of {_duration(self.settings.run_deadline_s)}, so I stopped "
+                "it. Try a narrower question or a smaller extract.",
                 detail=f"deadline of {self.settings.run_deadline_s:g}s exceeded",
             ) from None
         outcome = result.outcome
@@ -648,6 +647,14 @@ def _expired(expires_at: str | None) -> bool:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment <= datetime.now(UTC) + CONTAINER_EXPIRY_MARGIN
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 90:
+        minutes = round(seconds / 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    whole = round(seconds)
+    return f"{whole} second{'s' if whole != 1 else ''}"
 
 
 def _progress_title(names: list[str], *, follow_up: bool) -> str:

@@ -37,8 +37,9 @@ class Asked:
 class Harness:
     """The bot, started in HTTP mode against the fakes, plus ways to talk to it."""
 
-    def __init__(self, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic) -> None:
-        self.env = env
+    def __init__(self, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic, *, socket: bool = False) -> None:
+        self.env = {**env, "SLACK_APP_TOKEN": slack.app_token} if socket else env
+        self.socket = socket
         self.slack = slack
         self.claude = claude
         self.bot: RunningBot | None = None
@@ -52,9 +53,11 @@ class Harness:
         await self.stop()
 
     async def start(self) -> None:
-        settings = Settings.from_env(self.env, http=True)
+        settings = Settings.from_env(self.env, http=not self.socket)
         clock = (lambda: time.time() + self.clock_offset) if self.clock_offset else None
-        self.bot = await RunningBot(settings, http=True, port=0, host="127.0.0.1", clock=clock).start()
+        self.bot = await RunningBot(settings, http=not self.socket, port=0, host="127.0.0.1", clock=clock).start()
+        if self.socket:
+            await self.slack.wait_socket_connected()
 
     async def stop(self) -> None:
         if self.bot is not None:
