@@ -64,6 +64,18 @@ def _when_tokens_free(entries: Sequence[tuple[float, int]], limit: int) -> float
     return None
 
 
+def _tokens_refusal(
+    entries: Sequence[tuple[float, int]], limit: int, setting: str, who: str, whose: str, now: float
+) -> Refusal | None:
+    """A refusal when the rolling 24 hours of ``entries`` reach ``limit`` tokens."""
+    used = sum(tokens for _, tokens in entries)
+    if used < limit:
+        return None
+    frees_at = _when_tokens_free(entries, limit)
+    when = f" Capacity frees at {slack_time(frees_at)} (in {_in_minutes(frees_at - now)})." if frees_at else ""
+    return Refusal(setting, f"{who} used {used:,} of {whose} {limit:,} tokens for the last 24 hours.{when}", frees_at)
+
+
 def check(usage: Usage, limits: Limits, *, now: float, exempt: bool = False) -> Refusal | None:
     """The first limit this request would break, or None to admit it.
 
@@ -88,23 +100,16 @@ def check(usage: Usage, limits: Limits, *, now: float, exempt: bool = False) -> 
                 f"(in {_in_minutes(frees - now)}).",
                 frees,
             )
-        used = sum(tokens for _, tokens in usage.user_tokens)
-        if used >= limits.daily_tokens_per_user:
-            frees_at = _when_tokens_free(usage.user_tokens, limits.daily_tokens_per_user)
-            when = f" Capacity frees at {slack_time(frees_at)} (in {_in_minutes(frees_at - now)})." if frees_at else ""
-            return Refusal(
-                "ANALYST_DAILY_TOKENS_PER_USER",
-                f"You've used {used:,} of your {limits.daily_tokens_per_user:,} tokens for the last 24 hours.{when}",
-                frees_at,
-            )
-    used = sum(tokens for _, tokens in usage.workspace_tokens)
-    if used >= limits.daily_tokens_per_workspace:
-        frees_at = _when_tokens_free(usage.workspace_tokens, limits.daily_tokens_per_workspace)
-        when = f" Capacity frees at {slack_time(frees_at)} (in {_in_minutes(frees_at - now)})." if frees_at else ""
-        return Refusal(
-            "ANALYST_DAILY_TOKENS_PER_WORKSPACE",
-            f"This workspace has used {used:,} of its {limits.daily_tokens_per_workspace:,} tokens for the last "
-            f"24 hours.{when}",
-            frees_at,
+        refusal = _tokens_refusal(
+            usage.user_tokens, limits.daily_tokens_per_user, "ANALYST_DAILY_TOKENS_PER_USER", "You've", "your", now
         )
-    return None
+        if refusal is not None:
+            return refusal
+    return _tokens_refusal(
+        usage.workspace_tokens,
+        limits.daily_tokens_per_workspace,
+        "ANALYST_DAILY_TOKENS_PER_WORKSPACE",
+        "This workspace has",
+        "its",
+        now,
+    )

@@ -32,7 +32,7 @@ from bot.filetypes import FileRefused
 from bot.intake import FileIntake, as_input
 from bot.people import People
 from bot.publish_slack import SlackPublisher, SlackThread
-from bot.quotas import Limits
+from bot.quotas import Limits, Refusal
 from bot.requests import AnalysisRequest
 from bot.retention import Sweeper
 from bot.sanitize import clean_question
@@ -272,21 +272,7 @@ class AnalystService:
             await publisher.post(HOW_TO if conversation is None else FOLLOW_UP_HOW_TO)
             await publisher.react("wave", remove="eyes", message_ts=request.message_ts)
             return "how-to"
-        run_id, over_quota = await self.store.admit(
-            limits=self.limits,
-            exempt=request.user_id in self.settings.admins,
-            team_id=request.team_id,
-            channel_id=request.channel_id,
-            thread_ts=request.thread_ts,
-            message_ts=request.message_ts,
-            user_id=request.user_id,
-            source=request.source,
-            question=question.text,
-            model=self.settings.model,
-            tool_version=self.settings.code_execution.type,
-            files_in=len(request.files),
-            request=request.to_json(),
-        )
+        run_id, over_quota = await self._admit(request, question.text)
         if over_quota is not None:
             log.info("run %s refused: %s", run_id, over_quota.limit)
             await self.tell_privately(request, f":hourglass: {over_quota.message}")
@@ -299,6 +285,24 @@ class AnalystService:
                 "I used the first part.",
             )
         return await self._execute(request, key, run_id, question.text, question.truncated, conversation)
+
+    async def _admit(self, request: AnalysisRequest, question: str) -> tuple[int, Refusal | None]:
+        """Record the run (with its request, for resuming) if the quotas allow it."""
+        return await self.store.admit(
+            limits=self.limits,
+            exempt=request.user_id in self.settings.admins,
+            team_id=request.team_id,
+            channel_id=request.channel_id,
+            thread_ts=request.thread_ts,
+            message_ts=request.message_ts,
+            user_id=request.user_id,
+            source=request.source,
+            question=question,
+            model=self.settings.model,
+            tool_version=self.settings.code_execution.type,
+            files_in=len(request.files),
+            request=request.to_json(),
+        )
 
     async def _execute(
         self,
@@ -411,21 +415,7 @@ class AnalystService:
         """A request that arrived while shutting down: admitted and left queued for the next start."""
         if not await self.store.claim(request.dedupe_key):
             return
-        _, refusal = await self.store.admit(
-            limits=self.limits,
-            exempt=request.user_id in self.settings.admins,
-            team_id=request.team_id,
-            channel_id=request.channel_id,
-            thread_ts=request.thread_ts,
-            message_ts=request.message_ts,
-            user_id=request.user_id,
-            source=request.source,
-            question=request.text[: self.settings.max_question_chars],
-            model=self.settings.model,
-            tool_version=self.settings.code_execution.type,
-            files_in=len(request.files),
-            request=request.to_json(),
-        )
+        _, refusal = await self._admit(request, request.text[: self.settings.max_question_chars])
         if refusal is not None:
             await self.tell_privately(request, f":hourglass: {refusal.message}")
         else:

@@ -11,6 +11,17 @@ from bot.pricing import estimated_cost
 WINDOWS: tuple[tuple[str, float], ...] = (("last hour", 3600.0), ("last 24 h", 86400.0), ("last 30 days", 30 * 86400.0))
 
 
+def run_cost(row: Mapping[str, Any]) -> float:
+    """Estimated cost of one ledger row."""
+    return estimated_cost(
+        row["model"] or "",
+        input_tokens=row["input_tokens"] or 0,
+        output_tokens=row["output_tokens"] or 0,
+        cache_read_tokens=row["cache_read_tokens"] or 0,
+        cache_write_tokens=row["cache_write_tokens"] or 0,
+    )
+
+
 @dataclass(frozen=True)
 class Tally:
     label: str
@@ -36,16 +47,7 @@ def tally(rows: Iterable[Mapping[str, Any]], *, now: float, started: Mapping[int
                 len(inside),
                 sum(r["input_tokens"] or 0 for r in inside),
                 sum(r["output_tokens"] or 0 for r in inside),
-                sum(
-                    estimated_cost(
-                        r["model"] or "",
-                        input_tokens=r["input_tokens"] or 0,
-                        output_tokens=r["output_tokens"] or 0,
-                        cache_read_tokens=r["cache_read_tokens"] or 0,
-                        cache_write_tokens=r["cache_write_tokens"] or 0,
-                    )
-                    for r in inside
-                ),
+                sum(run_cost(r) for r in inside),
             )
         )
     return tallies
@@ -96,15 +98,6 @@ def top_users(rows: Iterable[Mapping[str, Any]], limit: int = 5) -> list[tuple[s
     totals = []
     for user_id, runs in per_user.items():
         tokens = sum((r["input_tokens"] or 0) + (r["output_tokens"] or 0) for r in runs)
-        cost = sum(
-            estimated_cost(
-                r["model"] or "",
-                input_tokens=r["input_tokens"] or 0,
-                output_tokens=r["output_tokens"] or 0,
-                cache_read_tokens=r["cache_read_tokens"] or 0,
-                cache_write_tokens=r["cache_write_tokens"] or 0,
-            )
-            for r in runs
-        )
+        cost = sum(run_cost(r) for r in runs)
         totals.append((user_id, len(runs), tokens, cost))
     return sorted(totals, key=lambda t: (-t[2], t[0]))[:limit]

@@ -7,15 +7,14 @@ pane's status line and in the thread.
 
 from __future__ import annotations
 
-from typing import Any
-
-from slack_bolt.async_app import AsyncApp, AsyncAssistant, AsyncBoltContext
+from slack_bolt.async_app import AsyncApp, AsyncAssistant
 from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
 
 from bot.prompts import ASSISTANT_GREETING, SUGGESTED_PROMPTS
 from bot.service import AnalystService
 from bot.slack_payloads import request_from_assistant_message
+from handlers.submit import submitting
 
 
 def register(app: AsyncApp, service: AnalystService) -> None:
@@ -26,15 +25,6 @@ def register(app: AsyncApp, service: AnalystService) -> None:
         await say(ASSISTANT_GREETING)
         await set_suggested_prompts(prompts=list(SUGGESTED_PROMPTS))
 
-    @assistant.user_message
-    async def on_user_message(payload: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        request = request_from_assistant_message(
-            payload,
-            team_id=context.team_id or str(body.get("team_id", "")),
-            bot_user_id=context.bot_user_id,
-            event_id=body.get("event_id"),
-        )
-        if request is not None:
-            service.submit(request)
+    assistant.user_message(submitting(request_from_assistant_message, service))
 
     app.use(assistant)

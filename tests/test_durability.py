@@ -16,7 +16,7 @@ from tests.harness import Harness
 from tests.test_cli import _free_port, _start, _wait_for_line
 
 
-def quick_answer(gate: asyncio.Event | None = None, hold: Hold | None = None) -> Any:
+def quick_answer(hold: Hold | None = None) -> Any:
     """A cheap analysis (one code run), optionally stalling at ``hold``."""
     actions: list[Any] = [hold] if hold else []
     actions += [Code("print(6 * 7)"), Text(lambda ctx: f"The answer is {ctx.last.stdout.strip()}.")]
@@ -157,19 +157,35 @@ async def start_bot(env: dict[str, str], tmp_path: Path, port: int) -> asyncio.s
     return process
 
 
-async def test_a_killed_process_resumes_the_run_after_restart(
-    tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
-) -> None:
-    hold = Hold(asyncio.Event())
+async def ask_a_bot_process(
+    env: dict[str, str], tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic, hold: Hold
+) -> tuple[asyncio.subprocess.Process, dict[str, Any], int]:
+    """Start the bot as a real process and ask it something that stalls at ``hold``."""
     claude.script = quick_answer(hold=hold)
     port = _free_port()
     process = await start_bot(env, tmp_path, port)
     message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what is 6 times 7?")
     await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
     await asyncio.wait_for(hold.reached.wait(), timeout=60)
-    process.kill()  # SIGKILL: no chance to clean up
+    return process, message, port
+
+
+async def kill_mid_analysis(
+    env: dict[str, str], tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic
+) -> tuple[dict[str, Any], int]:
+    """SIGKILL a bot process in the middle of an analysis: no chance to clean up."""
+    hold = Hold(asyncio.Event())
+    process, message, port = await ask_a_bot_process(env, tmp_path, slack, claude, hold)
+    process.kill()
     await process.wait()
     hold.gate.set()  # let the fake finish the orphaned answer
+    return message, port
+
+
+async def test_a_killed_process_resumes_the_run_after_restart(
+    tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    message, port = await kill_mid_analysis(env, tmp_path, slack, claude)
     assert [r["status"] for r in ledger(Path(env["ANALYST_DB"]))] == ["running"]
 
     claude.script = quick_answer()
@@ -191,16 +207,7 @@ async def test_a_killed_process_resumes_the_run_after_restart(
 async def test_a_run_too_old_to_resume_is_failed_with_a_message(
     tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
-    hold = Hold(asyncio.Event())
-    claude.script = quick_answer(hold=hold)
-    port = _free_port()
-    process = await start_bot(env, tmp_path, port)
-    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what is 6 times 7?")
-    await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
-    process.kill()
-    await process.wait()
-    hold.gate.set()
+    message, port = await kill_mid_analysis(env, tmp_path, slack, claude)
     restarted = await start_bot({**env, "ANALYST_RESUME_MAX_AGE_S": "0"}, tmp_path, port)
     try:
         await slack.wait_for(
@@ -219,12 +226,7 @@ async def test_sigterm_lets_a_running_analysis_finish(
     tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
     hold = Hold(asyncio.Event())
-    claude.script = quick_answer(hold=hold)
-    port = _free_port()
-    process = await start_bot(env, tmp_path, port)
-    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what is 6 times 7?")
-    await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    process, message, _ = await ask_a_bot_process(env, tmp_path, slack, claude, hold)
     process.send_signal(signal.SIGTERM)
     hold.gate.set()
     assert await asyncio.wait_for(process.wait(), timeout=60) == 0
@@ -237,12 +239,9 @@ async def test_past_the_grace_period_a_run_is_interrupted_and_resumed_on_restart
     tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
     hold = Hold(asyncio.Event())
-    claude.script = quick_answer(hold=hold)
-    port = _free_port()
-    process = await start_bot({**env, "ANALYST_SHUTDOWN_GRACE_S": "0"}, tmp_path, port)
-    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what is 6 times 7?")
-    await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    process, message, port = await ask_a_bot_process(
+        {**env, "ANALYST_SHUTDOWN_GRACE_S": "0"}, tmp_path, slack, claude, hold
+    )
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), timeout=60) == 0
     hold.gate.set()
