@@ -422,6 +422,7 @@ class AnalystService:
             await self.tell_thread(request, ":hourglass: I'm restarting; I'll start on this in a moment.")
 
     async def tell_thread(self, request: AnalysisRequest, text: str) -> None:
+        """A message in the request's thread (the bot's own words: never raises)."""
         try:
             await self.slack.chat_postMessage(
                 channel=request.channel_id,
@@ -454,16 +455,7 @@ class AnalystService:
             return
         except SlackApiError as error:
             log.info("ephemeral message not possible (%s); replying in the thread", error.response.get("error"))
-        try:
-            await self.slack.chat_postMessage(
-                channel=request.channel_id,
-                thread_ts=request.thread_ts,
-                text=text,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as error:
-            log.error("could not tell %s why: %s", request.user_id, error.response.get("error"))
+        await self.tell_thread(request, text)
 
     async def _try_post(self, publisher: SlackPublisher, message: str) -> None:
         try:
