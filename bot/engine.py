@@ -363,14 +363,7 @@ class Engine:
     def _failed(self, error: anthropic.APIError | httpx2.TransportError, turn: _Turn) -> Failed:
         problem = describe_anthropic_error(error)
         log.warning("analysis failed: %s", problem.detail)
-        return Failed(
-            problem.message,
-            retryable=problem.retryable,
-            usage=turn.usage,
-            steps=turn.steps,
-            container_id=turn.container_id,
-            detail=problem.detail,
-        )
+        return _failure(turn, problem.message, retryable=problem.retryable, detail=problem.detail)
 
     async def _stream_once(
         self, messages: list[dict[str, Any]], turn: _Turn
@@ -429,20 +422,19 @@ class Engine:
         answer = turn.answer
         notes: list[str] = []
         errors = sorted(set(turn.tool_errors))
-        common = {"usage": turn.usage, "steps": turn.steps, "container_id": turn.container_id}
         if stop_reason == "refusal":
-            return Failed(
+            return _failure(
+                turn,
                 "Claude declined to carry out this analysis. Rephrase the question if you think that's a mistake.",
                 retryable=False,
                 detail="stop_reason=refusal",
-                **common,  # type: ignore[arg-type]
             )
         if stop_reason == "model_context_window_exceeded":
-            return Failed(
+            return _failure(
+                turn,
                 "The analysis outgrew Claude's context window. Ask a narrower question or share a smaller extract.",
                 retryable=False,
                 detail="stop_reason=model_context_window_exceeded",
-                **common,  # type: ignore[arg-type]
             )
         if stop_reason == "max_tokens":
             notes.append("The answer hit the length limit and was cut off; ask a narrower follow-up for the rest.")
@@ -455,11 +447,11 @@ class Engine:
             notes.append("Some steps failed: " + "; ".join(describe_tool_error(code) for code in errors) + ".")
         if not answer and not turn.files:
             reason = notes[-1] if notes else "Claude finished without an answer."
-            return Failed(
+            return _failure(
+                turn,
                 f"The analysis finished without an answer. {reason} Try again, perhaps with a more specific question.",
                 retryable=True,
                 detail=f"empty answer, stop_reason={stop_reason}, tool_errors={errors}",
-                **common,  # type: ignore[arg-type]
             )
         newest_user = next(m for m in reversed(messages) if m["role"] == "user")
         return Done(
@@ -469,8 +461,21 @@ class Engine:
             user_content=storable(newest_user["content"]),
             assistant_content=storable(turn.content),
             container_expires_at=turn.container_expires_at,
-            **common,  # type: ignore[arg-type]
+            usage=turn.usage,
+            steps=turn.steps,
+            container_id=turn.container_id,
         )
+
+
+def _failure(turn: _Turn, message: str, *, retryable: bool, detail: str) -> Failed:
+    return Failed(
+        message,
+        retryable=retryable,
+        usage=turn.usage,
+        steps=turn.steps,
+        container_id=turn.container_id,
+        detail=detail,
+    )
 
 
 def _usage(message: anthropic.types.Message) -> Usage:

@@ -53,6 +53,9 @@ class SlashCommands:
         self.service = service
 
     async def handle(self, request: SlashRequest) -> None:
+        if request.trigger_id and not await self.service.store.claim(f"command:{request.trigger_id}"):
+            log.info("%s %s already handled; ignoring the redelivery", request.command, request.trigger_id)
+            return
         command = parse_command(request.text)
         if command.kind == "help":
             await self.reply(request, self.help(request.command))

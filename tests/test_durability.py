@@ -42,6 +42,24 @@ async def test_a_duplicate_socket_mode_envelope_is_acknowledged_and_not_run_twic
         assert len(answers) == 1
 
 
+async def test_a_redelivered_slash_command_runs_once(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    claude.script = quick_answer()
+    # A generous per-person limit, so only deduplication can keep the second delivery from running.
+    async with Harness({**env, "ANALYST_MAX_CONCURRENT_PER_USER": "5"}, slack, claude, socket=True) as harness:
+        csv = harness.file("s.csv", streaming_csv)
+        _, share = slack.file_share_message_event("C0DATA", "U0ALICE", "data", files=[csv])
+        await slack.deliver_socket(share)
+        payload = slack.command_payload(text="what is 6 times 7?", trigger_id="13345224609.738474920.8088930838d88f")
+        await slack.deliver_socket(payload, envelope_type="slash_commands")
+        await slack.deliver_socket(payload, envelope_type="slash_commands", retry_attempt=1)
+        await harness.settle()
+        assert len(claude.message_requests) == 1
+        roots = [m for m in slack.channel_messages("C0DATA") if m.bot_id and "asked:" in m.text]
+        assert len(roots) == 1
+
+
 # -- Anthropic faults ----------------------------------------------------------------------
 
 
