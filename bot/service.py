@@ -35,7 +35,7 @@ from bot.publish_slack import SlackPublisher, SlackThread
 from bot.quotas import Limits, Refusal
 from bot.requests import AnalysisRequest
 from bot.retention import Sweeper
-from bot.sanitize import clean_question
+from bot.sanitize import CleanText, clean_question
 from bot.settings import Settings
 from bot.slack_payloads import Share
 from bot.store import Conversation, ConversationStore, Store, ThreadFile, parse_iso, thread_key
@@ -261,12 +261,7 @@ class AnalystService:
             return "refused"
         publisher = self.publisher_for(request)
         await publisher.react("eyes", message_ts=request.message_ts)
-        question = clean_question(
-            request.text,
-            bot_user_id=self.bot_user_id,
-            user_names=await self.people.names_in(request.text, skip=self.bot_user_id),
-            max_chars=self.settings.max_question_chars,
-        )
+        question = await self._question(request)
         conversation = await self.conversations.get(key)
         if not request.files and not question.text:
             await publisher.post(HOW_TO if conversation is None else FOLLOW_UP_HOW_TO)
@@ -285,6 +280,15 @@ class AnalystService:
                 "I used the first part.",
             )
         return await self._execute(request, key, run_id, question.text, question.truncated, conversation)
+
+    async def _question(self, request: AnalysisRequest) -> CleanText:
+        """The request's text as plain question text (mentions of people by name)."""
+        return clean_question(
+            request.text,
+            bot_user_id=self.bot_user_id,
+            user_names=await self.people.names_in(request.text, skip=self.bot_user_id),
+            max_chars=self.settings.max_question_chars,
+        )
 
     async def _admit(self, request: AnalysisRequest, question: str) -> tuple[int, Refusal | None]:
         """Record the run (with its request, for resuming) if the quotas allow it."""
@@ -402,12 +406,7 @@ class AnalystService:
             await self.tell_thread(
                 request, ":arrows_counterclockwise: I was restarted while working on this — starting it again."
             )
-            question = clean_question(
-                request.text,
-                bot_user_id=self.bot_user_id,
-                user_names=await self.people.names_in(request.text, skip=self.bot_user_id),
-                max_chars=self.settings.max_question_chars,
-            )
+            question = await self._question(request)
             conversation = await self.conversations.get(key)
             return await self._execute(request, key, run_id, question.text, question.truncated, conversation)
 
