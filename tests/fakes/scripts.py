@@ -429,13 +429,16 @@ def read_table(path):
     raise ValueError(f"unsupported file type {suffix or '(none)'}")
 """
 
-PROFILE_CODE = (
-    _READERS
-    + r"""
-
+#: Lists the container's inputs and earlier outputs (``files``, ``earlier``).
+_LIST_FILES = r"""
 files = sorted(p for p in INPUT_DIR.rglob("*") if p.is_file()) if INPUT_DIR.is_dir() else []
 earlier = sorted(p.name for p in OUTPUT_DIR.rglob("*") if p.is_file()) if OUTPUT_DIR.is_dir() else []
 print("OUTPUTS " + json.dumps(earlier))
+"""
+
+#: Profiles every input: a ``PROFILE`` JSON line each (with the values of low-cardinality
+#: columns, for follow-ups that filter on them) and a peek at the first rows.
+_PROFILE_FILES = r"""
 if not files:
     print("NO_INPUT_FILES in " + str(INPUT_DIR))
 for path in files:
@@ -445,19 +448,24 @@ for path in files:
     except Exception as exc:
         print("PROFILE " + json.dumps({"file": name, "error": f"{type(exc).__name__}: {exc}"}))
         continue
+    nunique = {str(c): int(n) for c, n in df.nunique().items()}
     profile = {
         "file": name,
         "rows": int(df.shape[0]),
         "columns": [str(c) for c in df.columns],
         "dtypes": {str(c): str(t) for c, t in df.dtypes.items()},
         "numeric": [str(c) for c in df.select_dtypes("number").columns],
-        "nunique": {str(c): int(n) for c, n in df.nunique().items()},
+        "nunique": nunique,
+        "values": {
+            str(c): sorted(str(v) for v in df[c].dropna().unique()) for c in df.columns if nunique[str(c)] <= 12
+        },
     }
     print("PROFILE " + json.dumps(profile))
     print(f"== {name}: {df.shape[0]} rows x {df.shape[1]} columns")
     print(df.head().to_string())
 """
-)
+
+PROFILE_CODE = _READERS + _LIST_FILES + _PROFILE_FILES
 
 _CLEAN_TARGET = r"""
 target = PLAN["target"]
@@ -573,9 +581,9 @@ FOLLOW_UP_PROBE_CODE = (
     _READERS
     + r"""
 STATE_PATH = pathlib.Path(__STATE__)
-files = sorted(p for p in INPUT_DIR.rglob("*") if p.is_file()) if INPUT_DIR.is_dir() else []
-earlier = sorted(p.name for p in OUTPUT_DIR.rglob("*") if p.is_file()) if OUTPUT_DIR.is_dir() else []
-print("OUTPUTS " + json.dumps(earlier))
+"""
+    + _LIST_FILES
+    + r"""
 state = None
 if STATE_PATH.is_file():
     try:
@@ -591,30 +599,8 @@ if state is not None:
     print("STATE_JSON " + json.dumps(state))
 else:
     print("NO_STATE")
-if not files:
-    print("NO_INPUT_FILES in " + str(INPUT_DIR))
-for path in files:
-    name = str(path.relative_to(INPUT_DIR))
-    try:
-        df = read_table(path)
-    except Exception as exc:
-        print("PROFILE " + json.dumps({"file": name, "error": f"{type(exc).__name__}: {exc}"}))
-        continue
-    nunique = {str(c): int(n) for c, n in df.nunique().items()}
-    profile = {
-        "file": name,
-        "rows": int(df.shape[0]),
-        "columns": [str(c) for c in df.columns],
-        "dtypes": {str(c): str(t) for c, t in df.dtypes.items()},
-        "numeric": [str(c) for c in df.select_dtypes("number").columns],
-        "nunique": nunique,
-        "values": {
-            str(c): sorted(str(v) for v in df[c].dropna().unique()) for c in df.columns if nunique[str(c)] <= 12
-        },
-    }
-    print("PROFILE " + json.dumps(profile))
-    print(f"== {name}: {df.shape[0]} rows x {df.shape[1]} columns")
 """
+    + _PROFILE_FILES
 )
 
 _BREAKDOWN_CODE = (
