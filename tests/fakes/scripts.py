@@ -488,7 +488,8 @@ STATE_PATH.write_text(json.dumps(state, indent=1))
 print(f"STATE saved {STATE_PATH}")
 """
 
-_CHURN_CODE = (
+#: Matplotlib ready, and ``df`` loaded from the file a plan names.
+_LOAD_PLANNED_FILE = (
     _READERS
     + r"""
 import matplotlib
@@ -497,6 +498,12 @@ import matplotlib.pyplot as plt
 
 PLAN = __PLAN__
 df = read_table(INPUT_DIR / PLAN["file"])
+"""
+)
+
+_CHURN_CODE = (
+    _LOAD_PLANNED_FILE
+    + r"""
 """
     + _CLEAN_TARGET
     + r"""
@@ -543,14 +550,8 @@ print("RESULT " + json.dumps(result))
 )
 
 _DESCRIBE_CODE = (
-    _READERS
+    _LOAD_PLANNED_FILE
     + r"""
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-PLAN = __PLAN__
-df = read_table(INPUT_DIR / PLAN["file"])
 numeric = df.select_dtypes("number")
 stats = {}
 for col in numeric.columns[:8]:
