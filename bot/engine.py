@@ -19,7 +19,7 @@ import anthropic
 import httpx2
 
 from bot.conversation import halved, mark_cache_breakpoint, storable
-from bot.errors import describe_anthropic_error, describe_tool_error, error_type
+from bot.errors import AnthropicFailure, StreamBroken, describe_anthropic_error, describe_tool_error, error_type
 from bot.events import (
     CodeWritten,
     Done,
@@ -113,9 +113,9 @@ def is_container_problem(error: anthropic.APIStatusError) -> bool:
     return "container" in str(error.message).lower()
 
 
-def is_retryable(error: anthropic.APIError | httpx2.TransportError) -> bool:
+def is_retryable(error: AnthropicFailure) -> bool:
     """Overloads, rate limits, server errors, timeouts and dropped connections."""
-    if isinstance(error, httpx2.TransportError | anthropic.APIConnectionError):
+    if isinstance(error, StreamBroken | httpx2.TransportError | anthropic.APIConnectionError):
         return True
     if not isinstance(error, anthropic.APIStatusError):
         return False
@@ -129,7 +129,7 @@ RETRYABLE_ERROR_TYPES = frozenset({"overloaded_error", "rate_limit_error", "api_
 MAX_RETRY_DELAY_S = 60.0
 
 
-def retry_delay(error: anthropic.APIError | httpx2.TransportError, attempt: int) -> float:
+def retry_delay(error: AnthropicFailure, attempt: int) -> float:
     """The server's ``retry-after`` when it gives one, else exponential backoff with jitter."""
     response = getattr(error, "response", None)
     if response is not None:
@@ -145,8 +145,8 @@ def retry_delay(error: anthropic.APIError | httpx2.TransportError, attempt: int)
     return backoff * random.uniform(0.75, 1.0)
 
 
-def retry_notice(error: anthropic.APIError | httpx2.TransportError) -> str:
-    if isinstance(error, httpx2.TransportError | anthropic.APIConnectionError):
+def retry_notice(error: AnthropicFailure) -> str:
+    if isinstance(error, StreamBroken | httpx2.TransportError | anthropic.APIConnectionError):
         return "The connection to Claude dropped — trying again"
     if isinstance(error, anthropic.APIStatusError) and (
         error.status_code in (429, 529) or error_type(error) in ("overloaded_error", "rate_limit_error")
@@ -306,7 +306,7 @@ class Engine:
                     continue
                 yield self._failed(error, turn)
                 return
-            except (anthropic.APIError, httpx2.TransportError) as error:
+            except (anthropic.APIError, httpx2.TransportError, StreamBroken) as error:
                 yield self._failed(error, turn)
                 return
 
@@ -351,7 +351,7 @@ class Engine:
                 async for item in self._stream_once(messages, turn):
                     yield item
                 return
-            except (anthropic.APIError, httpx2.TransportError) as error:
+            except (anthropic.APIError, httpx2.TransportError, StreamBroken) as error:
                 if attempt == attempts or not is_retryable(error):
                     raise
                 del turn.answer_parts[answer_parts:], turn.content[content:]
@@ -360,7 +360,7 @@ class Engine:
                 yield Retrying(retry_notice(error), attempt + 1, attempts, delay)
                 await asyncio.sleep(delay)
 
-    def _failed(self, error: anthropic.APIError | httpx2.TransportError, turn: _Turn) -> Failed:
+    def _failed(self, error: AnthropicFailure, turn: _Turn) -> Failed:
         problem = describe_anthropic_error(error)
         log.warning("analysis failed: %s", problem.detail)
         return _failure(turn, problem.message, retryable=problem.retryable, detail=problem.detail)
@@ -372,7 +372,7 @@ class Engine:
         params = self.request_params(messages, turn.container_id)
         # The engine retries itself (announcing it), so the SDK's own retries are off here.
         async with self.client.with_options(max_retries=0).messages.stream(**params) as stream:
-            async for event in stream:
+            async for event in _unbroken(stream):
                 if event.type == "content_block_start" and event.content_block.type == "server_tool_use":
                     turn.steps += 1
                     turn.step_of_tool_use[event.content_block.id] = turn.steps
@@ -465,6 +465,16 @@ class Engine:
             steps=turn.steps,
             container_id=turn.container_id,
         )
+
+
+async def _unbroken(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The stream's events; a connection that drops once it has begun raises :class:`StreamBroken`,
+    whatever the SDK release calls it."""
+    try:
+        async for event in stream:
+            yield event
+    except (httpx2.TransportError, anthropic.APIConnectionError) as error:
+        raise StreamBroken(repr(error)) from error
 
 
 def _failure(turn: _Turn, message: str, *, retryable: bool, detail: str) -> Failed:

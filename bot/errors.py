@@ -59,13 +59,25 @@ def _request_id(error: anthropic.APIStatusError) -> str:
     return f" request_id={request_id}" if request_id else ""
 
 
-def describe_anthropic_error(error: anthropic.APIError | httpx2.TransportError) -> Problem:
+class StreamBroken(Exception):
+    """The connection dropped after Claude had started answering.
+
+    SDK releases disagree on what a dropped stream raises (a raw ``httpx2`` transport
+    error up to anthropic 2.16, ``anthropic.APIConnectionError`` from 2.17), so the
+    engine turns either, when raised mid-stream, into this one exception.
+    """
+
+
+AnthropicFailure = anthropic.APIError | httpx2.TransportError | StreamBroken
+
+
+def describe_anthropic_error(error: AnthropicFailure) -> Problem:
     """What to tell a person when the Anthropic API failed (after the SDK's own retries).
 
-    Errors inside a streamed answer arrive differently: a broken connection as a raw
-    transport error, an ``error`` event as an APIStatusError with the event's type.
+    Errors inside a streamed answer arrive differently: a broken connection as
+    :class:`StreamBroken`, an ``error`` event as an APIStatusError with the event's type.
     """
-    if isinstance(error, httpx2.TransportError):
+    if isinstance(error, StreamBroken | httpx2.TransportError):
         return Problem(
             "The connection to Claude broke in the middle of the answer, so I haven't posted a partial "
             "result. Try again.",

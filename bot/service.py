@@ -25,7 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.access import access_refusal
 from bot.conversation import replay
 from bot.engine import Engine, InputFile, Job
-from bot.errors import UserFacingError, describe_anthropic_error, describe_slack_error
+from bot.errors import StreamBroken, UserFacingError, describe_anthropic_error, describe_slack_error
 from bot.events import Done, Event, Failed, Usage
 from bot.files_api import FilesApi
 from bot.filetypes import FileRefused
@@ -346,7 +346,7 @@ class AnalystService:
         except UserFacingError as failure:
             status, error = failure.status, failure.detail
             await publisher.post_error(failure.message)
-        except (anthropic.APIError, httpx2.TransportError) as api_error:
+        except (anthropic.APIError, httpx2.TransportError, StreamBroken) as api_error:
             problem = describe_anthropic_error(api_error)
             status, error = "failed", problem.detail
             await publisher.post_error(problem.message)
