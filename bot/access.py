@@ -8,7 +8,13 @@ Admins pass the allow-lists (but not the external rule).
 
 from __future__ import annotations
 
+from bot.requests import SlackFile
 from bot.settings import Settings
+
+NOT_YOURS_TO_ANALYSE = (
+    "I can only analyse files shared in this conversation, or files you uploaded yourself. "
+    "Share the file here (or ask its owner to), then ask again."
+)
 
 
 def is_direct_message(channel_id: str) -> bool:
@@ -40,3 +46,15 @@ def access_refusal(settings: Settings, *, user_id: str, channel_id: str, externa
             "or ask whoever runs it to allow this channel."
         )
     return None
+
+
+def may_analyse_file(file: SlackFile, *, asker: str, conversation_id: str) -> bool:
+    """The rule for every file the bot reads on someone's behalf.
+
+    The bot's token sees every conversation the bot is in, which is more than any one
+    person sees; so a file is analysed for ``asker`` in ``conversation_id`` only if they
+    uploaded it, or it is shared in that very conversation (where everyone who will read
+    the answer can open it too). Guessing or forwarding a file link is never enough.
+    Decided from the file's own metadata (``user`` and its shares), so no extra scope.
+    """
+    return (bool(asker) and file.owner == asker) or conversation_id in file.shared_in

@@ -16,12 +16,13 @@ import aiohttp
 import anthropic
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.access import NOT_YOURS_TO_ANALYSE, may_analyse_file
 from bot.engine import InputFile
 from bot.files_api import FilesApi
 from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, safe_filename, sniff
 from bot.requests import SlackFile
 from bot.settings import Settings
-from bot.slack_files import complete_file, download
+from bot.slack_files import FileUnavailable, complete_file, download
 from bot.store import ThreadFile
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,22 @@ class FileIntake:
         self.http = http
         self.files_api = files_api
 
-    async def precheck(self, files: tuple[SlackFile, ...]) -> tuple[list[tuple[SlackFile, Kind]], list[str]]:
-        """Look every file up and refuse, before any download, those we can't take."""
+    async def precheck(
+        self, files: tuple[SlackFile, ...], *, asker: str, conversation_id: str
+    ) -> tuple[list[tuple[SlackFile, Kind]], list[str]]:
+        """Look every file up and refuse, before any download, those we can't take — first
+        of all any that ``asker`` may not have analysed in ``conversation_id`` (the file rule,
+        ``bot.access.may_analyse_file``: their own upload, or shared in that conversation)."""
         accepted: list[tuple[SlackFile, Kind]] = []
         refusals: list[str] = []
         for shared in files:
             file = await complete_file(self.slack, shared)
+            if not may_analyse_file(file, asker=asker, conversation_id=conversation_id):
+                log.warning(
+                    "refused file %s for %s in %s: not theirs, not shared here", file.id, asker, conversation_id
+                )
+                refusals.append(NOT_YOURS_TO_ANALYSE)  # no file name: it may be private
+                continue
             try:
                 accepted.append((file, precheck(file.name, file.filetype, file.size, self.settings.max_file_bytes)))
             except FileRefused as refusal:
@@ -98,9 +109,21 @@ class FileIntake:
         return ThreadFile(local.sha256, file_id, file.id, safe_filename(file.name), kind.name, local.size)
 
     async def still_available(
-        self, files: tuple[ThreadFile, ...], *, team_id: str, user_id: str, run_id: int | None
+        self,
+        files: tuple[ThreadFile, ...],
+        *,
+        team_id: str,
+        user_id: str,
+        run_id: int | None,
+        conversation_id: str,
+        owner: str,
     ) -> list[ThreadFile]:
-        """The conversation's files, each uploaded again from Slack if Anthropic lost it."""
+        """The conversation's files, each uploaded again from Slack if Anthropic lost it.
+
+        Only files that already joined this conversation come here. One fetched again from
+        Slack must still pass the file rule for the conversation (shared in it, or uploaded
+        by ``owner``, who started it); one deleted in Slack meanwhile is left out: its owner
+        took it back."""
         available: list[ThreadFile] = []
         for file in files:
             try:
@@ -112,7 +135,13 @@ class FileIntake:
                 await self.files_api.store.mark_file_deleted(file.file_id)
             if not file.slack_file_id:
                 continue
-            accepted, refusals = await self.precheck((SlackFile(id=file.slack_file_id),))
+            try:
+                accepted, refusals = await self.precheck(
+                    (SlackFile(id=file.slack_file_id),), asker=owner, conversation_id=conversation_id
+                )
+            except FileUnavailable as gone:
+                log.info("thread file %s can't be fetched again: %s", file.filename, gone.detail)
+                continue
             again = await self.fetch(accepted, team_id=team_id, user_id=user_id, run_id=run_id, refusals=refusals)
             if refusals:
                 log.warning("could not fetch %s again: %s", file.filename, refusals)

@@ -17,14 +17,23 @@ class SlackFile:
     filetype: str = ""
     size: int | None = None
     url_private_download: str | None = None
+    owner: str = ""  # who uploaded it (the file object's ``user``)
+    # Conversations the file is known to be shared in: the channel of the message that carried
+    # it, and the ``shares``/``channels``/``groups``/``ims`` of its ``files.info``.
+    shared_in: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
-        """Whether the event carried enough to download it without ``files.info``."""
+        """Whether we know enough to download it without ``files.info``."""
         return bool(self.name and self.url_private_download and self.size is not None)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> SlackFile:
+    def from_payload(cls, payload: dict[str, Any], *, shared_in: tuple[str, ...] = ()) -> SlackFile:
+        """A file object as Slack sends it (in an event, or from ``files.info``).
+
+        ``shared_in`` adds conversations known from elsewhere: the channel of the message
+        that carried the file in an event, whose file objects don't list their shares.
+        """
         size = payload.get("size")
         return cls(
             id=str(payload["id"]),
@@ -33,7 +42,30 @@ class SlackFile:
             filetype=str(payload.get("filetype") or ""),
             size=int(size) if isinstance(size, int | float) else None,
             url_private_download=payload.get("url_private_download") or payload.get("url_private"),
+            owner=str(payload.get("user") or ""),
+            shared_in=tuple(dict.fromkeys((*shared_in, *conversations_sharing(payload)))),
         )
+
+
+def conversations_sharing(file: dict[str, Any]) -> list[str]:
+    """Every conversation a Slack file object says the file is shared in.
+
+    Slack's file object (docs: api.slack.com/types/file) lists them twice: ``shares``,
+    ``{"public": {channel: [...]}, "private": {channel: [...]}}``, and the older flat
+    ``channels`` (public), ``groups`` (private) and ``ims`` (DMs). Both are read.
+    """
+    found: list[str] = []
+    shares = file.get("shares")
+    if isinstance(shares, dict):
+        for scope in ("public", "private"):
+            by_channel = shares.get(scope)
+            if isinstance(by_channel, dict):
+                found.extend(str(channel) for channel in by_channel)
+    for key in ("channels", "groups", "ims"):
+        listed = file.get(key)
+        if isinstance(listed, list):
+            found.extend(str(channel) for channel in listed if channel)
+    return found
 
 
 @dataclass(frozen=True)
@@ -65,7 +97,9 @@ class AnalysisRequest:
     @classmethod
     def from_json(cls, text: str) -> AnalysisRequest:
         data = json.loads(text)
-        data["files"] = tuple(SlackFile(**f) for f in data.get("files") or ())
+        data["files"] = tuple(
+            SlackFile(**{**f, "shared_in": tuple(f.get("shared_in") or ())}) for f in data.get("files") or ()
+        )
         return cls(**data)
 
     @property

@@ -478,7 +478,9 @@ class AnalystService:
         run_id: int,
         publisher: SlackPublisher,
     ) -> tuple[str, str | None]:
-        accepted, refusals = await self.intake.precheck(request.files)
+        accepted, refusals = await self.intake.precheck(
+            request.files, asker=request.user_id, conversation_id=request.channel_id
+        )
         if refusals and not accepted:
             raise FileRefused("\n".join(refusals))
         await publisher.start_progress(
@@ -551,11 +553,17 @@ class AnalystService:
             log.info("container %s has expired; the follow-up starts a fresh one", container_id)
             container_id = None
         key = thread_key(request.channel_id, request.thread_ts)
+        owner = (conversation.user_id if conversation else None) or request.user_id
 
         async def available(files: tuple[ThreadFile, ...]) -> tuple[ThreadFile, ...]:
             """``files``, each uploaded again from Slack if the Files API lost it."""
             kept = await self.intake.still_available(
-                files, team_id=request.team_id, user_id=request.user_id, run_id=run_id
+                files,
+                team_id=request.team_id,
+                user_id=request.user_id,
+                run_id=run_id,
+                conversation_id=request.channel_id,
+                owner=owner,
             )
             for file in kept:
                 await self.conversations.add_file(key, file)
@@ -582,7 +590,6 @@ class AnalystService:
                 history.dropped_turns,
                 history.shortened_turns,
             )
-        owner = conversation.user_id if conversation else request.user_id
         return Job(
             question=question,
             files=[as_input(f) for f in fresh],

@@ -39,14 +39,30 @@ class DownloadedFile:
     head: bytes  # the first bytes, for type sniffing
 
 
+class FileUnavailable(UserFacingError):
+    """Slack has no such file for the bot: never existed, deleted, or somewhere the bot isn't."""
+
+
+# files.info's documented errors for a file that isn't there (docs: api.slack.com/methods/files.info).
+UNAVAILABLE = {
+    "file_deleted": "That file has been deleted in Slack, so I can't analyse it.",
+    "file_not_found": (
+        "I couldn't find that file: the link may be mistyped, or the file was deleted or is in a conversation "
+        "I'm not in."
+    ),
+}
+
+
 async def complete_file(client: AsyncWebClient, file: SlackFile) -> SlackFile:
-    """Fill in what the event left out (name, size, download URL) from ``files.info``."""
+    """Fill in what the event left out (name, size, download URL, owner, shares) from ``files.info``."""
     if file.complete:
         return file
     try:
         response = await client.files_info(file=file.id)
     except SlackApiError as error:
         code = str(error.response.get("error", "unknown"))
+        if code in UNAVAILABLE:
+            raise FileUnavailable(UNAVAILABLE[code], detail=f"files.info {file.id}: {code}") from error
         problem = describe_slack_error(code)
         raise UserFacingError(
             f"I couldn't look up a shared file: {problem.message}",
@@ -54,7 +70,7 @@ async def complete_file(client: AsyncWebClient, file: SlackFile) -> SlackFile:
             detail=problem.detail,
         ) from error
     info = response.get("file") or {}
-    return SlackFile.from_payload({**info, "id": file.id})
+    return SlackFile.from_payload({**info, "id": file.id}, shared_in=file.shared_in)
 
 
 async def download(

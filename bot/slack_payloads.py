@@ -25,7 +25,15 @@ def is_from_a_bot(event: dict[str, Any], bot_user_id: str | None = None) -> bool
 
 
 def files_of(event: dict[str, Any]) -> tuple[SlackFile, ...]:
-    return tuple(SlackFile.from_payload(f) for f in event.get("files") or () if isinstance(f, dict) and f.get("id"))
+    """The files a message carries. Slack delivers a message's files only to conversations
+    the message is in, so each is shared in the event's channel (the file rule relies on it)."""
+    channel = event.get("channel")
+    here = (str(channel),) if channel else ()
+    return tuple(
+        SlackFile.from_payload(f, shared_in=here)
+        for f in event.get("files") or ()
+        if isinstance(f, dict) and f.get("id")
+    )
 
 
 def _request(event: dict[str, Any], *, team_id: str, source: str, event_id: str | None) -> AnalysisRequest | None:

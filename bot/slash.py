@@ -16,13 +16,14 @@ import aiohttp
 import anthropic
 from slack_sdk.errors import SlackApiError
 
-from bot.access import access_refusal
+from bot.access import NOT_YOURS_TO_ANALYSE, access_refusal, may_analyse_file
 from bot.commands import Command, help_text, parse_command
-from bot.errors import describe_slack_error
+from bot.errors import UserFacingError, describe_slack_error
 from bot.quotas import DAY
 from bot.requests import AnalysisRequest, SlackFile
 from bot.sanitize import clean_question, neutralize
 from bot.service import AnalystService
+from bot.slack_files import complete_file
 from bot.store import parse_iso, utc_iso
 from bot.usage import WINDOWS, Quota, tally, top_users, usage_text
 
@@ -104,6 +105,9 @@ class SlashCommands:
         if not file_ids:
             await self.reply(request, no_data_text(request.command, settings.recent_files_hours))
             return
+        files = await self.files_to_analyse(request, file_ids)
+        if files is None:
+            return
         question = clean_question(
             command.question,
             bot_user_id=self.service.bot_user_id,
@@ -130,7 +134,7 @@ class SlashCommands:
                 message_ts=ts,
                 thread_ts=ts,
                 text=command.question,
-                files=tuple(SlackFile(id=file_id) for file_id in file_ids),
+                files=files,
                 source="command",
             )
         )
@@ -139,6 +143,32 @@ class SlashCommands:
                 await self.service.slack.chat_delete(channel=request.channel_id, ts=ts)
             except SlackApiError as error:
                 log.warning("could not remove the refused command's message: %s", error.response.get("error"))
+
+    async def files_to_analyse(self, request: SlashRequest, file_ids: list[str]) -> tuple[SlackFile, ...] | None:
+        """The files looked up in Slack, if the caller may have every one analysed here.
+
+        A link names any file the bot can see, and the bot sees more than the caller: so each
+        file must pass the file rule (``bot.access.may_analyse_file``) before anything else
+        happens — no download, no upload, no Claude call, no public message. Otherwise the
+        caller alone is told why, and None is returned."""
+        found: list[SlackFile] = []
+        for file_id in file_ids:
+            try:
+                file = await complete_file(self.service.slack, SlackFile(id=file_id))
+            except UserFacingError as problem:
+                await self.reply(request, f":warning: {problem.message}")
+                return None
+            if not may_analyse_file(file, asker=request.user_id, conversation_id=request.channel_id):
+                log.warning(
+                    "%s linked %s in %s: neither theirs nor shared there; refused",
+                    request.user_id,
+                    file_id,
+                    request.channel_id,
+                )
+                await self.reply(request, f":no_entry_sign: {NOT_YOURS_TO_ANALYSE}")
+                return None
+            found.append(file)
+        return tuple(found)
 
     async def usage(self, user_id: str, team_id: str) -> str:
         store = self.service.store

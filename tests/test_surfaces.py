@@ -125,6 +125,7 @@ async def test_analyze_uses_the_file_the_caller_just_shared(
 
 async def test_analyze_with_a_file_link(harness: Harness, slack: FakeSlack, streaming_csv: bytes) -> None:
     csv = harness.file("streaming.csv", streaming_csv, user="U0BOB")
+    slack.post_user_message("C0DATA", "U0BOB", "churn export", files=[csv], subtype="file_share")
     link = csv["permalink"]
     await command(harness, f"<{link}> what drives churn?")
     root = command_root(slack)

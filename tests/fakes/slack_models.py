@@ -449,6 +449,9 @@ class SlackFile:
             "permalink_public": f"https://slack-files.com/{team_id}-{self.id}-{self.public_secret}",
             "has_rich_preview": False,
             "file_access": "visible",
+            # docs: api.slack.com/types/file — where the file is shared, twice over: ``shares``
+            # (public/private, channel → the messages that share it) and the flat lists.
+            "shares": self._shares(),
             "channels": self._shared_in("channel"),
             "groups": self._shared_in("group"),
             "ims": self._shared_in("im"),
@@ -472,6 +475,13 @@ class SlackFile:
     def public_secret(self) -> str:
         """The secret part of ``permalink_public`` (stable per file)."""
         return hashlib.sha1(f"{self.id}/{self.name}".encode()).hexdigest()[:10]
+
+    def _shares(self) -> JSON:
+        shares: JSON = {}
+        for channel, ts, kind in self.shares:
+            scope = "public" if kind == "channel" else "private"
+            shares.setdefault(scope, {}).setdefault(channel, []).append({"ts": ts})
+        return shares
 
     def _shared_in(self, kind: str) -> list[str]:
         return sorted({channel for channel, _, channel_kind in self.shares if channel_kind == kind})
