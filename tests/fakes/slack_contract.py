@@ -207,6 +207,13 @@ def check_arguments(method: str, params: JSON, *, log: ConformanceLog = CONFORMA
         raise ArgumentsRejected(error, problems)
 
 
+def note_unserved(method: str, *, log: ConformanceLog = CONFORMANCE) -> None:
+    """A method the fake does not serve: a violation too if slack_sdk has no such method
+    (the fake still answers ``unknown_method``, as Slack does)."""
+    if signature_for(method) is None:
+        log.record("arguments", method, argument_problems(method, {}))
+
+
 def record_blocks_rejection(messages: list[str], *, method: str = "", log: ConformanceLog = CONFORMANCE) -> None:
     """A Block Kit payload the strict check refused (the fake answers with Slack's error)."""
     log.record("blocks", method, messages)

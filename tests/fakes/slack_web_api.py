@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tests.fakes.slack_blocks import BlocksRejected, parse_blocks, validate_blocks
-from tests.fakes.slack_contract import ArgumentsRejected, check_arguments, record_blocks_rejection
+from tests.fakes.slack_contract import ArgumentsRejected, check_arguments, note_unserved, record_blocks_rejection
 from tests.fakes.slack_models import (
     JSON,
     TASK_STATUSES,
@@ -133,6 +133,7 @@ class WebApi:
         """Run ``method``; raises ``ApiError`` exactly where Slack answers ``ok: false``."""
         entry = self.methods.get(method)
         if entry is None:
+            note_unserved(method)
             raise ApiError("unknown_method", req_method=method)
         handler, kind = entry
         self._authenticate(token, kind)
