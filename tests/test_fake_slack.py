@@ -396,7 +396,7 @@ async def test_download_faults(slack: FakeSlack) -> None:
 # --------------------------------------------------------------------------- auth, faults
 
 
-async def test_tokens_are_checked(slack: FakeSlack) -> None:
+async def test_tokens_are_checked(slack: FakeSlack, slack_conformance: ConformanceLog) -> None:
     anonymous = AsyncWebClient(base_url=slack.api_url)
     stranger = AsyncWebClient(token="xoxb-someone-else", base_url=slack.api_url)
     app_level = AsyncWebClient(token=slack.app_token, base_url=slack.api_url)
@@ -407,6 +407,7 @@ async def test_tokens_are_checked(slack: FakeSlack) -> None:
     assert await api_error(app_level.chat_postMessage(channel="C0DATA", text="x")) == "not_allowed_token_type"
     assert await api_error(bot.apps_connections_open(app_token=slack.bot_token)) == "not_allowed_token_type"
     assert await api_error(bot.api_call("chat.frobnicate")) == "unknown_method"
+    assert [v.method for v in slack_conformance.take()] == ["chat.frobnicate"]  # slack_sdk has no such method
     opened = await app_level.apps_connections_open(app_token=slack.app_token)
     assert opened["url"].startswith(f"ws://127.0.0.1:{slack.port}/socket-mode?")
     assert [c.token for c in slack.calls_to("auth.test")] == [None, "xoxb-someone-else"]
