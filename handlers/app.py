@@ -9,10 +9,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.service import AnalystService
 from bot.settings import Settings
-from handlers import assistant, commands, files, mentions, messages, reactions
+from handlers import actions, assistant, commands, files, mentions, messages, reactions
 
-# The assistant middleware goes first: it claims assistant-thread messages before `message`.
-LISTENER_MODULES = (assistant, mentions, messages, files, commands, reactions)
+# The assistant middleware goes first: it claims assistant-thread messages before `message`;
+# the catch-all acknowledgement of interactions goes last.
+LISTENER_MODULES = (assistant, mentions, messages, files, commands, reactions, actions)
 
 
 def create_app(settings: Settings, service: AnalystService, client: AsyncWebClient) -> AsyncApp:

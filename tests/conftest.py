@@ -8,13 +8,14 @@ store — started in HTTP mode on a free port and pointed at the fakes through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_contract import CONFORMANCE, ConformanceLog
 from tests.harness import Harness
 
 STREAMING_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "streaming.csv"
@@ -23,6 +24,19 @@ STREAMING_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "strea
 @pytest.fixture
 def streaming_csv() -> bytes:
     return STREAMING_CSV.read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def slack_conformance() -> Iterator[ConformanceLog]:
+    """Fails a test at teardown if the fake Slack recorded a call or Block Kit payload
+    that does not conform (tests/fakes/slack_contract.py). A test that means to send one
+    asks for this fixture and ``take()``s what it expected."""
+    CONFORMANCE.clear()
+    yield CONFORMANCE
+    unexpected = CONFORMANCE.take()
+    if unexpected:
+        listed = "\n".join(f"  - {violation}" for violation in unexpected)
+        pytest.fail(f"Slack conformance violations (take() them if the test expects them):\n{listed}", pytrace=False)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_contract import ConformanceLog
 from tests.fakes.slack_models import ts_key
 
 JSON = dict[str, Any]
@@ -163,13 +164,15 @@ async def test_a_reply_to_a_thread_that_does_not_exist_lands_at_the_channel_root
     ],
 )
 async def test_messages_slack_would_refuse_are_refused(
-    slack: FakeSlack, client: AsyncWebClient, arguments: JSON, error: str
+    slack: FakeSlack, client: AsyncWebClient, arguments: JSON, error: str, slack_conformance: ConformanceLog
 ) -> None:
     arguments = {"text": "fallback", **arguments} if "blocks" in arguments else arguments
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # slack-sdk's "text is missing" for the no_text case
         assert await api_error(client.chat_postMessage(channel="C0DATA", **arguments)) == error
     assert slack.channel_messages("C0DATA") == []
+    expected = ["blocks"] if "blocks" in arguments else []
+    assert [violation.kind for violation in slack_conformance.take()] == expected
 
 
 async def test_blocks_within_limits_are_accepted_and_rendered(slack: FakeSlack, client: AsyncWebClient) -> None:
@@ -393,7 +396,7 @@ async def test_download_faults(slack: FakeSlack) -> None:
 # --------------------------------------------------------------------------- auth, faults
 
 
-async def test_tokens_are_checked(slack: FakeSlack) -> None:
+async def test_tokens_are_checked(slack: FakeSlack, slack_conformance: ConformanceLog) -> None:
     anonymous = AsyncWebClient(base_url=slack.api_url)
     stranger = AsyncWebClient(token="xoxb-someone-else", base_url=slack.api_url)
     app_level = AsyncWebClient(token=slack.app_token, base_url=slack.api_url)
@@ -404,6 +407,7 @@ async def test_tokens_are_checked(slack: FakeSlack) -> None:
     assert await api_error(app_level.chat_postMessage(channel="C0DATA", text="x")) == "not_allowed_token_type"
     assert await api_error(bot.apps_connections_open(app_token=slack.bot_token)) == "not_allowed_token_type"
     assert await api_error(bot.api_call("chat.frobnicate")) == "unknown_method"
+    assert [v.method for v in slack_conformance.take()] == ["chat.frobnicate"]  # slack_sdk has no such method
     opened = await app_level.apps_connections_open(app_token=slack.app_token)
     assert opened["url"].startswith(f"ws://127.0.0.1:{slack.port}/socket-mode?")
     assert [c.token for c in slack.calls_to("auth.test")] == [None, "xoxb-someone-else"]
@@ -799,7 +803,9 @@ async def test_a_bolt_assistant_runs_against_the_fake(slack: FakeSlack) -> None:
     assert contexts == [{"channel_id": "C0DATA", "team_id": "T0TEAM", "enterprise_id": None}]
 
 
-async def test_assistant_calls_are_validated_like_slack(slack: FakeSlack, client: AsyncWebClient) -> None:
+async def test_assistant_calls_are_validated_like_slack(
+    slack: FakeSlack, client: AsyncWebClient, slack_conformance: ConformanceLog
+) -> None:
     thread_ts, dm, _ = slack.assistant_thread_started_event("U0ALICE")
     in_channel = slack.post_user_message("C0DATA", "U0ALICE", "hi")
     slack.add_channel("D0BOB", "", is_im=True, members=["U0BOB"], bot_is_member=False)
@@ -822,6 +828,11 @@ async def test_assistant_calls_are_validated_like_slack(slack: FakeSlack, client
     assert await api_error(no_title) == "invalid_arguments"
     no_thread = client.api_call("assistant.threads.setStatus", json={"channel_id": dm, "status": "x"})
     assert await api_error(no_thread) == "invalid_arguments"
+    missing = [(v.method, v.problems[0].split(" (")[0]) for v in slack_conformance.take()]
+    assert missing == [
+        ("assistant.threads.setTitle", "[ERROR] missing required field: title"),
+        ("assistant.threads.setStatus", "[ERROR] missing required field: thread_ts"),
+    ]
     too_many = client.assistant_threads_setStatus(
         channel_id=dm, thread_ts=thread_ts, status="x", loading_messages=["."] * 11
     )
@@ -1154,7 +1165,9 @@ async def test_files_delete_leaves_a_tombstone_where_the_file_was(slack: FakeSla
     assert deleted["event"] == {"type": "file_deleted", "file_id": chart_id, "event_ts": deleted["event"]["event_ts"]}
 
 
-async def test_files_delete_refuses_other_peoples_and_unknown_files(slack: FakeSlack, client: AsyncWebClient) -> None:
+async def test_files_delete_refuses_other_peoples_and_unknown_files(
+    slack: FakeSlack, client: AsyncWebClient, slack_conformance: ConformanceLog
+) -> None:
     shared = slack.host_file(name="sales.csv", content=b"a\n1\n")
     message = slack.post_user_message("C0DATA", "U0ALICE", "here", files=[shared])
     slack.add_channel("G0SECRET", "secret", is_private=True, bot_is_member=False)
@@ -1167,6 +1180,7 @@ async def test_files_delete_refuses_other_peoples_and_unknown_files(slack: FakeS
     assert await api_error(client.files_delete(file=secret["id"])) == "file_not_found"
     assert await api_error(client.files_delete(file=pending["file_id"])) == "file_not_found"
     assert await api_error(client.api_call("files.delete")) == "invalid_arguments"
+    assert [v.method for v in slack_conformance.take()] == ["files.delete"]
     assert slack.file_deletions == [] and (await client.files_info(file=shared["id"]))["ok"]
 
     deletion = slack.delete_file(shared["id"])  # Alice deletes her own file

@@ -1,10 +1,19 @@
-"""Block Kit, as far as the fake Slack needs it: parse, validate like Slack, render to text.
+"""Block Kit in the fake Slack: ONE strict check, plus rendering blocks as a person reads them.
 
-Validation covers the limits a bot is likely to hit (documented Block Kit limits):
-at most 50 blocks, a ``section`` text of at most 3,000 characters and at most 10 fields
-of 2,000, a ``header`` of at most 150, ``markdown`` blocks totalling at most 12,000
-characters per payload, ``block_id`` of at most 255 and unique, and known block types
-only. Errors carry Slack's ``response_metadata.messages`` style:
+``validate_blocks`` is the single check every Block Kit payload the fake receives goes
+through (``chat.postMessage``/``update``/``postEphemeral``, ``chat.stopStream`` and the
+``blocks`` chunks of streams, ``files.completeUploadExternal``, ``response_url`` and
+slash-command answers). It refuses what Slack's Block Kit reference says Slack refuses:
+
+* unknown block, element, text-object and rich-text types;
+* missing required fields, and any field a type does not document;
+* the documented limits: 50 blocks per message, text lengths, items per array
+  (elements, fields, options, rows, cells), unique ``block_id`` per message and unique
+  ``action_id`` per block, and 12,000 characters of ``markdown`` blocks per payload.
+
+Each type's rules are a ``Shape`` naming its reference page
+(https://docs.slack.dev/reference/block-kit/…). Errors come back in Slack's
+``response_metadata.messages`` style:
 ``[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]``.
 """
 
@@ -12,39 +21,24 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 JSON = dict[str, Any]
+#: a rule for one value: (value, its json-pointer) → problems
+Check = Callable[[Any, str], list[str]]
 
+DOCS = "https://docs.slack.dev/reference/block-kit/"
+# docs: block-kit/blocks — "You can include up to 50 blocks in each message, and 100 blocks in modals or Home tabs."
 MAX_BLOCKS = 50
+# docs: blocks/markdown-block — "The cumulative limit for all markdown blocks in a single payload is 12,000 characters."
+MARKDOWN_TOTAL_LIMIT = 12_000
 SECTION_TEXT_LIMIT = 3000
 SECTION_FIELD_LIMIT = 2000
-SECTION_MAX_FIELDS = 10
 HEADER_TEXT_LIMIT = 150
-MARKDOWN_TOTAL_LIMIT = 12_000
 BLOCK_ID_LIMIT = 255
-CONTEXT_MAX_ELEMENTS = 10
-ACTIONS_MAX_ELEMENTS = 25
-
-KNOWN_BLOCK_TYPES = frozenset(
-    {
-        "actions",
-        "context",
-        "context_actions",
-        "divider",
-        "file",
-        "header",
-        "image",
-        "input",
-        "markdown",
-        "rich_text",
-        "section",
-        "table",
-        "video",
-    }
-)
-TEXT_OBJECT_TYPES = frozenset({"plain_text", "mrkdwn"})
+ACTION_ID_LIMIT = 255
 
 
 class BlocksRejected(Exception):
@@ -77,7 +71,7 @@ def parse_blocks(raw: Any, *, name: str = "blocks") -> list[JSON] | None:
 def validate_blocks(
     blocks: list[Any], *, name: str = "blocks", max_blocks: int = MAX_BLOCKS, too_many_error: str = "invalid_blocks"
 ) -> None:
-    """Raise ``BlocksRejected`` if Slack would refuse ``blocks``."""
+    """Raise ``BlocksRejected`` if Slack would refuse ``blocks`` (a message's, by default)."""
     if len(blocks) > max_blocks:
         raise BlocksRejected(
             too_many_error, [f"[ERROR] no more than {max_blocks} items allowed [json-pointer:/{name}]"]
@@ -87,13 +81,11 @@ def validate_blocks(
     markdown_total = 0
     for index, block in enumerate(blocks):
         pointer = f"/{name}/{index}"
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            problems.append(f"[ERROR] must be an object with a type [json-pointer:{pointer}]")
-            continue
-        problems.extend(_block_id_problems(block, pointer, seen_ids))
-        problems.extend(_block_problems(block, pointer))
-        if block["type"] == "markdown" and isinstance(block.get("text"), str):
-            markdown_total += len(block["text"])
+        problems.extend(typed(BLOCKS, "block")(block, pointer))
+        if isinstance(block, dict):
+            problems.extend(_duplicate_block_id(block, pointer, seen_ids))
+            if block.get("type") == "markdown" and isinstance(block.get("text"), str):
+                markdown_total += len(block["text"])
     if markdown_total > MARKDOWN_TOTAL_LIMIT:
         problems.append(
             f"[ERROR] markdown blocks must total no more than {MARKDOWN_TOTAL_LIMIT} characters "
@@ -103,78 +95,638 @@ def validate_blocks(
         raise BlocksRejected("invalid_blocks", problems)
 
 
-def _block_id_problems(block: JSON, pointer: str, seen: set[str]) -> list[str]:
+def _duplicate_block_id(block: JSON, pointer: str, seen: set[str]) -> list[str]:
+    # docs: blocks (every block) — "block_id should be unique for each message and each iteration of a message."
     block_id = block.get("block_id")
-    if block_id is None:
+    if not isinstance(block_id, str):
         return []
-    if not isinstance(block_id, str) or len(block_id) > BLOCK_ID_LIMIT:
-        return [f"[ERROR] must be a string of at most {BLOCK_ID_LIMIT} characters [json-pointer:{pointer}/block_id]"]
     if block_id in seen:
         return [f"[ERROR] duplicate block_id {block_id!r} [json-pointer:{pointer}/block_id]"]
     seen.add(block_id)
     return []
 
 
-def _block_problems(block: JSON, pointer: str) -> list[str]:
-    kind = block["type"]
-    if kind not in KNOWN_BLOCK_TYPES:
-        return [f"[ERROR] unknown block type {kind!r} [json-pointer:{pointer}/type]"]
-    if kind == "section":
-        return _section_problems(block, pointer)
-    if kind == "header":
-        return _text_object_problems(block.get("text"), f"{pointer}/text", HEADER_TEXT_LIMIT, plain_only=True)
-    if kind == "markdown":
-        if not isinstance(block.get("text"), str) or not block["text"]:
-            return [f"[ERROR] missing required field: text [json-pointer:{pointer}/text]"]
+# --------------------------------------------------------------------------- rules
+
+
+def problem(pointer: str, message: str) -> list[str]:
+    return [f"[ERROR] {message} [json-pointer:{pointer}]"]
+
+
+def string(max_length: int | None = None, *, min_length: int = 1, pattern: str | None = None) -> Check:
+    """A string of ``min_length``..``max_length`` characters (matching ``pattern``)."""
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: Any, pointer: str) -> list[str]:
+        if not isinstance(value, str):
+            return problem(pointer, "must be a string")
+        if len(value) < min_length:
+            return problem(pointer, f"must be more than {min_length - 1} characters")
+        if max_length is not None and len(value) > max_length:
+            return problem(pointer, f"must be less than {max_length + 1} characters")
+        if compiled and not compiled.fullmatch(value):
+            return problem(pointer, f"must match {pattern}")
         return []
-    if kind == "context":
-        return _elements_problems(block, pointer, CONTEXT_MAX_ELEMENTS)
-    if kind == "actions":
-        return _elements_problems(block, pointer, ACTIONS_MAX_ELEMENTS)
-    if kind == "rich_text" and not isinstance(block.get("elements"), list):
-        return [f"[ERROR] missing required field: elements [json-pointer:{pointer}/elements]"]
-    if kind == "image" and not (block.get("image_url") or block.get("slack_file")):
-        return [f"[ERROR] missing required field: image_url [json-pointer:{pointer}]"]
-    return []
+
+    return check
 
 
-def _section_problems(block: JSON, pointer: str) -> list[str]:
-    text, fields = block.get("text"), block.get("fields")
-    if text is None and fields is None:
-        return [f"[ERROR] must provide either text or fields [json-pointer:{pointer}]"]
+def one_of(*values: str) -> Check:
+    def check(value: Any, pointer: str) -> list[str]:
+        return [] if value in values else problem(pointer, f"must be one of {', '.join(values)}")
+
+    return check
+
+
+def boolean(value: Any, pointer: str) -> list[str]:
+    return [] if isinstance(value, bool) else problem(pointer, "must be a boolean")
+
+
+def integer(minimum: int = 0, maximum: int | None = None) -> Check:
+    def check(value: Any, pointer: str) -> list[str]:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return problem(pointer, "must be an integer")
+        if value < minimum or (maximum is not None and value > maximum):
+            return problem(pointer, f"must be between {minimum} and {maximum}")
+        return []
+
+    return check
+
+
+def array(item: Check, *, max_items: int | None = None, min_items: int = 1, unique_action_ids: bool = False) -> Check:
+    """An array of ``min_items``..``max_items`` values, each passing ``item``."""
+
+    def check(value: Any, pointer: str) -> list[str]:
+        if not isinstance(value, list):
+            return problem(pointer, "must be an array")
+        if len(value) < min_items:
+            return problem(pointer, f"must provide at least {min_items} items")
+        if max_items is not None and len(value) > max_items:
+            return problem(pointer, f"no more than {max_items} items allowed")
+        problems = [p for index, entry in enumerate(value) for p in item(entry, f"{pointer}/{index}")]
+        if unique_action_ids:
+            problems.extend(_duplicate_action_ids(value, pointer))
+        return problems
+
+    return check
+
+
+def _duplicate_action_ids(elements: list[Any], pointer: str) -> list[str]:
+    # docs: block-elements (every interactive element) — action_id "Should be unique among all
+    # other action_ids in the containing block."
+    seen: set[str] = set()
     problems: list[str] = []
-    if text is not None:
-        problems.extend(_text_object_problems(text, f"{pointer}/text", SECTION_TEXT_LIMIT))
-    if fields is not None:
-        if not isinstance(fields, list) or len(fields) > SECTION_MAX_FIELDS:
-            return [
-                *problems,
-                f"[ERROR] no more than {SECTION_MAX_FIELDS} items allowed [json-pointer:{pointer}/fields]",
-            ]
-        for index, item in enumerate(fields):
-            problems.extend(_text_object_problems(item, f"{pointer}/fields/{index}", SECTION_FIELD_LIMIT))
+    for index, element in enumerate(elements):
+        action_id = element.get("action_id") if isinstance(element, dict) else None
+        if isinstance(action_id, str):
+            if action_id in seen:
+                problems += problem(f"{pointer}/{index}/action_id", f"duplicate action_id {action_id!r}")
+            seen.add(action_id)
     return problems
 
 
-def _text_object_problems(obj: Any, pointer: str, limit: int, *, plain_only: bool = False) -> list[str]:
-    allowed = {"plain_text"} if plain_only else TEXT_OBJECT_TYPES
-    if not isinstance(obj, dict) or obj.get("type") not in allowed:
-        return [f"[ERROR] must be a text object of type {' or '.join(sorted(allowed))} [json-pointer:{pointer}]"]
-    text = obj.get("text")
-    if not isinstance(text, str) or not text:
-        return [f"[ERROR] must be more than 0 characters [json-pointer:{pointer}/text]"]
-    if len(text) > limit:
-        return [f"[ERROR] must be less than {limit + 1} characters [json-pointer:{pointer}/text]"]
-    return []
+@dataclass(frozen=True)
+class Shape:
+    """The documented fields of one Block Kit type: each with its rule, some required."""
+
+    doc: str
+    fields: dict[str, Check]
+    required: frozenset[str] = frozenset()
+    #: groups of which at least one field must be present (e.g. a section's text or fields)
+    any_of: tuple[frozenset[str], ...] = ()
+    #: groups of which at most one field may be present
+    exclusive: tuple[frozenset[str], ...] = field(default=())
+
+    def check(self, value: Any, pointer: str, *, typed_as: str | None = None) -> list[str]:
+        if not isinstance(value, dict):
+            return problem(pointer, "must be an object")
+        allowed = self.fields.keys() | ({"type"} if typed_as else set())
+        problems = [
+            f"[ERROR] unknown field {key!r} (not in {DOCS}{self.doc}) [json-pointer:{pointer}/{key}]"
+            for key in value
+            if key not in allowed
+        ]
+        problems += [
+            f"[ERROR] missing required field: {key} [json-pointer:{pointer}]"
+            for key in sorted(self.required)
+            if key not in value
+        ]
+        for group in self.any_of:
+            if not group & value.keys():
+                problems += problem(pointer, f"must provide one of {' or '.join(sorted(group))}")
+        for group in self.exclusive:
+            if len(group & value.keys()) > 1:
+                problems += problem(pointer, f"must provide only one of {' or '.join(sorted(group))}")
+        for key, rule in self.fields.items():
+            if key in value:
+                problems += rule(value[key], f"{pointer}/{key}")
+        return problems
 
 
-def _elements_problems(block: JSON, pointer: str, limit: int) -> list[str]:
-    elements = block.get("elements")
-    if not isinstance(elements, list) or not elements:
-        return [f"[ERROR] missing required field: elements [json-pointer:{pointer}/elements]"]
-    if len(elements) > limit:
-        return [f"[ERROR] no more than {limit} items allowed [json-pointer:{pointer}/elements]"]
-    return []
+def shape(shape_: Shape) -> Check:
+    """An object (without a ``type``) of ``shape_``."""
+    return lambda value, pointer: shape_.check(value, pointer)
+
+
+def typed(catalogue: dict[str, Shape], what: str, *, only: Iterable[str] | None = None) -> Check:
+    """An object whose ``type`` picks its shape from ``catalogue`` (limited to ``only``)."""
+    allowed = frozenset(only) if only is not None else frozenset(catalogue)
+
+    def check(value: Any, pointer: str) -> list[str]:
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+            return problem(pointer, f"must be a {what} object with a type")
+        kind = value["type"]
+        if kind not in catalogue:
+            return problem(f"{pointer}/type", f"unknown {what} type {kind!r}")
+        if kind not in allowed:
+            return problem(
+                f"{pointer}/type", f"{what} type {kind!r} is not allowed here (only {', '.join(sorted(allowed))})"
+            )
+        return catalogue[kind].check(value, pointer, typed_as=kind)
+
+    return check
+
+
+# --------------------------------------------------------------------------- composition objects
+
+# docs: composition-objects/text-object — plain_text: text, emoji; mrkdwn: text, verbatim.
+# "text: Minimum length for this field is 1 and maximum length is 3000 characters."
+TEXT_OBJECTS: dict[str, Shape] = {
+    "plain_text": Shape(
+        "composition-objects/text-object", {"text": string(3000), "emoji": boolean}, frozenset({"text"})
+    ),
+    "mrkdwn": Shape(
+        "composition-objects/text-object", {"text": string(3000), "verbatim": boolean}, frozenset({"text"})
+    ),
+}
+
+
+def text(max_length: int = 3000, *, plain_only: bool = False) -> Check:
+    """A text object whose ``text`` is at most ``max_length`` characters."""
+    kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
+    object_rule = typed(TEXT_OBJECTS, "text", only=kinds)
+
+    def check(value: Any, pointer: str) -> list[str]:
+        problems = object_rule(value, pointer)
+        inner = value.get("text") if isinstance(value, dict) else None
+        if not problems and isinstance(inner, str) and len(inner) > max_length:
+            problems = problem(f"{pointer}/text", f"must be less than {max_length + 1} characters")
+        return problems
+
+    return check
+
+
+plain = text(plain_only=True)
+
+# docs: composition-objects/confirmation-dialog-object — title ≤100, text ≤300, confirm ≤30, deny ≤30, style.
+CONFIRM = shape(
+    Shape(
+        "composition-objects/confirmation-dialog-object",
+        {
+            "title": text(100, plain_only=True),
+            "text": text(300),
+            "confirm": text(30, plain_only=True),
+            "deny": text(30, plain_only=True),
+            "style": one_of("primary", "danger"),
+        },
+        frozenset({"title", "text", "confirm", "deny"}),
+    )
+)
+# docs: composition-objects/option-object — text ≤75, value ≤150, description ≤75, url ≤3000.
+OPTION_SHAPE = Shape(
+    "composition-objects/option-object",
+    {"text": text(75), "value": string(150), "description": text(75), "url": string(3000)},
+    frozenset({"text", "value"}),
+)
+OPTION = shape(OPTION_SHAPE)
+# docs: composition-objects/option-group-object — label ≤75, options ≤100.
+OPTION_GROUP = shape(
+    Shape(
+        "composition-objects/option-group-object",
+        {"label": text(75, plain_only=True), "options": array(OPTION, max_items=100)},
+        frozenset({"label", "options"}),
+    )
+)
+# docs: composition-objects/slack-file-object — url or id.
+SLACK_FILE = shape(
+    Shape(
+        "composition-objects/slack-file-object",
+        {"url": string(3000), "id": string()},
+        any_of=(frozenset({"url", "id"}),),
+    )
+)
+USER_IDS = array(string(), min_items=0)
+ACTION_ID = string(ACTION_ID_LIMIT)
+BLOCK_ID = string(BLOCK_ID_LIMIT)
+PLACEHOLDER = text(150, plain_only=True)
+
+# --------------------------------------------------------------------------- block elements
+
+
+def _interactive(doc: str, fields: dict[str, Check], required: Iterable[str] = (), **extra: Any) -> Shape:
+    """An interactive element's shape: its fields plus ``action_id``."""
+    return Shape(f"block-elements/{doc}", {"action_id": ACTION_ID, **fields}, frozenset(required), **extra)
+
+
+def _select(doc: str, fields: dict[str, Check], *, multi: bool) -> Shape:
+    common: dict[str, Check] = {"confirm": CONFIRM, "focus_on_load": boolean, "placeholder": PLACEHOLDER}
+    if multi:
+        common["max_selected_items"] = integer(1)
+    return _interactive(doc, {**common, **fields})
+
+
+FEEDBACK_BUTTON = shape(
+    # docs: block-elements/feedback-buttons-element — "Button object fields": text (plain_text,
+    # ≤75, required), value (≤2000, required), accessibility_label (≤75).
+    Shape(
+        "block-elements/feedback-buttons-element",
+        {"text": text(75, plain_only=True), "value": string(2000), "accessibility_label": string(75)},
+        frozenset({"text", "value"}),
+    )
+)
+STATIC_OPTIONS: dict[str, Check] = {
+    "options": array(OPTION, max_items=100),
+    "option_groups": array(OPTION_GROUP, max_items=100),
+}
+CONVERSATION_FILTER = shape(
+    Shape(
+        "composition-objects/conversation-filter-object",
+        {
+            "include": array(one_of("im", "mpim", "private", "public"), max_items=4),
+            "exclude_external_shared_channels": boolean,
+            "exclude_bot_users": boolean,
+        },
+    )
+)
+
+ELEMENTS: dict[str, Shape] = {
+    # docs: block-elements/button-element — text ≤75 (plain_text), action_id ≤255, url ≤3000,
+    # value ≤2000, style primary|danger, confirm, accessibility_label ≤75.
+    "button": _interactive(
+        "button-element",
+        {
+            "text": text(75, plain_only=True),
+            "url": string(3000),
+            "value": string(2000),
+            "style": one_of("primary", "danger"),
+            "confirm": CONFIRM,
+            "accessibility_label": string(75),
+        },
+        ["text"],
+    ),
+    # docs: block-elements/feedback-buttons-element — positive_button, negative_button required.
+    "feedback_buttons": _interactive(
+        "feedback-buttons-element",
+        {"positive_button": FEEDBACK_BUTTON, "negative_button": FEEDBACK_BUTTON},
+        ["positive_button", "negative_button"],
+    ),
+    # docs: block-elements/icon-button-element — "icon: The icon to show. The trash icon is the
+    # only icon available at this time." text (plain_text) required; value ≤2000.
+    "icon_button": _interactive(
+        "icon-button-element",
+        {
+            "icon": one_of("trash"),
+            "text": plain,
+            "value": string(2000),
+            "confirm": CONFIRM,
+            "accessibility_label": string(75),
+            "visible_to_user_ids": USER_IDS,
+        },
+        ["icon", "text"],
+    ),
+    # docs: block-elements/image-element — alt_text required; image_url (≤3000) or slack_file.
+    "image": Shape(
+        "block-elements/image-element",
+        {"alt_text": string(2000), "image_url": string(3000), "slack_file": SLACK_FILE},
+        frozenset({"alt_text"}),
+        any_of=(frozenset({"image_url", "slack_file"}),),
+        exclusive=(frozenset({"image_url", "slack_file"}),),
+    ),
+    # docs: block-elements/checkboxes-element — options 1..10.
+    "checkboxes": _interactive(
+        "checkboxes-element",
+        {
+            "options": array(OPTION, max_items=10),
+            "initial_options": array(OPTION, max_items=10),
+            "confirm": CONFIRM,
+            "focus_on_load": boolean,
+        },
+        ["options"],
+    ),
+    # docs: block-elements/radio-button-group-element — options 1..10.
+    "radio_buttons": _interactive(
+        "radio-button-group-element",
+        {
+            "options": array(OPTION, max_items=10),
+            "initial_option": OPTION,
+            "confirm": CONFIRM,
+            "focus_on_load": boolean,
+        },
+        ["options"],
+    ),
+    # docs: block-elements/overflow-menu-element — options 1..5.
+    "overflow": _interactive(
+        "overflow-menu-element", {"options": array(OPTION, max_items=5), "confirm": CONFIRM}, ["options"]
+    ),
+    # docs: block-elements/date-picker-element — initial_date YYYY-MM-DD.
+    "datepicker": _interactive(
+        "date-picker-element",
+        {
+            "initial_date": string(pattern=r"\d{4}-\d{2}-\d{2}"),
+            "confirm": CONFIRM,
+            "focus_on_load": boolean,
+            "placeholder": PLACEHOLDER,
+        },
+    ),
+    # docs: block-elements/time-picker-element — initial_time HH:mm, timezone.
+    "timepicker": _interactive(
+        "time-picker-element",
+        {
+            "initial_time": string(pattern=r"\d{2}:\d{2}"),
+            "confirm": CONFIRM,
+            "focus_on_load": boolean,
+            "placeholder": PLACEHOLDER,
+            "timezone": string(),
+        },
+    ),
+    # docs: block-elements/datetime-picker-element — initial_date_time (UNIX seconds).
+    "datetimepicker": _interactive(
+        "datetime-picker-element", {"initial_date_time": integer(), "confirm": CONFIRM, "focus_on_load": boolean}
+    ),
+    # docs: block-elements/select-menu-element (static/external/users/conversations/channels).
+    "static_select": _select("select-menu-element", {**STATIC_OPTIONS, "initial_option": OPTION}, multi=False),
+    "external_select": _select(
+        "select-menu-element", {"initial_option": OPTION, "min_query_length": integer()}, multi=False
+    ),
+    "users_select": _select("select-menu-element", {"initial_user": string()}, multi=False),
+    "conversations_select": _select(
+        "select-menu-element",
+        {
+            "initial_conversation": string(),
+            "default_to_current_conversation": boolean,
+            "response_url_enabled": boolean,
+            "filter": CONVERSATION_FILTER,
+        },
+        multi=False,
+    ),
+    "channels_select": _select(
+        "select-menu-element", {"initial_channel": string(), "response_url_enabled": boolean}, multi=False
+    ),
+    # docs: block-elements/multi-select-menu-element
+    "multi_static_select": _select(
+        "multi-select-menu-element", {**STATIC_OPTIONS, "initial_options": array(OPTION, max_items=100)}, multi=True
+    ),
+    "multi_external_select": _select(
+        "multi-select-menu-element",
+        {"initial_options": array(OPTION, max_items=100), "min_query_length": integer()},
+        multi=True,
+    ),
+    "multi_users_select": _select("multi-select-menu-element", {"initial_users": USER_IDS}, multi=True),
+    "multi_conversations_select": _select(
+        "multi-select-menu-element",
+        {"initial_conversations": USER_IDS, "default_to_current_conversation": boolean, "filter": CONVERSATION_FILTER},
+        multi=True,
+    ),
+    "multi_channels_select": _select("multi-select-menu-element", {"initial_channels": USER_IDS}, multi=True),
+    # docs: block-elements/plain-text-input-element (input blocks only)
+    "plain_text_input": _interactive(
+        "plain-text-input-element",
+        {
+            "initial_value": string(min_length=0),
+            "multiline": boolean,
+            "min_length": integer(0, 3000),
+            "max_length": integer(1, 3000),
+            "dispatch_action_config": shape(
+                Shape(
+                    "composition-objects/dispatch-action-configuration-object",
+                    {"trigger_actions_on": array(one_of("on_enter_pressed", "on_character_entered"), max_items=2)},
+                )
+            ),
+            "focus_on_load": boolean,
+            "placeholder": PLACEHOLDER,
+        },
+    ),
+    # docs: block-elements/workflow-button-element — text ≤75, workflow required.
+    "workflow_button": _interactive(
+        "workflow-button-element",
+        {
+            "text": text(75, plain_only=True),
+            "workflow": lambda value, pointer: [] if isinstance(value, dict) else problem(pointer, "must be an object"),
+            "style": one_of("primary", "danger"),
+            "accessibility_label": string(75),
+        },
+        ["text", "workflow"],
+    ),
+}
+
+# docs: block-elements/ (which elements each block takes)
+ACTIONS_ELEMENTS = (
+    "button",
+    "checkboxes",
+    "datepicker",
+    "datetimepicker",
+    "overflow",
+    "radio_buttons",
+    "timepicker",
+    "workflow_button",
+    *(k for k in ELEMENTS if k.endswith("_select")),
+)
+SECTION_ACCESSORIES = (*ACTIONS_ELEMENTS, "image")
+INPUT_ELEMENTS = (*ACTIONS_ELEMENTS, "plain_text_input")
+
+# --------------------------------------------------------------------------- rich text
+
+# docs: blocks/rich-text-block — text style: bold, italic, strike, code (and underline);
+# user/channel/usergroup mentions also take highlight, client_highlight, unlink.
+STYLE = shape(
+    Shape(
+        "blocks/rich-text-block",
+        {
+            name: boolean
+            for name in ("bold", "italic", "strike", "code", "underline", "highlight", "client_highlight", "unlink")
+        },
+    )
+)
+
+
+def _leaf(fields: dict[str, Check], required: Iterable[str]) -> Shape:
+    return Shape("blocks/rich-text-block", fields, frozenset(required))
+
+
+# docs: blocks/rich-text-block — "Rich text element types": text, link, user, channel,
+# usergroup, emoji, broadcast, color, date.
+RICH_TEXT_LEAVES: dict[str, Shape] = {
+    "text": _leaf({"text": string(min_length=0), "style": STYLE}, ["text"]),
+    "link": _leaf({"url": string(), "text": string(min_length=0), "unsafe": boolean, "style": STYLE}, ["url"]),
+    "user": _leaf({"user_id": string(), "style": STYLE}, ["user_id"]),
+    "channel": _leaf({"channel_id": string(), "style": STYLE}, ["channel_id"]),
+    "usergroup": _leaf({"usergroup_id": string(), "style": STYLE}, ["usergroup_id"]),
+    "emoji": _leaf({"name": string(), "unicode": string(), "url": string(), "skin_tone": integer(1, 6)}, ["name"]),
+    "broadcast": _leaf({"range": one_of("here", "channel", "everyone")}, ["range"]),
+    "color": _leaf({"value": string()}, ["value"]),
+    "date": _leaf(
+        {"timestamp": integer(), "format": string(), "url": string(), "fallback": string()}, ["timestamp", "format"]
+    ),
+}
+LEAF = typed(RICH_TEXT_LEAVES, "rich text element")
+LEAVES = array(LEAF, min_items=0)
+SECTION_SHAPE = Shape("blocks/rich-text-block", {"elements": LEAVES}, frozenset({"elements"}))
+BORDER = integer(0, 1)
+RICH_TEXT_CONTAINERS: dict[str, Shape] = {
+    # docs: blocks/rich-text-block — rich_text_section, rich_text_list (style bullet|ordered,
+    # elements of rich_text_section, indent, offset, border), rich_text_preformatted
+    # (elements, border, language), rich_text_quote (elements, border).
+    "rich_text_section": SECTION_SHAPE,
+    "rich_text_list": Shape(
+        "blocks/rich-text-block",
+        {
+            "style": one_of("bullet", "ordered"),
+            "elements": array(typed({"rich_text_section": SECTION_SHAPE}, "rich text list item")),
+            "indent": integer(0, 8),
+            "offset": integer(),
+            "border": BORDER,
+        },
+        frozenset({"style", "elements"}),
+    ),
+    "rich_text_preformatted": Shape(
+        "blocks/rich-text-block",
+        {"elements": LEAVES, "border": BORDER, "language": string()},
+        frozenset({"elements"}),
+    ),
+    "rich_text_quote": Shape("blocks/rich-text-block", {"elements": LEAVES, "border": BORDER}, frozenset({"elements"})),
+}
+RICH_TEXT_SHAPE = Shape(
+    "blocks/rich-text-block",
+    {"elements": array(typed(RICH_TEXT_CONTAINERS, "rich text"), min_items=0), "block_id": BLOCK_ID},
+    frozenset({"elements"}),
+)
+
+# --------------------------------------------------------------------------- blocks
+
+# docs: blocks/table-block — cells "can have a type of raw_text or rich_text".
+TABLE_CELLS: dict[str, Shape] = {
+    "raw_text": Shape("blocks/table-block", {"text": string(min_length=0)}, frozenset({"text"})),
+    "rich_text": RICH_TEXT_SHAPE,
+}
+COLUMN_SETTING = Shape("blocks/table-block", {"align": one_of("left", "center", "right"), "is_wrapped": boolean})
+
+
+def _column_setting(value: Any, pointer: str) -> list[str]:
+    # docs: blocks/table-block — column_settings items may be null to keep a column's default
+    return [] if value is None else COLUMN_SETTING.check(value, pointer)
+
+
+def _block(doc: str, fields: dict[str, Check], required: Iterable[str] = (), **extra: Any) -> Shape:
+    return Shape(f"blocks/{doc}", {"block_id": BLOCK_ID, **fields}, frozenset(required), **extra)
+
+
+BLOCKS: dict[str, Shape] = {
+    # docs: blocks/actions-block — "elements: An array of interactive element objects ...
+    # There is a maximum of 25 elements in each action block."
+    "actions": _block(
+        "actions-block",
+        {"elements": array(typed(ELEMENTS, "element", only=ACTIONS_ELEMENTS), max_items=25, unique_action_ids=True)},
+        ["elements"],
+    ),
+    # docs: blocks/context-block — "elements: An array of image elements and text objects.
+    # Maximum number of items is 10."
+    "context": _block(
+        "context-block",
+        {"elements": array(typed({**TEXT_OBJECTS, "image": ELEMENTS["image"]}, "context element"), max_items=10)},
+        ["elements"],
+    ),
+    # docs: blocks/context-actions-block — "elements: An array of feedback buttons elements and
+    # icon button elements. Maximum number of items is 5."
+    "context_actions": _block(
+        "context-actions-block",
+        {
+            "elements": array(
+                typed(ELEMENTS, "element", only=("feedback_buttons", "icon_button")),
+                max_items=5,
+                unique_action_ids=True,
+            )
+        },
+        ["elements"],
+    ),
+    # docs: blocks/divider-block
+    "divider": _block("divider-block", {}),
+    # docs: blocks/file-block — external_id and source ("remote") required.
+    "file": _block("file-block", {"external_id": string(), "source": one_of("remote")}, ["external_id", "source"]),
+    # docs: blocks/header-block — "text: ... Maximum length for the text in this field is 150 characters."
+    "header": _block("header-block", {"text": text(HEADER_TEXT_LIMIT, plain_only=True)}, ["text"]),
+    # docs: blocks/image-block — alt_text ≤2000; image_url ≤3000 or slack_file; title ≤2000.
+    "image": _block(
+        "image-block",
+        {
+            "alt_text": string(2000),
+            "image_url": string(3000),
+            "slack_file": SLACK_FILE,
+            "title": text(2000, plain_only=True),
+        },
+        ["alt_text"],
+        any_of=(frozenset({"image_url", "slack_file"}),),
+        exclusive=(frozenset({"image_url", "slack_file"}),),
+    ),
+    # docs: blocks/input-block — label ≤2000, element, dispatch_action, hint ≤2000, optional.
+    "input": _block(
+        "input-block",
+        {
+            "label": text(2000, plain_only=True),
+            "element": typed(ELEMENTS, "element", only=INPUT_ELEMENTS),
+            "dispatch_action": boolean,
+            "hint": text(2000, plain_only=True),
+            "optional": boolean,
+        },
+        ["label", "element"],
+    ),
+    # docs: blocks/markdown-block — "text: The standard markdown-formatted text. Limit 12,000
+    # characters max." (and 12,000 for all markdown blocks of a payload, checked above)
+    "markdown": _block("markdown-block", {"text": string(MARKDOWN_TOTAL_LIMIT)}, ["text"]),
+    # docs: blocks/rich-text-block
+    "rich_text": RICH_TEXT_SHAPE,
+    # docs: blocks/section-block — text ≤3000; "fields: ... Maximum number of items is 10.
+    # Maximum length for the text in each item is 2000 characters."; accessory; expand.
+    # "one of either the text or fields property" is required.
+    "section": _block(
+        "section-block",
+        {
+            "text": text(SECTION_TEXT_LIMIT),
+            "fields": array(text(SECTION_FIELD_LIMIT), max_items=10),
+            "accessory": typed(ELEMENTS, "element", only=SECTION_ACCESSORIES),
+            "expand": boolean,
+        },
+        any_of=(frozenset({"text", "fields"}),),
+    ),
+    # docs: blocks/table-block — "rows: ... Maximum 100 rows. Each row object is an array with
+    # a max of 20 table cells."; "column_settings: ... Maximum 20 items."
+    "table": _block(
+        "table-block",
+        {
+            "rows": array(array(typed(TABLE_CELLS, "table cell"), max_items=20), max_items=100),
+            "column_settings": array(_column_setting, max_items=20),
+        },
+        ["rows"],
+    ),
+    # docs: blocks/video-block — alt_text, title (<200), thumbnail_url, video_url required;
+    # author_name <50, description <200.
+    "video": _block(
+        "video-block",
+        {
+            "alt_text": string(),
+            "title": text(199, plain_only=True),
+            "title_url": string(),
+            "thumbnail_url": string(),
+            "video_url": string(),
+            "author_name": string(49),
+            "description": text(199, plain_only=True),
+            "provider_icon_url": string(),
+            "provider_name": string(),
+        },
+        ["alt_text", "title", "thumbnail_url", "video_url"],
+    ),
+}
+KNOWN_BLOCK_TYPES = frozenset(BLOCKS)
+TEXT_OBJECT_TYPES = frozenset(TEXT_OBJECTS)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tests.fakes.slack_blocks import BlocksRejected, parse_blocks, validate_blocks
+from tests.fakes.slack_contract import ArgumentsRejected, check_arguments, note_unserved, record_blocks_rejection
 from tests.fakes.slack_models import (
     JSON,
     TASK_STATUSES,
@@ -98,6 +99,7 @@ class WebApi:
         self.app_token = app_token
         self._base_url = base_url
         self.issued_socket_tickets: list[str] = []
+        self.current_method = ""  # the method being run, for conformance records
         self.methods: dict[str, tuple[Handler, TokenKind]] = {
             "auth.test": (self.auth_test, "bot"),
             "chat.postMessage": (self.chat_post_message, "bot"),
@@ -131,10 +133,19 @@ class WebApi:
         """Run ``method``; raises ``ApiError`` exactly where Slack answers ``ok: false``."""
         entry = self.methods.get(method)
         if entry is None:
+            note_unserved(method)
             raise ApiError("unknown_method", req_method=method)
         handler, kind = entry
         self._authenticate(token, kind)
-        return handler(params)
+        try:
+            check_arguments(method, params)  # conformance with slack_sdk's signature (slack_contract)
+        except ArgumentsRejected as rejected:
+            raise ApiError(rejected.error, response_metadata={"messages": rejected.problems}) from None
+        self.current_method = method
+        try:
+            return handler(params)
+        finally:
+            self.current_method = ""
 
     def _authenticate(self, token: str | None, kind: TokenKind) -> None:
         if not token:
@@ -688,6 +699,7 @@ class WebApi:
             if blocks is not None:
                 validate_blocks(blocks, too_many_error=too_many_error)
         except BlocksRejected as rejected:
+            record_blocks_rejection(rejected.messages, method=self.current_method or "response_url")
             raise ApiError(rejected.error, response_metadata={"messages": rejected.messages}) from None
         return blocks
 
@@ -766,6 +778,7 @@ def validate_chunk(chunk: Any) -> JSON:
         try:
             validate_blocks(chunk["blocks"], name="chunks/blocks", too_many_error="msg_blocks_too_many")
         except BlocksRejected as rejected:
+            record_blocks_rejection(rejected.messages, method="stream chunk")
             raise ApiError(rejected.error, response_metadata={"messages": rejected.messages}) from None
         return chunk
     raise ApiError("invalid_chunks")
