@@ -226,12 +226,11 @@ async def check_bot_token(config: Config, session: aiohttp.ClientSession) -> tup
     """``auth.test`` with the bot token; also returns the scopes Slack says the token has."""
     name = "Slack bot token"
     token = config.settings.slack_bot_token
+    where_to_find = "copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions into SLACK_BOT_TOKEN"
     if (problem := config.problem(*SLACK_VARIABLES)) is not None:
-        return fail(name, str(problem), "copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions"), None
+        return fail(name, str(problem), where_to_find if problem.name == "SLACK_BOT_TOKEN" else FIX_SETTING), None
     if token is None:
-        return fail(
-            name, "SLACK_BOT_TOKEN is not set", "copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions"
-        ), None
+        return fail(name, "SLACK_BOT_TOKEN is not set", where_to_find), None
     try:
         answer = await call_slack(session, config.settings.slack_api_url, "auth.test", token)
     except SlackUnreachable as error:

@@ -10,10 +10,11 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.cli import main
-from bot.doctor import BOT_SCOPES, check_scopes, check_signing_secret, format_check, read_config
+from bot.doctor import BOT_SCOPES, check_bot_token, check_scopes, check_signing_secret, format_check, read_config
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_manifest import manifest_bot_scopes
@@ -322,6 +323,23 @@ def test_a_malformed_signing_secret_is_explained(secret: str, problem: str) -> N
     config = read_config({"ANTHROPIC_API_KEY": "k", "SLACK_SIGNING_SECRET": secret})
     check = check_signing_secret(config)
     assert check.failed and problem in check.found and "HTTP mode needs it" in check.found
+
+
+async def test_a_bad_or_missing_slack_setting_is_reported_without_calling_slack() -> None:
+    async with aiohttp.ClientSession() as session:
+        missing, _ = await check_bot_token(read_config({"ANTHROPIC_API_KEY": "k"}), session)
+        wrong_kind, _ = await check_bot_token(
+            read_config({"ANTHROPIC_API_KEY": "k", "SLACK_BOT_TOKEN": "xapp-1"}), session
+        )
+        bad_url, _ = await check_bot_token(
+            read_config({"ANTHROPIC_API_KEY": "k", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_API_URL": "slack.com"}), session
+        )
+    assert (missing.found, wrong_kind.found) == (
+        "SLACK_BOT_TOKEN is not set",
+        "SLACK_BOT_TOKEN: should start with 'xoxb-'",
+    )
+    assert "OAuth & Permissions" in missing.fix and "OAuth & Permissions" in wrong_kind.fix
+    assert bad_url.found.startswith("SLACK_API_URL: should be an http(s) URL") and "README" in bad_url.fix
 
 
 def test_a_failed_check_prints_its_fix_under_it() -> None:
