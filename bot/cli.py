@@ -1,5 +1,5 @@
 """slack-analyst: `serve` runs the Slack bot; `ask` analyses local files in the terminal
-with the same engine (handy to check credentials and prompts).
+with the same engine (handy to check credentials and prompts); `doctor` checks the set-up.
 
 Settings come from the environment, plus a ``.env`` file in the working directory if
 there is one (real environment variables win). A bad setting stops start-up with one
@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("-q", "--question", default="", help="the question (default: exploratory analysis)")
     ask.add_argument("--out", type=Path, default=Path("analyst-output"), help="where to save generated files")
     ask.add_argument("--no-code", action="store_true", help="don't print the code Claude runs")
+
+    doctor = commands.add_parser("doctor", help="check the settings, credentials and database, one line each")
+    doctor.add_argument("--http", action="store_true", help="check for HTTP mode even when SLACK_APP_TOKEN is set")
+    doctor.add_argument("--live", action="store_true", help="also run one tiny real analysis and show its cost")
     return parser
 
 
@@ -68,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         print(f"slack-analyst: --log-level: unknown level {args.log_level!r}", file=sys.stderr)
         return 2
+    if args.command == "doctor":
+        return asyncio.run(_doctor(http=args.http, live=args.live))
     try:
         if args.command == "serve":
             settings = Settings.from_env(
@@ -98,6 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+async def _doctor(*, http: bool, live: bool) -> int:
+    """Print each check as it completes; exit status 1 if any failed."""
+    from bot.doctor import diagnose, format_check, format_summary
+
+    checks = []
+    try:
+        async for check in diagnose(os.environ, http=http, live=live):
+            checks.append(check)
+            print(format_check(check), flush=True)
+    except SettingsError as error:
+        print(f"slack-analyst: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(checks))
+    return 1 if any(check.failed for check in checks) else 0
 
 
 def _port_from_env() -> int:

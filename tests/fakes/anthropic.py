@@ -188,6 +188,12 @@ ANTHROPIC_SKILLS: dict[str, tuple[str, ...]] = {
 }
 MAX_SKILLS = 8
 MAX_CACHE_BREAKPOINTS = 4
+#: The models ``GET /v1/models/{model_id}`` knows: id -> display name.
+MODELS: dict[str, str] = {
+    "claude-sonnet-5-5": "Claude Sonnet 5.5",
+    "claude-opus-5": "Claude Opus 5",
+    "claude-haiku-4-5": "Claude Haiku 4.5",
+}
 #: A cache hit is looked for at each breakpoint and at up to this many blocks before it.
 CACHE_LOOKBACK_BLOCKS = 20
 
@@ -1032,6 +1038,8 @@ class FakeAnthropic:
 
         #: Custom skills the workspace has: skill_id -> its versions, oldest first (epoch strings).
         self.custom_skills: dict[str, tuple[str, ...]] = {}
+        #: Models this key may use (``GET /v1/models/{model_id}``): id -> display name.
+        self.models: dict[str, str] = dict(MODELS)
 
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, StoredFile] = {}
@@ -1069,6 +1077,7 @@ class FakeAnthropic:
         app.router.add_delete("/v1/files/{file_id}", self._delete_file)
         app.router.add_post("/v1/messages", self._create_message)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get("/v1/models/{model_id}", self._retrieve_model)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -1231,6 +1240,25 @@ class FakeAnthropic:
         if stored is None or stored.deleted:
             raise ApiError(404, f"File not found: {file_id}")
         return stored
+
+    # -- Models API ----------------------------------------------------------------------------
+
+    async def _retrieve_model(self, request: web.Request) -> web.StreamResponse:
+        """docs: api/models/retrieve — "Get a specific model"; an unknown id is a 404 ``not_found_error``.
+        The body is ``ModelInfo`` (anthropic/types/model_info.py: id, type, display_name, created_at,
+        lifecycle required)."""
+        model_id = request.match_info["model_id"]
+        if model_id not in self.models:
+            raise ApiError(404, f"model: {model_id}")
+        return web.json_response(
+            {
+                "type": "model",
+                "id": model_id,
+                "display_name": self.models[model_id],
+                "created_at": "2026-01-01T00:00:00Z",
+                "lifecycle": "active",
+            }
+        )
 
     # -- Files API -----------------------------------------------------------------------------
 

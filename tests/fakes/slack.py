@@ -42,7 +42,7 @@ import json
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlencode
@@ -72,6 +72,7 @@ from tests.fakes.slack_http import (
     upload_body,
     upload_problem,
 )
+from tests.fakes.slack_manifest import manifest_bot_scopes
 from tests.fakes.slack_models import (
     JSON,
     ApiCall,
@@ -136,6 +137,7 @@ class FakeSlack:
         app_token: str = "xapp-test-token",
         signing_secret: str = "test-signing-secret",
         verification_token: str = "fake-verification-token",
+        granted_scopes: Iterable[str] | None = None,
     ) -> None:
         self.team_id = team_id
         self.bot_user_id = bot_user_id
@@ -145,6 +147,8 @@ class FakeSlack:
         self.app_token = app_token
         self.signing_secret = signing_secret
         self.verification_token = verification_token
+        #: the bot token's scopes, reported in ``x-oauth-scopes`` (default: manifest.yml's bot scopes)
+        self.granted_scopes: set[str] = set(manifest_bot_scopes() if granted_scopes is None else granted_scopes)
         self.workspace = Workspace(
             team_id=team_id,
             team_name=team_name,
@@ -925,9 +929,21 @@ class FakeSlack:
                 call.response = self.api.call(method, params, token)
             except ApiError as error:
                 call.response = error.body()
-            response = web.json_response(call.response)
+            response = web.json_response(call.response, headers=self._scope_headers(token))
         self._changed()
         return response
+
+    def _scope_headers(self, token: str | None) -> dict[str, str]:
+        """Slack reports the scopes a valid token has on its Web API responses.
+
+        docs: docs.slack.dev/apis/web-api (scopes) — ``x-oauth-scopes`` lists the token's granted
+        scopes, comma-separated; Bolt reads it from ``auth.test`` (slack_bolt/middleware/authorization/internals.py).
+        """
+        if token == self.bot_token:
+            return {"x-oauth-scopes": ",".join(sorted(self.granted_scopes))}
+        if token == self.app_token:
+            return {"x-oauth-scopes": "connections:write"}
+        return {}
 
     async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
         ticket = request.match_info["ticket"]
