@@ -180,6 +180,13 @@ def progress_messages(harness: Harness, asked: Asked) -> list[Message]:
     return [m for m in harness.replies(asked) if "Working on your question" in harness.slack.visible_text(m)]
 
 
+def steps_shown(slack: FakeSlack) -> list[str]:
+    """The status of every task of the (only) progress stream, as Slack shows it."""
+    [start] = slack.calls_to("chat.startStream")
+    stream = slack.message("C0DATA", start.response["ts"]).stream if start.response else None
+    return [task.status for task in stream.tasks.values()] if stream else []
+
+
 @pytest.mark.parametrize("stalls", ["between-steps", "before-the-answer"])
 async def test_progress_that_outlives_the_stream_ends_in_the_same_message(
     stalls: str, harness: Harness, slack: FakeSlack, claude: FakeAnthropic
@@ -187,10 +194,12 @@ async def test_progress_that_outlives_the_stream_ends_in_the_same_message(
     hold = Hold(asyncio.Event())
     if stalls == "between-steps":
         claude.script = scripted(Code("print(6)"), hold, Code("print(6 * 7)"), Text("The answer is 42."))
-    else:
-        claude.script = scripted(Code("print(6)"), Code("print(6 * 7)"), hold, Text("The answer is 42."))
+    else:  # every step is shown before the stream closes: only the summary is left to show
+        claude.script = scripted(Code("print(6)"), Code("print(6 * 7)"), Text("The answer"), hold, Text(" is 42."))
     asked = await harness.mention("what is 6 times 7?", settle=False)
     await asyncio.wait_for(hold.reached.wait(), timeout=30)
+    if stalls == "before-the-answer":
+        await slack.wait_for(lambda: steps_shown(slack) == ["complete"] * 5, what="every step shown as done")
     slack.advance(6 * 60)  # a long step: Slack closes the stream meanwhile
     hold.gate.set()
     await harness.settle()
@@ -206,9 +215,27 @@ async def test_progress_that_outlives_the_stream_ends_in_the_same_message(
     assert ":white_check_mark: Running analysis_2.py" in tasks  # every step is there, and done
     assert all(task.startswith(":white_check_mark: ") for task in tasks), tasks
     assert summary == "Done: 4 steps."  # two files written, two runs
-    assert "The answer is 42." in harness.thread_text(asked)
+    assert "42" in answers(harness, asked)[0]
     [run] = await harness.running.service.store.runs()
     assert run["status"] == "succeeded"
+
+
+async def test_a_run_that_fails_after_the_stream_closed_says_so_in_the_same_message(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    hold = Hold(asyncio.Event())
+    claude.script = scripted(Code("print(6)"), hold, Refuse())
+    asked = await harness.mention("what is 6 times 7?", settle=False)
+    await asyncio.wait_for(hold.reached.wait(), timeout=30)
+    slack.advance(6 * 60)
+    hold.gate.set()
+    await harness.settle()
+    [start] = slack.calls_to("chat.startStream")
+    [progress] = progress_messages(harness, asked)
+    assert start.response is not None and progress.ts == start.response["ts"]
+    *_, summary = slack.visible_text(progress).splitlines()
+    assert summary == ":warning: The analysis stopped."
+    assert "Claude declined" in harness.thread_text(asked)
 
 
 async def test_a_stream_within_its_lifetime_is_not_edited(harness: Harness, slack: FakeSlack) -> None:
