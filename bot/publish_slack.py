@@ -2,9 +2,12 @@
 
 While the analysis runs, one streamed message (``chat.startStream``) shows the plan and
 each sandbox step as a task; if streaming isn't available it falls back to one message
-updated in place. When it's done the thread gets the interpretation (split across
-messages when long), the files the analysis made (charts first) and the code it ran.
-Everything Claude wrote is neutralised before it is posted; link unfurling is off.
+updated in place. Slack closes a stream a few minutes after it starts while an analysis
+may run for twenty: the same message then carries on through ``chat.update``. When it's
+done the thread gets the interpretation (split across messages when long), the files the
+analysis made (charts first) and the code it ran. A file that can't be fetched or posted
+costs only that file: the thread says which, and why. Everything Claude wrote is
+neutralised before it is posted; link unfurling is off.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 import anthropic
-from slack_sdk.errors import SlackApiError
+import httpx2
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -30,7 +35,26 @@ from bot.sanitize import neutralize
 
 log = logging.getLogger(__name__)
 
-TASK_OUTPUT_LIMIT = 280
+# docs: reference/methods/chat.appendStream, task_update chunks — ``details`` and ``output``
+# are at most 256 characters each.
+TASK_OUTPUT_LIMIT = 256
+# A progress message edited in place stays short (Slack truncates long texts in threads).
+PROGRESS_TEXT_LIMIT = 3000
+# Where the stream stopped taking appends (it outlived Slack's stream lifetime).
+STREAM_GONE = "message_not_in_streaming_state"
+
+# A generated file that can't be fetched from Anthropic or posted to Slack costs only that
+# file: the transport errors of each side, their API errors, and timeouts (an OSError).
+FILE_POST_ERRORS: tuple[type[BaseException], ...] = (
+    anthropic.APIError,
+    httpx2.HTTPError,
+    SlackApiError,
+    SlackRequestError,
+    aiohttp.ClientError,
+    OSError,
+)
+# A progress update may fail in any of Slack's ways; the analysis goes on regardless.
+PROGRESS_ERRORS: tuple[type[BaseException], ...] = (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError)
 
 
 @dataclass(frozen=True)
@@ -41,11 +65,62 @@ class SlackThread:
     channel_id: str
     thread_ts: str
     user_id: str
+    user_team: str | None = None  # the asker's own workspace, when it isn't ``team_id`` (Slack Connect)
+
+    @property
+    def recipient_team_id(self) -> str:
+        """The team of the person a stream is for.
+
+        docs: reference/methods/chat.startStream — recipient_team_id is "the encoded ID of the
+        team the user receiving the streaming text belongs to": their own team, which for
+        someone in from another organisation is not the workspace's.
+        """
+        return self.user_team or self.team_id
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _snippet(text: str, limit: int = TASK_OUTPUT_LIMIT) -> str:
-    text = neutralize(text.strip())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return _clip(neutralize(text.strip()), limit)
+
+
+def error_code(error: BaseException) -> str:
+    """Slack's error code for a failed call, else a short name for the failure."""
+    if isinstance(error, SlackApiError):
+        return str(error.response.get("error") or "unknown")
+    return type(error).__name__
+
+
+def describe_file_failure(error: BaseException) -> str:
+    """Why a generated file didn't reach the thread, in words for the person who asked."""
+    if isinstance(error, anthropic.APIError | httpx2.HTTPError):
+        return "fetching it from Claude's sandbox failed"
+    if isinstance(error, SlackApiError):
+        return f"Slack refused the upload (`{error_code(error)}`)"
+    if isinstance(error, TimeoutError):
+        return "the upload to Slack timed out"
+    return "the upload to Slack failed"
+
+
+def render_progress(
+    title: str, tasks: list[tuple[str, str]], footer: str = "", *, limit: int = PROGRESS_TEXT_LIMIT
+) -> str:
+    """A progress message as text: the title, one line per task, then ``footer``.
+
+    Within ``limit`` characters: the oldest tasks give way to a line counting them.
+    """
+    icons = {"in_progress": ":hourglass_flowing_sand:", "complete": ":white_check_mark:", "error": ":x:"}
+    lines = [f"{icons.get(status, '•')} {task}" for task, status in tasks]
+    head, tail = [f"*{title}*"], [footer] if footer else []
+    hidden = 0
+    while lines and len("\n".join([*head, *lines, *tail])) > limit - 40:
+        lines.pop(0)
+        hidden += 1
+    if hidden:
+        lines.insert(0, f"… {hidden} earlier step{'s' if hidden != 1 else ''}")
+    return _clip("\n".join([*head, *lines, *tail]), limit)
 
 
 def step_summary(output: StepOutput) -> tuple[str, str]:
@@ -75,7 +150,7 @@ class StreamProgress:
         stream = await client.chat_stream(
             channel=thread.channel_id,
             thread_ts=thread.thread_ts,
-            recipient_team_id=thread.team_id,
+            recipient_team_id=thread.recipient_team_id,
             recipient_user_id=thread.user_id,
             task_display_mode="plan",
             buffer_size=1,
@@ -93,10 +168,14 @@ class StreamProgress:
         )
         return cls(stream)
 
+    @property
+    def ts(self) -> str | None:
+        return self.stream.ts
+
     async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
         chunk: dict[str, Any] = {"type": "task_update", "id": task_id, "title": title, "status": status}
         if output:
-            chunk["output"] = output
+            chunk["output"] = _clip(output, TASK_OUTPUT_LIMIT)
         await self.stream.append(chunks=[chunk])
 
     async def finish(self, summary: str, ok: bool) -> None:
@@ -125,12 +204,7 @@ class MessageProgress:
         return cls(client, thread, title, str(response["ts"]))
 
     def _render(self, footer: str = "") -> str:
-        icons = {"in_progress": ":hourglass_flowing_sand:", "complete": ":white_check_mark:", "error": ":x:"}
-        lines = [f"*{self.title}*"]
-        lines += [f"{icons.get(status, '•')} {title}" for title, status in self.tasks.values()]
-        if footer:
-            lines.append(footer)
-        return "\n".join(lines)
+        return render_progress(self.title, list(self.tasks.values()), footer)
 
     async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
         self.tasks[task_id] = (title, status)
@@ -175,8 +249,11 @@ class SlackPublisher:
         workdir: Path | None = None,
         assistant: bool = False,
         on_post: Callable[[str, str], Awaitable[None]] | None = None,
+        uploads: AsyncWebClient | None = None,
     ) -> None:
         self.client = client
+        # files_upload_v2 goes through a client whose timeout fits the largest file.
+        self.uploads = uploads or client
         self.assistant = assistant
         # Told about every message ("message", ts) and file ("file", id) this publisher posts.
         self.on_post = on_post
@@ -215,7 +292,7 @@ class SlackPublisher:
 
     async def _upload(self, **kwargs: Any) -> None:
         """files_upload_v2 into the thread, remembering the files it created."""
-        response = await self.client.files_upload_v2(
+        response = await self.uploads.files_upload_v2(
             channel=self.thread.channel_id, thread_ts=self.thread.thread_ts, **kwargs
         )
         for file in response.get("files") or ():
@@ -246,7 +323,7 @@ class SlackPublisher:
         try:
             stream = await StreamProgress.start(self.client, self.thread, title)
             self.progress = stream
-            await self._posted("message", stream.stream.ts)
+            await self._posted("message", stream.ts)
         except SlackApiError as error:
             log.info("streaming unavailable (%s); using an edited message", error.response.get("error"))
             try:
@@ -275,36 +352,66 @@ class SlackPublisher:
         self.task_states[task_id] = (title, status)
         try:
             await self.progress.update(task_id, title, status, output)
-        except SlackApiError as error:
+        except PROGRESS_ERRORS as error:
             await self._replace_progress(error)
 
-    async def _replace_progress(self, error: SlackApiError) -> None:
-        """The progress message stopped accepting updates (a stream that expired, an edit
-        refused): carry on in a new message with the same tasks, or, failing that, without."""
-        log.warning("progress update failed (%s); continuing in a new message", error.response.get("error"))
-        if isinstance(self.progress, _NoProgress) or self._replaced_progress:
+    async def _replace_progress(self, error: BaseException) -> None:
+        """The progress message stopped accepting updates. A stream Slack closed (it lives a
+        few minutes) carries on as the same message, edited with ``chat.update``; anything
+        else, or an edit that fails too, carries on in a new message with the same tasks,
+        or, failing that, without."""
+        failed = self.progress
+        if isinstance(failed, StreamProgress) and failed.ts and error_code(error) == STREAM_GONE:
+            log.info("the progress stream closed; editing the same message from now on")
+            self.progress = MessageProgress(self.client, self.thread, self.progress_title, failed.ts)
+            if await self._refresh_progress():
+                return
+            failed = self.progress
+        log.warning("progress update failed (%s); continuing in a new message", error_code(error))
+        if isinstance(failed, _NoProgress) or self._replaced_progress:
             self.progress = _NoProgress()
             return
         self._replaced_progress = True
         try:
             message = await MessageProgress.start(self.client, self.thread, self.progress_title)
             await self._posted("message", message.ts)
-            message.tasks = dict(self.task_states)
-            await message.refresh()
             self.progress = message
-        except SlackApiError as again:
-            log.warning("a new progress message failed too (%s); continuing without it", again.response.get("error"))
+        except PROGRESS_ERRORS as again:
+            log.warning("a new progress message failed too (%s); continuing without it", error_code(again))
+            self.progress = _NoProgress()
+            return
+        if not await self._refresh_progress():
             self.progress = _NoProgress()
 
+    async def _refresh_progress(self) -> bool:
+        """Show every task so far in the (edited) progress message; False if Slack refused."""
+        message = self.progress
+        if not isinstance(message, MessageProgress):
+            return False
+        message.tasks = dict(self.task_states)
+        try:
+            await message.refresh()
+        except PROGRESS_ERRORS as error:
+            log.warning("progress message %s can't be edited (%s)", message.ts, error_code(error))
+            return False
+        return True
+
     async def _finish_progress(self, summary: str, ok: bool) -> None:
-        """Close every task still open (done, or stopped by the failure) and end the view."""
+        """Close every task still open (done, or stopped by the failure) and end the view
+        with ``summary`` — on the same message, even when its stream has closed meanwhile."""
         for task_id, title in list(self.open_tasks.items()):
             await self._progress(task_id, title, "complete" if ok else "error")
-        progress, self.progress = self.progress, _NoProgress()
+        progress = self.progress
         try:
             await progress.finish(summary, ok)
-        except SlackApiError as error:
-            log.warning("progress finish failed: %s", error.response.get("error"))
+        except PROGRESS_ERRORS as error:
+            await self._replace_progress(error)
+            if self.progress is not progress:
+                try:
+                    await self.progress.finish(summary, ok)
+                except PROGRESS_ERRORS as again:
+                    log.warning("progress finish failed: %s", error_code(again))
+        self.progress = _NoProgress()
 
     async def prepared(self) -> None:
         """The data is in the sandbox; analysis begins."""
@@ -361,22 +468,35 @@ class SlackPublisher:
         shown, held = ordered[: self.max_files], ordered[self.max_files :]
         too_big = [f for f in shown if f.size_bytes > self.max_file_bytes]
         shown = [f for f in shown if f.size_bytes <= self.max_file_bytes]
+        failures: list[str] = []
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="outputs-") as tmp:
             for output in shown:
                 name = safe_filename(output.filename, fallback="output")
                 try:
                     path = await self.files_api.download(output, Path(tmp))
+                except FILE_POST_ERRORS as error:
+                    log.warning("download of %s (%s) failed: %s", output.file_id, name, _failure_detail(error))
+                    failures.append(f"*{neutralize(name)}* ({describe_file_failure(error)})")
+                    result.files_failed.append(name)
+                    continue
+                try:
                     await self._upload(file=str(path), filename=name, title=title_from_filename(name))
                     result.files_posted += 1
-                except anthropic.APIError as error:
-                    log.warning("download of %s failed: %s", output.file_id, describe_anthropic_error(error).detail)
+                except FILE_POST_ERRORS as error:
+                    log.warning("upload of %s failed: %s", name, _failure_detail(error))
+                    failures.append(f"*{neutralize(name)}* ({describe_file_failure(error)})")
                     result.files_failed.append(name)
-                except SlackApiError as error:
-                    log.warning("upload of %s failed: %s", name, error.response.get("error"))
-                    result.files_failed.append(name)
+                finally:
+                    path.unlink(missing_ok=True)
         notes = []
-        if result.files_failed:
-            notes.append("I couldn't attach " + ", ".join(f"*{neutralize(n)}*" for n in result.files_failed) + ".")
+        if failures:
+            notes.append(
+                "I couldn't attach "
+                + ", ".join(failures)
+                + ". The analysis itself is complete; ask me in this thread to post "
+                + ("it" if len(failures) == 1 else "them")
+                + " again."
+            )
         if held:
             notes.append(
                 f"{len(held)} more file{'s were' if len(held) != 1 else ' was'} held back "
@@ -401,5 +521,16 @@ class SlackPublisher:
             await self._upload(
                 content=listing, filename="analysis_code.py", title="Code the analysis ran", snippet_type="python"
             )
-        except SlackApiError as error:
-            log.warning("code upload failed: %s", error.response.get("error"))
+        except FILE_POST_ERRORS as error:
+            log.warning("code upload failed: %s", _failure_detail(error))
+            await self.post(
+                f":paperclip: I couldn't attach the code the analysis ran ({describe_file_failure(error)}); "
+                "ask me in this thread if you need it."
+            )
+
+
+def _failure_detail(error: BaseException) -> str:
+    """A failed download or upload, for the log (never shown)."""
+    if isinstance(error, anthropic.APIError):
+        return describe_anthropic_error(error).detail
+    return f"{error_code(error)}: {error}"

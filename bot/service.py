@@ -23,10 +23,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import access_refusal
+from bot.clients import upload_client
 from bot.conversation import replay
 from bot.engine import Engine, InputFile, Job
 from bot.errors import StreamBroken, UserFacingError, describe_anthropic_error, describe_slack_error
-from bot.events import Done, Event, Failed, Usage
+from bot.events import Done, Event, Failed, OutputFile, Usage
 from bot.files_api import FilesApi
 from bot.filetypes import FileRefused
 from bot.intake import FileIntake, as_input
@@ -107,6 +108,7 @@ class AnalystService:
         self.store = store
         self.conversations = ConversationStore(store)
         self.slack = slack
+        self.uploads = upload_client(slack, settings)
         self.claude = claude
         self.http = http
         self.engine = Engine(claude, settings)
@@ -239,11 +241,12 @@ class AnalystService:
         return SlackPublisher(
             self.slack,
             self.files_api,
-            SlackThread(request.team_id, request.channel_id, request.thread_ts, request.user_id),
+            SlackThread(request.team_id, request.channel_id, request.thread_ts, request.user_id, request.user_team),
             max_files=self.settings.max_output_files,
             max_file_bytes=self.settings.max_output_file_bytes,
             assistant=request.source == "assistant",
             on_post=remember,
+            uploads=self.uploads,
         )
 
     async def _handle(self, request: AnalysisRequest, key: str) -> str:
@@ -505,9 +508,18 @@ class AnalystService:
             await self.conversations.add_file(key, file)
         job = await self._job(request, conversation, new_files, question, truncated, run_id)
         await publisher.prepared()
+
+        async def retained(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+            """Every generated file goes into the retention ledger as it appears, before any
+            attempt to post it (posted or not, the sweep deletes it at Anthropic later)."""
+            async for event in events:
+                if isinstance(event, OutputFile):
+                    await self.files_api.record_generated(event, team_id=request.team_id, run_id=run_id)
+                yield event
+
         try:
             async with asyncio.timeout(self.settings.run_deadline_s):
-                result = await publisher.publish(self._ledgered(self.engine.run(job), run_id))
+                result = await publisher.publish(retained(self._ledgered(self.engine.run(job), run_id)))
         except TimeoutError:
             raise UserFacingError(
                 f"The analysis took longer than its limit of {_duration(self.settings.run_deadline_s)}, so I stopped "
@@ -532,8 +544,6 @@ class AnalystService:
             container_id=outcome.container_id,
             container_expires_at=outcome.container_expires_at,
         )
-        for output in outcome.files:
-            await self.files_api.record_generated(output, team_id=request.team_id, run_id=run_id)
         return "succeeded", None
 
     async def _job(

@@ -116,7 +116,7 @@ async def test_slack_429_on_the_upload_url_is_retried(harness: Harness, slack: F
     assert any(c.http_status == 429 for c in slack.calls_to("files.getUploadURLExternal"))
 
 
-async def test_an_expired_progress_stream_continues_in_a_new_message(
+async def test_an_expired_progress_stream_continues_in_the_same_message(
     harness: Harness, slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
     hold = Hold(asyncio.Event())
@@ -127,8 +127,8 @@ async def test_an_expired_progress_stream_continues_in_a_new_message(
     slack.expire_stream("C0DATA", stream.ts)
     hold.gate.set()
     await harness.settle()
-    replacement = [m for m in harness.replies(asked) if m.stream is None and m.edits]
-    assert replacement and "Running" in slack.visible_text(replacement[0])
+    assert stream.edits and "Running" in slack.visible_text(stream)
+    assert not [m for m in harness.replies(asked) if m.ts != stream.ts and "Working on" in slack.visible_text(m)]
     assert "The answer is 42." in harness.thread_text(asked)
 
 

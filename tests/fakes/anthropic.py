@@ -1052,6 +1052,7 @@ class FakeAnthropic:
 
         self._faults: dict[str, deque[_Fault]] = {name: deque() for name in FAULT_ENDPOINTS}
         self._stream_faults: deque[_StreamFault] = deque()
+        self._download_breaks: deque[int] = deque()
         self._cache_seen: set[str] = set()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._runner: web.AppRunner | None = None
@@ -1133,6 +1134,11 @@ class FakeAnthropic:
     ) -> None:
         """Send an ``error`` SSE event (and end the stream) after ``after_events`` events."""
         self._stream_faults.append(_StreamFault(after_events, "error", error_type, message))
+
+    def break_download_next(self, after_bytes: int = 1024) -> None:
+        """Close the connection of the next file download after ``after_bytes`` of its body
+        (its headers announce the whole length, so the client sees a truncated body)."""
+        self._download_breaks.append(after_bytes)
 
     def expire_container(self, container_id: str) -> None:
         """Expire a container now: its files are gone and reusing its id is a 400."""
@@ -1359,11 +1365,22 @@ class FakeAnthropic:
             raise ApiError(404, "File has expired and its content is no longer available", error_code="file_expired")
         if not stored.downloadable:
             raise _invalid("File is not downloadable", error_code="file_not_downloadable")
+        if self._download_breaks:
+            return await self._broken_download(request, stored, self._download_breaks.popleft())
         return web.Response(
             body=stored.data,
             content_type=stored.mime_type,
             headers={"Content-Disposition": f'attachment; filename="{stored.filename}"'},
         )
+
+    async def _broken_download(self, request: web.Request, stored: StoredFile, after_bytes: int) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": stored.mime_type})
+        response.content_length = len(stored.data)
+        await response.prepare(request)
+        await response.write(stored.data[: min(after_bytes, len(stored.data) - 1)])
+        if request.transport is not None:
+            request.transport.abort()
+        return response
 
     async def _delete_file(self, request: web.Request) -> web.StreamResponse:
         self._maybe_fail("files.delete")

@@ -171,6 +171,7 @@ class FakeSlack:
         self.command_replies: list[CommandReply] = self._answers.command_replies
         self.socket = SocketModeServer(app_id=app_id, tickets=self.api.issued_socket_tickets, on_change=self._changed)
         self._faults: defaultdict[str, deque[Fault]] = defaultdict(deque)
+        self._stopping = asyncio.Event()  # releases stalled uploads
         self._waiters: set[asyncio.Future[None]] = set()
         self._event_numbers = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -207,6 +208,7 @@ class FakeSlack:
 
     async def stop(self) -> None:
         """Close Socket Mode connections and the HTTP client, then stop serving."""
+        self._stopping.set()
         await self.socket.close()
         if self._session is not None:
             await self._session.close()
@@ -880,17 +882,27 @@ class FakeSlack:
         status: int = 200,
         retry_after: int | None = None,
         times: int = 1,
+        mode: Literal["answer", "drop", "stall"] = "answer",
     ) -> None:
         """Make the next ``times`` calls of ``method`` fail.
 
         ``status=429``: HTTP 429, ``Retry-After`` (default 1) and ``error: ratelimited``;
         ``status>=500``: that status with an HTML body; otherwise ``{"ok": false, "error":
         error}`` with ``status``. ``method`` may also be "upload" (the POST of file bytes)
-        or "download" (a hosted file; ``status=200`` there serves the login page).
+        or "download" (a hosted file; ``status=200`` there serves the login page). Uploads
+        can also fail without an answer: ``mode="drop"`` closes the connection, ``"stall"``
+        never answers (until the fake stops).
         """
-        if status == 200 and error is None and method != "download":
+        if mode != "answer" and method != "upload":
+            raise ValueError("only uploads can drop or stall")
+        if status == 200 and error is None and method != "download" and mode == "answer":
             raise ValueError("fail_next needs an error code or a non-200 status")
-        self._faults[method].extend(Fault(status, error, retry_after) for _ in range(times))
+        self._faults[method].extend(Fault(status, error, retry_after, mode) for _ in range(times))
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of Slack's time pass (for what expires on Slack's side: streams)."""
+        self.workspace.seconds += seconds
+        self._changed()
 
     def expire_stream(self, channel: str, ts: str) -> None:
         """Slack's server-side stream timeout: append/stop now fail with
@@ -959,8 +971,12 @@ class FakeSlack:
         self.uploads.append(record)
         fault = self._take_fault("upload")
         if fault is not None:
-            record.reason = f"fault: {fault.status}"
+            record.reason = f"fault: {fault.mode if fault.mode != 'answer' else fault.status}"
             self._changed()
+            if fault.mode == "drop" and request.transport is not None:
+                request.transport.abort()  # no answer at all: the client sees the connection close
+            if fault.mode == "stall":
+                await self._stopping.wait()
             return fault_response(fault)
         status, record.reason = upload_problem(file, data)
         if file is not None and status == 200:

@@ -260,6 +260,9 @@ class StreamState:
     segments: list[tuple[str, Any]] = field(default_factory=list)
     streaming: bool = True
     stopped_by: Literal["app", "timeout"] | None = None
+    started_at: float = 0.0  # ``Workspace.seconds`` at chat.startStream
+    #: a ``chat.update`` replaced what the stream showed (the message reads as its new text/blocks)
+    replaced: bool = False
 
     @property
     def state(self) -> Literal["streaming", "stopped"]:
@@ -670,11 +673,16 @@ class CommandReply:
 
 @dataclass
 class Fault:
-    """A failure ``fail_next`` queued for a method (or for "upload"/"download")."""
+    """A failure ``fail_next`` queued for a method (or for "upload"/"download").
+
+    ``mode`` (uploads only): "drop" closes the connection without an answer, "stall"
+    never answers (the client's timeout ends the wait).
+    """
 
     status: int = 200
     error: str | None = None
     retry_after: int | None = None
+    mode: Literal["answer", "drop", "stall"] = "answer"
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -45,6 +45,16 @@ MAX_MARKDOWN_PER_CALL = 12_000
 MAX_ALT_TXT = 1000
 MAX_LOADING_MESSAGES = 10
 MAX_SUGGESTED_PROMPTS = 4
+#: docs: reference/methods/chat.appendStream, task_update / plan_update chunks — a task's
+#: ``details`` and ``output`` and a plan's ``title`` are at most 256 characters each. Slack's
+#: error for a longer one is unconfirmed: ``invalid_chunks``, like any malformed chunk.
+MAX_CHUNK_FIELD = 256
+#: Slack closes a stream about five minutes after ``chat.startStream``, however busy it is;
+#: ``chat.appendStream``/``chat.stopStream`` then answer ``message_not_in_streaming_state``
+#: and only ``chat.update`` of the same ts changes the message (python-slack-sdk#1859, whose
+#: fix #1880 made ``ChatStream.ts`` public for that fallback). Slack's reference doesn't give
+#: the number: five minutes is what the SDK maintainers and bot authors report.
+STREAM_LIFETIME_S = 300.0
 TS_PATTERN = re.compile(r"^\d+(\.\d+)?$")
 EMOJI_NAME = re.compile(r"^[a-z0-9_+\-']+(::skin-tone-[2-6])?$")
 MESSAGE_OPTIONS = (
@@ -213,6 +223,9 @@ class WebApi:
             )
         )
         message.text, message.blocks = content.text, content.blocks
+        if message.stream is not None:
+            # What the stream showed gives way to the update (the python-slack-sdk#1880 fallback).
+            message.stream.replaced = True
         if content.attachments is not None:
             message.attachments = content.attachments
         if "metadata" in p:
@@ -266,9 +279,12 @@ class WebApi:
         """``chat.startStream``: a streaming reply in an existing thread.
 
         Outside DMs Slack requires ``recipient_team_id`` then ``recipient_user_id``
-        (``missing_recipient_team_id`` / ``missing_recipient_user_id``). A ``thread_ts``
-        naming no message fails with ``invalid_thread_ts`` (unconfirmed: Slack's reference
-        lists no error for it).
+        (``missing_recipient_team_id`` / ``missing_recipient_user_id``). The team must be the
+        recipient's own — docs: reference/methods/chat.startStream, "the encoded ID of the team
+        the user receiving the streaming text belongs to" (for a Slack Connect person, their
+        organisation's team, not the workspace's); another team is ``invalid_arguments``
+        (unconfirmed: the reference names no error for it). A ``thread_ts`` naming no message
+        fails with ``invalid_thread_ts`` (unconfirmed: Slack's reference lists no error for it).
         """
         channel = self._postable_channel(p)
         requested = text_arg(p, "thread_ts")
@@ -279,7 +295,9 @@ class WebApi:
         thread_ts = self.ws.thread_root(channel.id, requested)
         if thread_ts is None:
             raise ApiError("invalid_thread_ts")
-        stream = StreamState(task_display_mode=text_arg(p, "task_display_mode") or "timeline")
+        stream = StreamState(
+            task_display_mode=text_arg(p, "task_display_mode") or "timeline", started_at=self.ws.seconds
+        )
         if stream.task_display_mode not in ("timeline", "plan"):
             raise ApiError("invalid_arguments")
         if not channel.is_im:
@@ -291,6 +309,11 @@ class WebApi:
                 raise ApiError("missing_recipient_user_id")
             if stream.recipient_user_id not in self.ws.users:
                 raise ApiError("user_not_found")
+            if stream.recipient_team_id != self.ws.users[stream.recipient_user_id].team_id:
+                raise ApiError(
+                    "invalid_arguments",
+                    response_metadata={"messages": ["[ERROR] recipient_team_id is not the recipient's team"]},
+                )
         apply_chunks(stream, self._chunks(p))
         message = self.ws.add_message(
             self.bot_message(channel.id, stream.markdown, thread_ts=thread_ts, requested_thread_ts=requested)
@@ -329,9 +352,12 @@ class WebApi:
             raise ApiError("message_not_found")
         if message.bot_id != self.ws.bot_id:
             raise ApiError("message_not_owned_by_app")
-        if message.stream is None or not message.stream.streaming:
+        stream = message.stream
+        if stream is not None and stream.streaming and self.ws.seconds - stream.started_at >= STREAM_LIFETIME_S:
+            stream.streaming, stream.stopped_by = False, "timeout"
+        if stream is None or not stream.streaming:
             raise ApiError("message_not_in_streaming_state")
-        return message, message.stream
+        return message, stream
 
     def _chunks(self, p: JSON) -> list[JSON]:
         """The chunks of a stream call (``markdown_text`` first), validated.
@@ -769,10 +795,16 @@ def validate_chunk(chunk: Any) -> JSON:
     if kind == "markdown_text" and isinstance(chunk.get("text"), str):
         return chunk
     if kind == "plan_update" and isinstance(chunk.get("title"), str):
+        if len(chunk["title"]) > MAX_CHUNK_FIELD:
+            raise ApiError("invalid_chunks")
         return chunk
     if kind == "task_update":
         if not chunk.get("id") or not isinstance(chunk.get("title"), str) or chunk.get("status") not in TASK_STATUSES:
             raise ApiError("invalid_chunks")
+        for name in ("details", "output"):
+            value = chunk.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_CHUNK_FIELD):
+                raise ApiError("invalid_chunks")
         return chunk
     if kind == "blocks" and isinstance(chunk.get("blocks"), list):
         try:

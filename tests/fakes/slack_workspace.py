@@ -63,6 +63,9 @@ class Workspace:
         self.app_id = app_id
         self._base_url = base_url
         self.clock = TsClock()
+        #: Slack's notion of elapsed time in seconds, for what expires (chat streams): tests
+        #: move it on with ``FakeSlack.advance``; no real waiting
+        self.seconds = 0.0
         self.users: dict[str, User] = {}
         self.channels: dict[str, Channel] = {}
         self.messages: dict[str, list[Message]] = {}
@@ -265,7 +268,7 @@ class Workspace:
             return ""
         if isinstance(message, Ephemeral):
             return render_blocks(message.blocks) if message.blocks else message.text
-        if message.stream is not None:
+        if message.stream is not None and not message.stream.replaced:
             body = render_stream(message.stream)
         elif message.blocks:
             body = render_blocks(message.blocks)
