@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,7 +117,11 @@ def test_every_method_the_fake_serves_exists_in_slack_sdk(slack: FakeSlack) -> N
 # =========================================================================== the autouse fixture
 
 
-def test_a_test_that_leaves_a_violation_fails_at_teardown(pytester: pytest.Pytester) -> None:
+def test_a_test_that_leaves_a_violation_fails_at_teardown(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The inner run is a fresh process in a temporary folder: it finds ``tests`` through PYTHONPATH.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     pytester.makeconftest("from tests.conftest import slack_conformance  # noqa: F401\n")
     pytester.makepyfile(
         textwrap.dedent(
