@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.quotas import tokens_used
+
 
 @dataclass(frozen=True)
 class StepStarted:
@@ -91,6 +93,16 @@ class Usage:
     cache_write_tokens: int = 0
     web_search_requests: int = 0
     web_fetch_requests: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """The tokens used, as quotas count them (:func:`bot.quotas.tokens_used`)."""
+        return tokens_used(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+        )
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(

@@ -7,18 +7,24 @@ usage it reports, the requests it received, and what people see in Slack.
 
 from __future__ import annotations
 
+import io
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import pytest
 
-from bot.events import Usage
+from bot.conversation import cache_anchors, last_cacheable, with_cache_breakpoints
+from bot.engine import Engine
+from bot.events import Done, Event, Usage
+from bot.files_api import FilesApi
 from bot.pricing import estimated_cost, price_for
+from bot.publish_terminal import TerminalPublisher
 from bot.quotas import tokens_used
+from bot.settings import Settings
 from bot.store import Store
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Action, Code, Pause, Text, WebFetch, WebSearch, scripted
@@ -125,6 +131,48 @@ async def test_a_long_answer_does_not_push_the_thread_out_of_the_caches_reach(
         read, written, _ = split(previous)
         assert split(response)[0] >= read + written  # everything up to the previous question
     assert all(breakpoints(body) <= 4 for body, _ in exchanges(claude))
+
+
+def marked_at(messages: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    return [(i, j) for i, m in enumerate(messages) for j, b in enumerate(m["content"]) if "cache_control" in b]
+
+
+def test_breakpoints_go_on_the_end_and_the_newest_anchors_within_the_slots() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "first question"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "answer"}, {"type": "thinking", "thinking": "…"}]},
+        {"role": "user", "content": [{"type": "text", "text": "second question"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "answer"}]},
+        {
+            "role": "user",
+            "content": [{"type": "container_upload", "file_id": "file_1"}, {"type": "text", "text": "third"}],
+        },
+    ]
+    anchors = cache_anchors(messages)
+    assert anchors == [(0, 0), (2, 0)]  # the end of each earlier question
+    marked = with_cache_breakpoints(messages, anchors, slots=2)
+    assert marked_at(marked) == [(2, 0), (4, 1)]  # the previous question and the newest text, never the upload
+    assert marked_at(messages) == []  # the input is left as it was
+    assert marked_at(with_cache_breakpoints(messages, anchors, slots=3)) == [(0, 0), (2, 0), (4, 1)]
+    assert with_cache_breakpoints(messages, anchors, slots=0) == messages
+    # A paused call ending in a thinking block: the breakpoint goes on the last block that can take one.
+    thinking = {"type": "thinking", "thinking": "y"}
+    paused = [*messages, {"role": "assistant", "content": [{"type": "text", "text": "x"}, thinking]}]
+    assert last_cacheable(paused) == (5, 0)
+
+
+def test_the_request_counts_every_breakpoint_against_the_four(env: dict[str, str]) -> None:
+    settings = Settings.from_env({**env, "ANALYST_WEB_SEARCH_MAX_USES": "2"}, http=True)
+    engine = Engine(cast(anthropic.AsyncAnthropic, None), settings)
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": f"question {n}"}]}
+        if n % 2 == 0
+        else {"role": "assistant", "content": [{"type": "text", "text": f"answer {n}"}]}
+        for n in range(9)
+    ]
+    params = engine.request_params(messages, None, cache_anchors(messages))
+    assert breakpoints({**params}) == 4
+    assert "cache_control" in params["system"][-1] and "cache_control" in params["tools"][-1]
 
 
 # -- the fake models the documented rules ----------------------------------------------------
@@ -237,6 +285,16 @@ async def test_web_searches_and_fetches_reach_the_ledger_and_the_cost(
 def test_usage_events_add_up_server_tool_use() -> None:
     total = Usage(input_tokens=1, web_search_requests=2) + Usage(output_tokens=5, web_fetch_requests=1)
     assert total == Usage(input_tokens=1, output_tokens=5, web_search_requests=2, web_fetch_requests=1)
+
+
+async def test_the_terminal_shows_every_token_of_a_call(tmp_path: Path) -> None:
+    async def events() -> AsyncIterator[Event]:
+        yield Usage(input_tokens=3, output_tokens=200, cache_read_tokens=9_000, cache_write_tokens=1_000)
+        yield Done(answer="ok", container_id=None, usage=Usage(), steps=0)
+
+    out = io.StringIO()
+    await TerminalPublisher(out, cast(FilesApi, None), tmp_path).publish(events())
+    assert "tokens: 10,203 (9,000 read from the cache, 200 out)" in out.getvalue()
 
 
 async def test_an_older_ledger_gains_the_server_tool_columns(tmp_path: Path) -> None:
