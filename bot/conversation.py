@@ -119,9 +119,9 @@ def cacheable(block: dict[str, Any]) -> bool:
     return block.get("type") not in NOT_CACHEABLE and not (block.get("type") == "text" and not block.get("text"))
 
 
-def last_cacheable(messages: Sequence[dict[str, Any]], upto: int | None = None) -> Position | None:
-    """The last block of ``messages[:upto]`` that can carry a breakpoint."""
-    for index in reversed(range(len(messages) if upto is None else upto)):
+def last_cacheable(messages: Sequence[dict[str, Any]]) -> Position | None:
+    """The last block of ``messages`` that can carry a breakpoint."""
+    for index in reversed(range(len(messages))):
         for block_index in reversed(range(len(messages[index]["content"]))):
             if cacheable(messages[index]["content"][block_index]):
                 return index, block_index
