@@ -16,7 +16,7 @@ from bot.filetypes import FileRefused, mime_type_for, precheck, sniff
 from bot.publish_terminal import TerminalPublisher
 from bot.sanitize import clean_question
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, usage_columns
 
 
 async def ask(settings: Settings, files: list[Path], question: str, *, out: Path, show_code: bool = True) -> int:
@@ -59,10 +59,7 @@ async def ask(settings: Settings, files: list[Path], question: str, *, out: Path
             await store.update_run(
                 run_id,
                 status="succeeded" if isinstance(outcome, Done) else "failed",
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
+                **usage_columns(usage),
                 container_id=outcome.container_id,
                 error=None if isinstance(outcome, Done) else outcome.detail,
             )

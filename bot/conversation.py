@@ -3,8 +3,13 @@
 Stored turns are the API messages as sent and received. Replaying them keeps the newest
 turns whole; when the history is over its budget, older answers are first reduced to
 their text (the code and outputs of earlier steps dropped), then the oldest exchanges
-are dropped, the newest always kept. Prompt-cache breakpoints go on the system prompt,
-the tools, the end of the history and the newest turn (the API allows four).
+are dropped, the newest always kept.
+
+Prompt-cache breakpoints (:func:`with_cache_breakpoints`): the engine marks the system
+prompt and the tools; the messages get the rest of the four the API allows — one at the end
+of the newest content, so the request writes its whole prefix to the cache, and the others
+exactly where earlier requests of the conversation wrote theirs (:func:`cache_anchors`, and
+the end of each paused call), so their entries are read however many blocks they lie back.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 THINKING_TYPES = frozenset({"thinking", "redacted_thinking"})
-NOT_CACHEABLE = THINKING_TYPES
+# docs: build-with-claude/prompt-caching — "Thinking blocks cannot be cached directly with
+# cache_control"; container uploads are left out of the stored history, so an entry ending at
+# one could never be read by a follow-up.
+NOT_CACHEABLE = THINKING_TYPES | {"container_upload"}
+#: docs: build-with-claude/prompt-caching — "You can define up to 4 cache breakpoints"
+#: (tools, system and messages together); a fifth is a 400.
+MAX_CACHE_BREAKPOINTS = 4
+CACHE_CONTROL = {"type": "ephemeral"}
 SHORTENED_NOTE = "(Earlier parts of this conversation were left out to keep it within limits.)"
 
 
@@ -98,12 +110,66 @@ def _whole_exchanges(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return pairs
 
 
-def mark_cache_breakpoint(message: dict[str, Any]) -> None:
-    """Put a cache breakpoint on the last cacheable block of ``message``."""
-    for block in reversed(message["content"]):
-        if block.get("type") not in NOT_CACHEABLE and not (block.get("type") == "text" and not block.get("text")):
-            block["cache_control"] = {"type": "ephemeral"}
-            return
+Position = tuple[int, int]  # (message index, block index)
+
+
+def cacheable(block: dict[str, Any]) -> bool:
+    """Whether a breakpoint may go on ``block``. docs: build-with-claude/prompt-caching —
+    thinking blocks can't carry one, and "Empty text blocks cannot be cached"."""
+    return block.get("type") not in NOT_CACHEABLE and not (block.get("type") == "text" and not block.get("text"))
+
+
+def last_cacheable(messages: Sequence[dict[str, Any]]) -> Position | None:
+    """The last block of ``messages`` that can carry a breakpoint."""
+    for index in reversed(range(len(messages))):
+        for block_index in reversed(range(len(messages[index]["content"]))):
+            if cacheable(messages[index]["content"][block_index]):
+                return index, block_index
+    return None
+
+
+def cache_anchors(messages: Sequence[dict[str, Any]]) -> list[Position]:
+    """Where earlier requests of this conversation wrote cache entries, oldest first: the end
+    of each earlier user turn (each answer's first call marked the end of its question)."""
+    anchors = []
+    for index, message in enumerate(messages[:-1]):
+        ends = [i for i, block in enumerate(message["content"]) if cacheable(block)]
+        if message["role"] == "user" and ends:
+            anchors.append((index, ends[-1]))
+    return anchors
+
+
+def with_cache_breakpoints(
+    messages: Sequence[dict[str, Any]], anchors: Sequence[Position], *, slots: int
+) -> list[dict[str, Any]]:
+    """A copy of ``messages`` with at most ``slots`` cache breakpoints: one on the last
+    cacheable block (this request's entry), the rest on the newest ``anchors`` before it.
+
+    docs: build-with-claude/prompt-caching — a read is found only at a breakpoint or at the
+    block boundaries "up to approximately 20 blocks before" it, and only where an earlier
+    request wrote an entry. A breakpoint exactly on the previous entry finds it however much
+    content (a long paused turn, a long answer) lies between the two.
+    """
+    chosen: list[Position] = []
+    end = last_cacheable(messages)
+    if end is not None and slots > 0:
+        chosen.append(end)
+        for anchor in reversed(anchors):
+            if len(chosen) == slots:
+                break
+            if anchor < end and anchor not in chosen:
+                chosen.append(anchor)
+    marked = set(chosen)
+    copied = []
+    for index, message in enumerate(messages):
+        content = []
+        for block_index, block in enumerate(message["content"]):
+            block = clean_block(block)
+            if (index, block_index) in marked:
+                block["cache_control"] = dict(CACHE_CONTROL)
+            content.append(block)
+        copied.append({**message, "content": content})
+    return copied
 
 
 def halved(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,15 @@ from typing import Any
 import anthropic
 import httpx2
 
-from bot.conversation import halved, mark_cache_breakpoint, storable
+from bot.conversation import (
+    MAX_CACHE_BREAKPOINTS,
+    Position,
+    cache_anchors,
+    halved,
+    last_cacheable,
+    storable,
+    with_cache_breakpoints,
+)
 from bot.errors import AnthropicFailure, StreamBroken, describe_anthropic_error, describe_tool_error, error_type
 from bot.events import (
     CodeWritten,
@@ -99,6 +107,8 @@ class _Turn:
     container_id: str | None = None
     container_expires_at: str | None = None
     content: list[dict[str, Any]] = field(default_factory=list)  # every block of the answer, as JSON
+    # Where this conversation's earlier requests wrote cache entries (see with_cache_breakpoints).
+    cache_anchors: list[Position] = field(default_factory=list)
 
     @property
     def answer(self) -> str:
@@ -227,15 +237,19 @@ class Engine:
         tools[-1]["cache_control"] = {"type": "ephemeral"}
         return tools
 
-    def request_params(self, messages: list[dict[str, Any]], container_id: str | None) -> dict[str, Any]:
+    def request_params(
+        self, messages: list[dict[str, Any]], container_id: str | None, cache_anchors: Sequence[Position] = ()
+    ) -> dict[str, Any]:
         settings = self.settings
         params: dict[str, Any] = {
             "model": settings.model,
             "max_tokens": settings.max_tokens,
             "system": [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}],
             "tools": self.tools(),
-            "messages": messages,
         }
+        # The four breakpoints are counted across the whole request: messages get what's left.
+        fixed = sum("cache_control" in block for key in ("system", "tools") for block in params[key])
+        params["messages"] = with_cache_breakpoints(messages, cache_anchors, slots=MAX_CACHE_BREAKPOINTS - fixed)
         if settings.skills:
             container: dict[str, Any] = {
                 "skills": [{"type": "anthropic", "skill_id": skill, "version": "latest"} for skill in settings.skills]
@@ -252,7 +266,7 @@ class Engine:
 
     @staticmethod
     def messages_for(job: Job, *, fresh_container: bool, reset: bool) -> list[dict[str, Any]]:
-        """The earlier turns and the new question, with cache breakpoints.
+        """The earlier turns and the new question (cache breakpoints are added per request).
 
         Container uploads go in this (newest) user turn: only the new files when the
         conversation's container is reused, every file of the conversation otherwise.
@@ -272,11 +286,7 @@ class Engine:
         content: list[dict[str, Any]] = [{"type": "container_upload", "file_id": f.file_id} for f in attach]
         content.append({"type": "text", "text": text})
         history = [{"role": m["role"], "content": [dict(b) for b in m["content"]]} for m in job.history]
-        if history:
-            mark_cache_breakpoint(history[-1])
-        newest = {"role": "user", "content": content}
-        mark_cache_breakpoint(newest)
-        return [*history, newest]
+        return [*history, {"role": "user", "content": content}]
 
     async def run(self, job: Job) -> AsyncIterator[Event]:
         """Analyse ``job``, yielding progress events and ending with Done or Failed.
@@ -312,6 +322,7 @@ class Engine:
 
     async def _converse(self, messages: list[dict[str, Any]], turn: _Turn, job: Job) -> AsyncIterator[Event]:
         """The API calls of one answer, continuing paused turns up to the cap."""
+        turn.cache_anchors = cache_anchors(messages)
         for call in range(self.settings.max_continuations + 1):
             message = None
             async for item in self._call_with_retries(messages, turn):
@@ -334,6 +345,9 @@ class Engine:
             if message.stop_reason != "pause_turn":
                 yield self._finish(message.stop_reason, turn, messages)
                 return
+            # The continuation reads this call's entry (at its end) and writes one at the echo's end.
+            if (end := last_cacheable(messages)) is not None:
+                turn.cache_anchors.append(end)
             _echo(messages, message)
             log.info("pause_turn: continuing (%d of %d)", call + 1, self.settings.max_continuations)
         yield self._finish("pause_turn_cap", turn, messages)
@@ -369,7 +383,7 @@ class Engine:
         self, messages: list[dict[str, Any]], turn: _Turn
     ) -> AsyncIterator[Event | anthropic.types.Message]:
         """One streamed API call: yields events as blocks complete, then the final Message."""
-        params = self.request_params(messages, turn.container_id)
+        params = self.request_params(messages, turn.container_id, turn.cache_anchors)
         # The engine retries itself (announcing it), so the SDK's own retries are off here.
         async with self.client.with_options(max_retries=0).messages.stream(**params) as stream:
             async for event in _unbroken(stream):
@@ -489,12 +503,16 @@ def _failure(turn: _Turn, message: str, *, retryable: bool, detail: str) -> Fail
 
 
 def _usage(message: anthropic.types.Message) -> Usage:
+    """The usage the API reports for one call (docs: api/messages — ``usage``)."""
     usage = message.usage
+    server_tools = usage.server_tool_use
     return Usage(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_input_tokens or 0,
         cache_write_tokens=usage.cache_creation_input_tokens or 0,
+        web_search_requests=server_tools.web_search_requests if server_tools else 0,
+        web_fetch_requests=server_tools.web_fetch_requests if server_tools else 0,
     )
 
 

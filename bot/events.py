@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.quotas import tokens_used
+
 
 @dataclass(frozen=True)
 class StepStarted:
@@ -78,19 +80,38 @@ class Retrying:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token usage of one API call."""
+    """What one API call used: tokens (input split as the API reports it) and server tools.
+
+    ``input_tokens`` is only the part neither read from nor written to the prompt cache;
+    :func:`bot.quotas.tokens_used` is what counts. Web searches are billed per search,
+    web fetches only as tokens (``usage.server_tool_use``).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """The tokens used, as quotas count them (:func:`bot.quotas.tokens_used`)."""
+        return tokens_used(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+        )
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read_tokens + other.cache_read_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
+            web_fetch_requests=self.web_fetch_requests + other.web_fetch_requests,
         )
 
 

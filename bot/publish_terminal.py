@@ -41,7 +41,10 @@ class TerminalPublisher:
             elif isinstance(event, TextWritten):
                 continue  # the answer is printed whole at the end
             elif isinstance(event, Usage):
-                self.say(f"  · tokens: {event.input_tokens} in, {event.output_tokens} out")
+                self.say(
+                    f"  · tokens: {event.tokens:,} ({event.cache_read_tokens:,} read from the cache, "
+                    f"{event.output_tokens:,} out)"
+                )
             elif isinstance(event, Done):
                 await self._done(event)
                 return event

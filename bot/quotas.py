@@ -2,18 +2,40 @@
 
 Every limit is counted from the run ledger (one source of truth, so limits survive
 restarts and agree with ``/analyze usage``): runs a person started in the rolling hour,
-their analyses queued or running, and input+output tokens over the rolling 24 hours,
-for them and for the whole workspace. Refused requests are recorded but never count.
+their analyses queued or running, and the tokens they used (:func:`tokens_used`) over the
+rolling 24 hours, for them and for the whole workspace. Refused requests are recorded but
+never count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 HOUR = 3600.0
 DAY = 86400.0
+
+
+def tokens_used(*, input_tokens: int, output_tokens: int, cache_read_tokens: int, cache_write_tokens: int) -> int:
+    """The tokens an analysis used — what quotas, ``/analyze usage`` and the ledger's totals count.
+
+    Every input token counts, cached or not: the API's ``input_tokens`` is only the part
+    after the last cache breakpoint. docs: build-with-claude/prompt-caching — "total input
+    tokens = cache_read_input_tokens + cache_creation_input_tokens + input_tokens".
+    """
+    return input_tokens + cache_read_tokens + cache_write_tokens + output_tokens
+
+
+def run_tokens(row: Mapping[str, Any]) -> int:
+    """:func:`tokens_used` of one run in the ledger (``runs`` row; missing counts are 0)."""
+    return tokens_used(
+        input_tokens=row["input_tokens"] or 0,
+        output_tokens=row["output_tokens"] or 0,
+        cache_read_tokens=row["cache_read_tokens"] or 0,
+        cache_write_tokens=row["cache_write_tokens"] or 0,
+    )
 
 
 @dataclass(frozen=True)

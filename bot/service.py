@@ -39,7 +39,7 @@ from bot.retention import Sweeper
 from bot.sanitize import CleanText, clean_question
 from bot.settings import Settings
 from bot.slack_payloads import Share
-from bot.store import Conversation, ConversationStore, Store, ThreadFile, parse_iso, thread_key
+from bot.store import Conversation, ConversationStore, Store, ThreadFile, parse_iso, thread_key, usage_columns
 from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -619,13 +619,7 @@ class AnalystService:
         async for event in events:
             if isinstance(event, Usage):
                 total = total + event
-                await self.store.update_run(
-                    run_id,
-                    input_tokens=total.input_tokens,
-                    output_tokens=total.output_tokens,
-                    cache_read_tokens=total.cache_read_tokens,
-                    cache_write_tokens=total.cache_write_tokens,
-                )
+                await self.store.update_run(run_id, **usage_columns(total))
             elif isinstance(event, Done | Failed):
                 await self.store.update_run(run_id, container_id=event.container_id)
             yield event

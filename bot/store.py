@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from bot.quotas import DAY, HOUR, Limits, Refusal, check
+from bot.events import Usage
+from bot.quotas import DAY, HOUR, Limits, Refusal, check, run_tokens
 from bot.quotas import Usage as QuotaUsage
 
 T = TypeVar("T")
@@ -47,6 +48,8 @@ RUN_COLUMNS: dict[str, type] = {
     "output_tokens": int,
     "cache_read_tokens": int,
     "cache_write_tokens": int,
+    "web_search_requests": int,  # billed per search (usage.server_tool_use)
+    "web_fetch_requests": int,
     "code_executions": int,
     "files_in": int,
     "files_out": int,
@@ -120,6 +123,22 @@ POST_COLUMNS: dict[str, type] = {
     "run_id": int,
     "posted_at": str,
 }
+
+
+def usage_columns(usage: Usage) -> dict[str, int]:
+    """The ledger's usage columns of a run, from its total :class:`~bot.events.Usage`."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "web_search_requests": usage.web_search_requests,
+        "web_fetch_requests": usage.web_fetch_requests,
+    }
+
+
+#: The columns :func:`~bot.quotas.run_tokens` reads, for the quota queries.
+USAGE_COUNT_COLUMNS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
 
 
 def thread_key(channel_id: str, thread_ts: str) -> str:
@@ -317,26 +336,16 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             day_ago = utc_iso(now - DAY)
-            mine = conn.execute(
-                "SELECT started_at, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) FROM runs "
-                "WHERE user_id = ? AND started_at >= ? AND status != 'refused'",
-                [fields.get("user_id"), day_ago],
-            ).fetchall()
+            mine = self._tokens_since(conn, "user_id", fields.get("user_id"), day_ago)
             active = conn.execute(
                 "SELECT COUNT(*) FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
                 [fields.get("user_id")],
             ).fetchone()[0]
-            everyone = conn.execute(
-                "SELECT started_at, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) FROM runs "
-                "WHERE team_id = ? AND started_at >= ? AND status != 'refused'",
-                [fields.get("team_id"), day_ago],
-            ).fetchall()
-            user_tokens = [(parse_iso(started), used) for started, used in mine]
             usage = QuotaUsage(
-                run_starts=[started for started, _ in user_tokens if started >= now - HOUR],
+                run_starts=[started for started, _ in mine if started >= now - HOUR],
                 active=active,
-                user_tokens=user_tokens,
-                workspace_tokens=[(parse_iso(started), used) for started, used in everyone],
+                user_tokens=mine,
+                workspace_tokens=self._tokens_since(conn, "team_id", fields.get("team_id"), day_ago),
             )
             refusal = check(usage, limits, now=now, exempt=exempt)
             row = {**fields, "started_at": utc_iso(now), "status": "refused" if refusal else "queued"}
@@ -352,6 +361,18 @@ class Store:
             conn.execute("ROLLBACK")
             raise
         return int(cursor.lastrowid or 0), refusal
+
+    @staticmethod
+    def _tokens_since(conn: sqlite3.Connection, column: str, value: Any, since: str) -> list[tuple[float, int]]:
+        """(start, tokens used) of the admitted runs with ``column = value`` started since ``since``."""
+        cursor = conn.execute(
+            f"SELECT started_at, {USAGE_COUNT_COLUMNS} FROM runs "  # noqa: S608 - fixed column names
+            f"WHERE {column} = ? AND started_at >= ? AND status != 'refused'",
+            [value, since],
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        return [(parse_iso(row["started_at"]), run_tokens(row)) for row in rows]
 
     async def update_run(self, run_id: int, **fields: Any) -> None:
         unknown = set(fields) - set(RUN_COLUMNS)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.pricing import estimated_cost
+from bot.quotas import run_tokens
 
 WINDOWS: tuple[tuple[str, float], ...] = (("last hour", 3600.0), ("last 24 h", 86400.0), ("last 30 days", 30 * 86400.0))
 
@@ -19,6 +20,7 @@ def run_cost(row: Mapping[str, Any]) -> float:
         output_tokens=row["output_tokens"] or 0,
         cache_read_tokens=row["cache_read_tokens"] or 0,
         cache_write_tokens=row["cache_write_tokens"] or 0,
+        web_search_requests=row["web_search_requests"] or 0,
     )
 
 
@@ -26,13 +28,15 @@ def run_cost(row: Mapping[str, Any]) -> float:
 class Tally:
     label: str
     runs: int
-    input_tokens: int
+    tokens: int  # as quotas count them: every input token (cached or not) and output
+    cached_tokens: int  # of which read from the prompt cache
     output_tokens: int
+    web_searches: int
     cost: float
 
     @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+    def input_tokens(self) -> int:
+        return self.tokens - self.output_tokens
 
 
 def tally(rows: Iterable[Mapping[str, Any]], *, now: float, started: Mapping[int, float]) -> list[Tally]:
@@ -45,8 +49,10 @@ def tally(rows: Iterable[Mapping[str, Any]], *, now: float, started: Mapping[int
             Tally(
                 label,
                 len(inside),
-                sum(r["input_tokens"] or 0 for r in inside),
+                sum(run_tokens(r) for r in inside),
+                sum(r["cache_read_tokens"] or 0 for r in inside),
                 sum(r["output_tokens"] or 0 for r in inside),
+                sum(r["web_search_requests"] or 0 for r in inside),
                 sum(run_cost(r) for r in inside),
             )
         )
@@ -69,9 +75,11 @@ def usage_text(
     of the workspace (user id, runs, tokens, cost) over the last 24 hours."""
     lines = ["*Your analyses*"]
     for t in tallies:
+        searches = f", {t.web_searches:,} web search{'es' if t.web_searches != 1 else ''}" if t.web_searches else ""
         lines.append(
             f"• {t.label}: {t.runs} run{'s' if t.runs != 1 else ''}, {t.tokens:,} tokens "
-            f"({t.input_tokens:,} in, {t.output_tokens:,} out), ≈ ${t.cost:,.2f}"
+            f"({t.input_tokens:,} in, {t.cached_tokens:,} of them from the cache; {t.output_tokens:,} out)"
+            f"{searches}, ≈ ${t.cost:,.2f}"
         )
     if quota is not None:
         if quota.exempt:
@@ -97,7 +105,7 @@ def top_users(rows: Iterable[Mapping[str, Any]], limit: int = 5) -> list[tuple[s
             per_user.setdefault(str(row["user_id"]), []).append(row)
     totals = []
     for user_id, runs in per_user.items():
-        tokens = sum((r["input_tokens"] or 0) + (r["output_tokens"] or 0) for r in runs)
+        tokens = sum(run_tokens(r) for r in runs)
         cost = sum(run_cost(r) for r in runs)
         totals.append((user_id, len(runs), tokens, cost))
     return sorted(totals, key=lambda t: (-t[2], t[0]))[:limit]

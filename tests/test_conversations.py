@@ -76,7 +76,7 @@ async def test_a_follow_up_reads_most_of_its_input_from_the_cache(
     assert second["cache_read_tokens"] > second["input_tokens"]
     body = claude.message_requests[-1].body
     marked = [b for m in body["messages"] for b in m["content"] if "cache_control" in b]
-    assert len(marked) == 2  # end of history + newest turn (system and tools carry the other two)
+    assert len(marked) == 2  # the previous question + the newest turn (system and tools carry the other two)
     assert "cache_control" in body["system"][-1] and "cache_control" in body["tools"][-1]
 
 

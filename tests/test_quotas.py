@@ -226,8 +226,8 @@ async def test_admins_see_the_workspaces_top_users(
 def test_prices_come_from_one_table() -> None:
     from bot.pricing import estimated_cost, price_for
 
-    assert price_for("claude-sonnet-5-5").input_per_mtok == 3.0 and price_for("claude-sonnet-5-5").known
-    assert price_for("claude-opus-5-5").output_per_mtok == 25.0
+    assert price_for("claude-sonnet-5-5").input_per_mtok == 2.0 and price_for("claude-sonnet-5-5").known
+    assert price_for("claude-opus-5-5").output_per_mtok == 20.0
     assert not price_for("some-future-model").known
     cost = estimated_cost(
         "claude-sonnet-5-5",
@@ -236,4 +236,4 @@ def test_prices_come_from_one_table() -> None:
         cache_read_tokens=1_000_000,
         cache_write_tokens=1_000_000,
     )
-    assert cost == 3.0 + 1.5 + 0.3 + 3.75
+    assert cost == 2.0 + 1.0 + 0.1 + 2.5

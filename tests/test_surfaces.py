@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from bot.quotas import run_tokens
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_models import Ephemeral, Message
@@ -165,7 +166,7 @@ async def test_analyze_usage_matches_the_ledger(harness: Harness, slack: FakeSla
     await command(harness, "usage")
     [usage] = [t for t in ephemeral_texts(slack) if "Your analyses" in t]
     runs = await harness.running.service.store.runs("user_id = ?", ["U0ALICE"])
-    total = sum(r["input_tokens"] + r["output_tokens"] for r in runs)
+    total = sum(run_tokens(r) for r in runs)  # every input token, cached or not, and output
     assert f"last hour: 2 runs, {total:,} tokens" in usage
     assert re.search(r"≈ \$\d+\.\d\d", usage)
 

@@ -187,6 +187,8 @@ ANTHROPIC_SKILLS: dict[str, tuple[str, ...]] = {
     "pdf": ("20251002", "20251013"),
 }
 MAX_SKILLS = 8
+#: docs: build-with-claude/prompt-caching — "You can define up to 4 cache breakpoints"; more
+#: is a 400 "A maximum of 4 blocks with cache_control may be provided. Found N."
 MAX_CACHE_BREAKPOINTS = 4
 #: The models ``GET /v1/models/{model_id}`` knows: id -> display name.
 MODELS: dict[str, str] = {
@@ -194,7 +196,9 @@ MODELS: dict[str, str] = {
     "claude-opus-5": "Claude Opus 5",
     "claude-haiku-4-5": "Claude Haiku 4.5",
 }
-#: A cache hit is looked for at each breakpoint and at up to this many blocks before it.
+#: docs: build-with-claude/prompt-caching — "the system automatically checks for cache hits at
+#: all previous content block boundaries (up to approximately 20 blocks before your explicit
+#: breakpoint)": the breakpoint itself and the 19 boundaries before it, 20 checks.
 CACHE_LOOKBACK_BLOCKS = 20
 
 #: What the fake does where the real API's behaviour could not be confirmed from the installed
@@ -1506,10 +1510,21 @@ class FakeAnthropic:
     def _input_usage(self, parsed: _MessagesRequest) -> dict[str, Any]:
         """Input tokens split into cache reads, cache writes and the rest.
 
-        Every breakpoint whose prefix is long enough writes a cache entry; a read is the longest
-        earlier entry found at a breakpoint or up to :data:`CACHE_LOOKBACK_BLOCKS` blocks before
-        one (so a follow-up whose prefix ends one assistant turn past the previous request's
-        breakpoint still reads that request's entry).  Hashes ignore ``cache_control``.
+        The rules, all from docs: build-with-claude/prompt-caching:
+
+        - "Prompt caching references the entire prompt - tools, system, and messages (in that
+          order) up to and including the block designated with cache_control": an entry is the
+          hash of that whole prefix (``cache_control`` itself left out), per model.
+        - Every breakpoint whose prefix is long enough writes an entry ("Shorter prompts cannot
+          be cached, even if marked with cache_control"; see ``min_cacheable_tokens``). Only
+          breakpoints write: a prefix that merely lies inside a cached one is no entry.
+        - A read is the longest earlier entry found at a breakpoint or at the block boundaries
+          before it, :data:`CACHE_LOOKBACK_BLOCKS` checks in all ("If your prompt has more than
+          20 content blocks before your cache breakpoint, content earlier than that won't be
+          checked for cache hits unless you add additional breakpoints").
+        - Usage: "cache_read_input_tokens" is what was read, "cache_creation_input_tokens" what
+          was written, "input_tokens" the rest ("input tokens which were not read from or used
+          to create a cache"); their sum is the whole input.
         """
         layout = _cache_layout(parsed.body, parsed.messages)
         units = layout.units
