@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from anthropic.types import Message
 
 from tests.fakes import sandbox
-from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.anthropic import FILES_API_BETA, FakeAnthropic
 from tests.fakes.scripts import (
     STATE_FILE,
     Action,
@@ -42,10 +43,10 @@ from tests.fakes.scripts import (
 )
 
 STREAMING_CSV = Path(__file__).parents[2] / "shared" / "data" / "streaming.csv"
-MODEL = "claude-sonnet-5"
+MODEL = "claude-opus-4-7"  # thinks only when asked (docs: thinking-troubleshooting)
 BASH_TOOL = {"type": "code_execution_20260521", "name": "code_execution"}
 PYTHON_TOOL = {"type": "code_execution_20250522", "name": "code_execution"}
-PYTHON_BETA = {"anthropic-beta": "code-execution-2025-05-22"}
+PYTHON_BETA = {"anthropic-beta": f"code-execution-2025-05-22,{FILES_API_BETA}"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUESTION = "Why are customers churning?"
 WEB_SEARCH = {"type": "web_search_20260209", "name": "web_search"}
@@ -68,7 +69,12 @@ async def api() -> AsyncIterator[FakeAnthropic]:
 
 @pytest.fixture
 async def client(api: FakeAnthropic) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(api_key=api.api_key, base_url=api.base_url, max_retries=0) as sdk:
+    async with anthropic.AsyncAnthropic(
+        api_key=api.api_key,
+        base_url=api.base_url,
+        max_retries=0,
+        default_headers={"anthropic-beta": FILES_API_BETA},  # the fake, like the API, requires it with uploads
+    ) as sdk:
         yield sdk
 
 
@@ -425,14 +431,116 @@ async def test_expired_or_unknown_container_is_rejected(api: FakeAnthropic, clie
     assert first.container is not None
     api.expire_container(first.container.id)
 
-    with pytest.raises(anthropic.BadRequestError, match="expired"):
+    with pytest.raises(anthropic.BadRequestError) as expired:
         await client.messages.create(
             model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Again")], container=first.container.id
         )
-    with pytest.raises(anthropic.BadRequestError, match="not found"):
+    assert expired.value.type == "invalid_request_error" and expired.value.error_code == "container_expired"
+    with pytest.raises(anthropic.NotFoundError) as unknown:
         await client.messages.create(
             model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Again")], container="container_nope"
         )
+    assert unknown.value.type == "not_found_error" and unknown.value.error_code == "container_not_found"
+
+
+async def test_a_used_container_stays_restorable_for_30_days_whatever_expires_at_said(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Code("open('outputs/note.txt', 'w').write('hi')"), Text("done"))
+    first = await client.messages.create(model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Write")])
+    assert first.container is not None
+    assert first.container.expires_at - datetime.now(UTC) < timedelta(hours=1), "a short, rolling value"
+    api.advance_clock(timedelta(days=29))
+    again = await client.messages.create(
+        model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Again")], container=first.container.id
+    )
+    assert again.container is not None and again.container.id == first.container.id
+    assert again.container.expires_at > first.container.expires_at + timedelta(days=28), "it rolls on with use"
+    api.advance_clock(timedelta(days=31))
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(
+            model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Later")], container=first.container.id
+        )
+    assert refused.value.error_code == "container_expired"
+
+
+async def test_container_uploads_need_the_files_api_beta(api: FakeAnthropic) -> None:
+    async with anthropic.AsyncAnthropic(api_key=api.api_key, base_url=api.base_url, max_retries=0) as plain:
+        meta = await plain.files.upload(file=("s.csv", STREAMING_CSV.read_bytes(), "text/csv"))
+        request: dict[str, Any] = {
+            "model": MODEL,
+            "max_tokens": 1024,
+            "tools": [BASH_TOOL],
+            "messages": [ask("Summarise", meta.id)],
+        }
+        with pytest.raises(anthropic.BadRequestError, match="files-api-2025-04-14") as refused:
+            await plain.messages.create(**request)
+        assert refused.value.type == "invalid_request_error"
+        api.script = scripted(Text("ok"))
+        message = await plain.messages.create(**request, extra_headers={"anthropic-beta": FILES_API_BETA})
+        assert answer_text(message) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("code_tool", "web_tool", "ok"),
+    [
+        ("code_execution_20250825", "web_search_20260209", False),
+        ("code_execution_20250825", "web_fetch_20260318", False),
+        ("code_execution_20250825", "web_search_20250305", True),
+        ("code_execution_20260120", "web_search_20260318", True),
+    ],
+)
+async def test_newer_web_tools_need_a_newer_code_execution_tool(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic, code_tool: str, web_tool: str, ok: bool
+) -> None:
+    api.script = scripted(Text("ok"))
+    name = web_tool.rsplit("_", 1)[0]
+    request: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "tools": [{"type": code_tool, "name": "code_execution"}, {"type": web_tool, "name": name}],
+        "messages": [ask("hi")],
+    }
+    if ok:
+        assert answer_text(await client.messages.create(**request)) == "ok"
+        return
+    with pytest.raises(anthropic.BadRequestError, match="requires code_execution_20260120"):
+        await client.messages.create(**request)
+
+
+async def test_thinking_follows_the_model_and_comes_back_byte_identical(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Code("print(6 * 7)"), Pause(), Text("42"))
+    request: dict[str, Any] = {"model": "claude-sonnet-5-5", "max_tokens": 4096, "tools": [BASH_TOOL]}
+    paused = await client.messages.create(**request, messages=[ask("Compute")])
+    thinking = paused.content[0]
+    assert thinking.type == "thinking" and thinking.thinking == "" and thinking.signature  # on, display omitted
+    echoed = [b.to_dict(mode="json") for b in paused.content]
+    container = paused.container.id  # type: ignore[union-attr]
+    done = await client.messages.create(
+        **request, container=container, messages=[ask("Compute"), {"role": "assistant", "content": echoed}]
+    )
+    assert answer_text(done) == "42"
+    tampered = [dict(echoed[0], thinking="I will say 41"), *echoed[1:]]
+    with pytest.raises(anthropic.BadRequestError, match="signature"):
+        await client.messages.create(
+            **request, container=container, messages=[ask("Compute"), {"role": "assistant", "content": tampered}]
+        )
+    with pytest.raises(anthropic.BadRequestError, match="signature"):  # tied to the model that wrote it
+        await client.messages.create(
+            **{**request, "model": "claude-sonnet-5"},
+            container=container,
+            messages=[ask("Compute"), {"role": "assistant", "content": echoed}],
+        )
+    with pytest.raises(anthropic.BadRequestError, match="between_tools"):
+        await client.messages.create(**request, thinking={"type": "disabled"}, messages=[ask("x")])
+    with pytest.raises(anthropic.BadRequestError, match="not supported"):
+        await client.messages.create(
+            **request, thinking={"type": "enabled", "budget_tokens": 2048}, messages=[ask("x")]
+        )
+    with pytest.raises(anthropic.BadRequestError, match=r"output_config\.effort"):
+        await client.messages.create(**request, output_config={"effort": "huge"}, messages=[ask("x")])  # type: ignore[typeddict-item]
 
 
 async def test_upload_in_an_older_turn_is_missing_from_a_fresh_container(
@@ -610,7 +718,7 @@ async def test_requests_are_recorded(api: FakeAnthropic, client: anthropic.Async
     await client.messages.create(model=MODEL, max_tokens=10, messages=[ask("Hi")], extra_headers=PYTHON_BETA)
     (recorded,) = api.message_requests
     assert recorded.body["messages"][0]["content"][0]["text"] == "Hi"
-    assert recorded.betas == ["code-execution-2025-05-22"]
+    assert recorded.betas == ["code-execution-2025-05-22", FILES_API_BETA]
     assert recorded.headers["anthropic-version"]
     assert recorded.status == 200
 
@@ -1010,7 +1118,7 @@ async def test_every_web_tool_version_is_accepted_next_to_code_execution(
     api.script = scripted(Text("ok"))
     message = await client.messages.create(model=MODEL, max_tokens=10, tools=[BASH_TOOL, tool], messages=[ask("hi")])
     assert answer_text(message) == "ok"
-    assert message.usage.server_tool_use is not None and api.message_requests[-1].betas == []
+    assert message.usage.server_tool_use is not None and api.message_requests[-1].betas == [FILES_API_BETA]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1030,7 +1138,9 @@ async def test_skills_are_loaded_echoed_and_visible_to_scripts(
     loaded = [(s.type, s.skill_id, s.version) for s in first.container.skills]
     assert loaded == [("anthropic", "xlsx", "20251013"), ("anthropic", "pdf", "20251002")]
     assert json.loads(answer_text(first))[0] == {"type": "anthropic", "skill_id": "xlsx", "version": "20251013"}
-    assert api.message_requests[-1].betas == [], "skills need no beta header with anthropic 2.14"
+    assert api.message_requests[-1].betas == [FILES_API_BETA], (
+        "skills need no beta header of their own (anthropic 2.17)"
+    )
 
     again = await client.messages.create(
         model=MODEL,
