@@ -268,7 +268,8 @@ async def test_every_code_execution_version_works_with_its_headers(
     assert request.body["tools"] == [
         {"type": version, "name": "code_execution", "cache_control": {"type": "ephemeral"}}
     ]
-    assert request.betas == (["code-execution-2025-05-22"] if version.endswith("20250522") else [])
+    code_beta = ["code-execution-2025-05-22"] if version.endswith("20250522") else []
+    assert request.betas == [*code_beta, "files-api-2025-04-14"]  # the upload needs the Files API beta
 
 
 async def test_a_paused_turn_is_continued_in_the_same_container(harness: Harness, claude: FakeAnthropic) -> None:
