@@ -190,7 +190,8 @@ async def test_only_generated_files_are_downloadable(api: FakeAnthropic, client:
     assert isinstance(refused.value, anthropic.types.FileNotDownloadableError)
     assert refused.value.error_code == "file_not_downloadable"
 
-    api.script = scripted(Code("open('outputs/report.md', 'w').write('# Report')"), Text("Written."))
+    writer = "import os; os.makedirs('outputs')\nopen('outputs/report.md', 'w').write('# Report')"
+    api.script = scripted(Code(writer), Text("Written."))
     message = await client.messages.create(model=MODEL, max_tokens=100, tools=[BASH_TOOL], messages=[ask("Go")])
     (report_id,) = output_file_ids(message)
     assert await (await client.files.download(report_id)).read() == b"# Report"
@@ -234,9 +235,9 @@ async def test_default_analyst_with_bash_code_execution(api: FakeAnthropic, clie
 
     assert message.stop_reason == "end_turn"
     assert [b.type for b in message.content] == [
-        "server_tool_use",  # text editor: create analysis_1.py
+        "server_tool_use",  # text editor: create /tmp/analysis_1.py
         "text_editor_code_execution_tool_result",
-        "server_tool_use",  # bash: python3 analysis_1.py
+        "server_tool_use",  # bash: python3 /tmp/analysis_1.py
         "bash_code_execution_tool_result",
         "server_tool_use",
         "text_editor_code_execution_tool_result",
@@ -244,7 +245,8 @@ async def test_default_analyst_with_bash_code_execution(api: FakeAnthropic, clie
         "bash_code_execution_tool_result",
         "text",
     ]
-    assert message.content[2].input == {"command": "python3 analysis_1.py"}
+    assert message.content[0].input["path"] == "/tmp/analysis_1.py", "scripts stay out of the working directory"
+    assert message.content[2].input == {"command": "python3 /tmp/analysis_1.py"}
     assert all(b.id.startswith("srvtoolu_") for b in message.content if b.type == "server_tool_use")
 
     answer = answer_text(message)
@@ -263,6 +265,51 @@ async def test_default_analyst_with_bash_code_execution(api: FakeAnthropic, clie
     container = api.containers[message.container.id]
     assert (container.inputs / "streaming.csv").read_bytes() == STREAMING_CSV.read_bytes()
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+
+
+#: Finds the upload by name as the system prompt says (``find /``: the fake's ``/`` is the container's
+#: directory) and saves a chart under ``outputs/`` in the working directory.
+FIND_BY_NAME_AND_CHART = """\
+import os, subprocess, tempfile, matplotlib.pyplot as plt, pandas as pd
+print(sorted(os.listdir(".")))
+hits = subprocess.run(["find", {root!r}, "-name", "streaming.csv", "-not", "-path", "/proc/*"],
+                      capture_output=True, text=True).stdout.split()
+df = pd.read_csv(hits[0])
+os.makedirs("outputs", exist_ok=True)
+df["tier"].value_counts().plot.bar().figure.savefig("outputs/chart.png")
+open(os.path.join(tempfile.gettempdir(), "scratch.txt"), "w").write("scratch space is not returned")
+print(len(df))
+"""
+
+
+@pytest.mark.parametrize(("tool", "headers"), [(BASH_TOOL, {}), (PYTHON_TOOL, PYTHON_BETA)])
+async def test_uploads_are_found_by_name_and_charts_under_outputs_come_back(
+    tool: dict[str, str], headers: dict[str, str], api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    # docs: the SDK's ContainerUploadBlockParam — uploads are "available in the container's input directory"
+    # (no path, no variable); code-execution docs — created files come back only as file_ids in tool results.
+    file_id = await upload_csv(client)
+    api.script = scripted(
+        Code("import os, pandas as pd\nprint(len(pd.read_csv(os.environ['INPUT_DIR'] + '/streaming.csv')))"),
+        Code("import pandas as pd\nprint(len(pd.read_csv('streaming.csv')))"),
+        Code(lambda ctx: FIND_BY_NAME_AND_CHART.format(root=str(ctx.container_dir))),
+        Text("Charted."),
+    )
+    message = await client.messages.create(
+        model=MODEL, max_tokens=1024, tools=[tool], messages=[ask("Chart tiers", file_id)], extra_headers=headers
+    )
+    kinds = ("code_execution_tool_result", "bash_code_execution_tool_result")
+    results = [b.content for b in message.content if b.type in kinds]
+    by_variable, in_working_dir, by_name = results
+
+    assert by_variable.return_code == 1 and "KeyError: 'INPUT_DIR'" in by_variable.stderr, "no such variable"
+    assert in_working_dir.return_code == 1 and "FileNotFoundError" in in_working_dir.stderr, "uploads are elsewhere"
+    assert (by_name.return_code, by_name.stdout.splitlines()) == (0, ["[]", "5000"]), by_name.stderr
+    kind = "code_execution" if tool is PYTHON_TOOL else "bash_code_execution"
+    assert [item.type for item in by_name.content] == [f"{kind}_output"], "only the chart comes back"
+    (chart_id,) = output_file_ids(message)
+    assert api.files[chart_id].filename == "chart.png" and api.files[chart_id].path == "outputs/chart.png"
+    assert (await (await client.files.download(chart_id)).read()).startswith(PNG_MAGIC)
 
 
 async def test_default_analyst_describes_data_without_churn(
@@ -326,7 +373,7 @@ async def test_streaming_accumulates_the_same_message(api: FakeAnthropic, client
     assert [b.type for b in streamed.content] == [b.type for b in created.content]
     assert answer_text(streamed) == answer_text(created) == "".join(chunks)
     assert len(chunks) > 1, "text arrives in several deltas"
-    assert streamed.content[2].input == {"command": "python3 analysis_1.py"}, "input_json_delta is accumulated"
+    assert streamed.content[2].input == {"command": "python3 /tmp/analysis_1.py"}, "input_json_delta is accumulated"
     assert stdouts(streamed) == stdouts(created)
     assert streamed.stop_reason == "end_turn"
     assert streamed.usage.output_tokens == created.usage.output_tokens
@@ -398,7 +445,14 @@ async def test_container_reuse_keeps_files_between_turns(api: FakeAnthropic, cli
     assert "still available: churn_by_tier.png" in answer
 
     api.script = scripted(
-        Code("import pandas as pd, os\nprint(sorted(os.listdir('outputs')), len(pd.read_csv('inputs/streaming.csv')))"),
+        Code(
+            lambda ctx: (
+                "import os, pandas as pd, subprocess\n"
+                f"found = subprocess.run(['find', {str(ctx.container_dir)!r}, '-name', 'streaming.csv'],"
+                " capture_output=True, text=True).stdout.split()\n"
+                "print(sorted(os.listdir('outputs')), len(pd.read_csv(found[0])))"
+            )
+        ),
         Text(lambda ctx: ctx.last.stdout.strip()),
     )
     history += [{"role": "assistant", "content": second.content}, ask("List your files")]
@@ -413,6 +467,7 @@ async def test_custom_scripts_write_many_files_and_quote_stdout(
 ) -> None:
     api.script = scripted(
         Code(
+            "import os; os.makedirs('outputs')\n"
             "for i in range(12):\n    open(f'outputs/part_{i:02}.csv', 'w').write(f'n\\n{i}\\n')\nprint('<!channel>')"
         ),
         Text(lambda ctx: f"{ctx.last.stdout.strip()} wrote {len(ctx.last.files)} files"),
@@ -426,7 +481,7 @@ async def test_custom_scripts_write_many_files_and_quote_stdout(
 
 
 async def test_expired_or_unknown_container_is_rejected(api: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
-    api.script = scripted(Code("open('outputs/note.txt', 'w').write('hi')"), Text("done"))
+    api.script = scripted(Code("open('note.txt', 'w').write('hi')"), Text("done"))
     first = await client.messages.create(model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Write")])
     assert first.container is not None
     api.expire_container(first.container.id)
@@ -446,7 +501,7 @@ async def test_expired_or_unknown_container_is_rejected(api: FakeAnthropic, clie
 async def test_a_used_container_stays_restorable_for_30_days_whatever_expires_at_said(
     api: FakeAnthropic, client: anthropic.AsyncAnthropic
 ) -> None:
-    api.script = scripted(Code("open('outputs/note.txt', 'w').write('hi')"), Text("done"))
+    api.script = scripted(Code("open('note.txt', 'w').write('hi')"), Text("done"))
     first = await client.messages.create(model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Write")])
     assert first.container is not None
     assert first.container.expires_at - datetime.now(UTC) < timedelta(hours=1), "a short, rolling value"
@@ -769,10 +824,12 @@ async def test_sandbox_survives_crashes_and_runs_children_concurrently(tmp_path:
 
 async def test_sandbox_bash_routes_and_environment(tmp_path: Path) -> None:
     env = sandbox.sandbox_env(tmp_path, {"EXTRA": "1"})
-    (tmp_path / "job.py").write_text("import os, sys\nprint(os.environ['OUTPUT_DIR'], os.getcwd(), sys.argv[0])\n")
+    job = "import os, sys, tempfile\nprint(tempfile.gettempdir(), os.getcwd(), sys.argv[0])\n"
+    (tmp_path / "job.py").write_text(job)
 
     warm = await sandbox.run_bash("python3 job.py", cwd=tmp_path, env=env)
-    assert warm.stdout.split() == [str(tmp_path / "outputs"), str(tmp_path), str(tmp_path / "job.py")]
+    assert warm.stdout.split() == [str(tmp_path / "tmp"), str(tmp_path), str(tmp_path / "job.py")]
+    assert not {"INPUT_DIR", "OUTPUT_DIR"} & set(env), "the real container defines no such variables"
 
     shell = await sandbox.run_bash("echo $EXTRA && ls *.py && exit 3", cwd=tmp_path, env=env)
     assert (shell.return_code, shell.stdout) == (3, "1\njob.py\n")
@@ -830,7 +887,7 @@ async def test_follow_ups_reuse_the_state_the_first_turn_left(
     first = await chat.ask(QUESTION, await upload_csv(client))
     assert len(output_file_ids(first)) == 1, "the state file is not a generated file"
     container = api.containers[first.container.id]  # type: ignore[union-attr]
-    state = json.loads((container.root / STATE_FILE).read_text())
+    state = json.loads((container.scratch / STATE_FILE).read_text())
     assert state["kind"] == "churn" and state["plan"]["file"] == "streaming.csv"
     assert state["plan"]["target"] == "churned" and state["overall"] == OVERALL
     assert f"STATE saved {STATE_FILE}" in stdouts(first)[1]
@@ -856,7 +913,7 @@ async def test_follow_ups_reuse_the_state_the_first_turn_left(
     for row in expected_table("device", tier="Premium"):
         assert row in answer
     assert [api.files[i].filename for i in output_file_ids(premium)] == ["churn_by_device_premium.png"]
-    state = json.loads((container.root / STATE_FILE).read_text())
+    state = json.loads((container.scratch / STATE_FILE).read_text())
     assert [(b["by"], b["filters"]) for b in state["breakdowns"]] == [
         ("country", {}),
         ("device", {}),
@@ -894,7 +951,7 @@ async def test_after_expiry_a_follow_up_recomputes_the_same_numbers(
     assert all(row in answer_text(recomputed) for row in expected_table("country"))
     new_container = api.containers[recomputed.container.id]
     assert new_container.uploaded == {file_id: "inputs/streaming.csv"}
-    assert (new_container.root / STATE_FILE).is_file(), "the next follow-up can reuse state again"
+    assert (new_container.scratch / STATE_FILE).is_file(), "the next follow-up can reuse state again"
     assert f"STATE reused {STATE_FILE}" in stdouts(await fresh.ask("and by device"))[0]
 
 

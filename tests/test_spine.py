@@ -384,8 +384,9 @@ async def test_output_files_are_capped_with_a_note(
     claude.script = scripted(
         Code(
             "import os\n"
+            "os.makedirs('outputs', exist_ok=True)\n"
             "for i in range(5):\n"
-            "    open(os.path.join(os.environ['OUTPUT_DIR'], f'table_{i}.csv'), 'w').write('a\\n1\\n')\n"
+            "    open(os.path.join('outputs', f'table_{i}.csv'), 'w').write('a\\n1\\n')\n"
         ),
         Text("Five tables."),
     )

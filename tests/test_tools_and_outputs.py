@@ -62,7 +62,8 @@ async def test_every_generated_file_type_comes_back_charts_first(
         Code(
             "import os, matplotlib.pyplot as plt, pandas as pd\n"
             "from matplotlib.backends.backend_pdf import PdfPages\n"
-            "out = os.environ['OUTPUT_DIR']\n"
+            "out = 'outputs'\n"
+            "os.makedirs(out, exist_ok=True)\n"
             "pd.DataFrame({'a': [1, 2]}).to_csv(f'{out}/table.csv', index=False)\n"
             "pd.DataFrame({'a': [1, 2]}).to_excel(f'{out}/table.xlsx', index=False)\n"
             "fig, ax = plt.subplots(); ax.plot([1, 2, 3])\n"

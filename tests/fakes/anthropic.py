@@ -28,7 +28,7 @@ definitions next to a code-execution tool; scripted with :class:`~tests.fakes.sc
 and :class:`~tests.fakes.scripts.WebFetch`, counted in ``usage.server_tool_use``), Agent Skills
 in the container (``container={"id": ..., "skills": [...]}``, echoed in ``container.skills``),
 multi-turn conversations in one container (a follow-up's ``container_upload`` blocks land in
-``inputs/`` next to the earlier files) and prompt caching across turns (at most four
+the input directory next to the earlier files) and prompt caching across turns (at most four
 ``cache_control`` breakpoints, on blocks of any cacheable type; a cache hit is looked for at the
 breakpoints and up to 20 blocks before each, as the real API does).
 
@@ -41,11 +41,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import math
 import mimetypes
 import re
 import secrets
+import shlex
 import shutil
 import string
 import tempfile
@@ -397,7 +399,7 @@ class StoredFile:
     created_at: datetime = field(default_factory=_now)
     expires_at: datetime | None = None
     deleted: bool = False
-    #: For generated files: the container and the container-relative path it came from.
+    #: For generated files: the container and the path it came from, relative to the working directory.
     container_id: str | None = None
     path: str | None = None
     sha256: str = field(init=False)
@@ -464,25 +466,48 @@ class RecordedRequest:
 
 @dataclass
 class ContainerState:
-    """A code-execution container: a host directory with ``inputs/`` and ``outputs/``."""
+    """A code-execution container: a host directory standing for the container's ``/``.
+
+    docs: the SDK's ContainerUploadBlockParam — "Files uploaded via this block will be available
+    in the container's input directory" (no path, no environment variable); the code-execution
+    docs — files Claude creates come back only as ``file_id`` s in the tool results
+    (``code_execution_output`` / ``bash_code_execution_output``).  So uploads go to ``inputs/``,
+    which is NOT the working directory code runs in (``work/``): code must find them by name.
+    A generated file is one created or changed under the working directory during an execution
+    (``outputs/churn.png`` there comes back; ``/tmp``, i.e. ``tmp/``, is scratch space).
+    """
 
     id: str
     root: Path
     created_at: datetime = field(default_factory=_now)
     last_used: datetime = field(default_factory=_now)
     expired: bool = False
-    #: Files API ids already copied into ``inputs/`` -> their container-relative path.
+    #: Files API ids already copied into the input directory -> their path under ``root``.
     uploaded: dict[str, str] = field(default_factory=dict)
     #: Skills loaded by the latest request that used the container (``{"type", "skill_id", "version"}``).
     skills: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def inputs(self) -> Path:
+        """The input directory, where ``container_upload`` files land."""
         return self.root / "inputs"
 
     @property
-    def outputs(self) -> Path:
-        return self.root / "outputs"
+    def workdir(self) -> Path:
+        """The working directory code runs in; files created under it are returned."""
+        return self.root / "work"
+
+    @property
+    def scratch(self) -> Path:
+        """The container's ``/tmp``."""
+        return self.root / "tmp"
+
+    def host_path(self, path: str) -> Path:
+        """A path as code in the container names it (absolute, or relative to the working directory)."""
+        target = (self.root / path.lstrip("/")) if path.startswith("/") else (self.workdir / path)
+        if not target.resolve().is_relative_to(self.root.resolve()):
+            raise ScriptError(f"the path {path!r} is outside the container")
+        return target
 
     @property
     def expires_at(self) -> datetime:
@@ -1594,10 +1619,10 @@ class FakeAnthropic:
         elif parsed.tool_type is not None:
             assert self._tmp is not None
             container_id = new_id("container")
-            root = Path(self._tmp.name) / container_id
-            (root / "inputs").mkdir(parents=True)
-            (root / "outputs").mkdir()
-            container = self.containers[container_id] = ContainerState(container_id, root, created_at=self.now())
+            container = ContainerState(container_id, Path(self._tmp.name) / container_id, created_at=self.now())
+            for directory in (container.inputs, container.workdir, container.scratch):
+                directory.mkdir(parents=True)
+            self.containers[container_id] = container
         else:
             return None
         container.last_used = self.now()
@@ -1674,8 +1699,7 @@ class FakeAnthropic:
             tool_type=parsed.tool_type,
             history=history,
             container_dir=root,
-            input_files=_listing(root / "inputs") if root else [],
-            output_files=_listing(root / "outputs") if root else [],
+            file_names=self._file_names(parsed),
             uploaded_file_ids=[u.file_id for u in parsed.newest_uploads],
             skills=[dict(skill) for skill in parsed.skills or []],
             model=parsed.model,
@@ -1683,6 +1707,18 @@ class FakeAnthropic:
             max_tokens=parsed.max_tokens,
             request=parsed.body,
         )
+
+    def _file_names(self, parsed: _MessagesRequest) -> list[str]:
+        """The file names the model is told: ``<file name="...">`` in user turns, then the names
+        of the files behind the request's ``container_upload`` blocks; in order, once each."""
+        names = [
+            html.unescape(match.group(2))
+            for message in parsed.messages
+            if message["role"] == "user"
+            for match in _FILE_TAG.finditer(_block_text(message["content"]))
+        ]
+        names += [self.files[u.file_id].filename for u in parsed.uploads if u.file_id in self.files]
+        return list(dict.fromkeys(names))
 
     def _message_json(
         self,
@@ -1780,27 +1816,27 @@ class FakeAnthropic:
     ) -> tuple[CodeRun, str | None]:
         """Run code in a container; register new files. Returns the run and an error code (or None)."""
         source = python if python is not None else (bash or "")
-        root = container.root
-        env = sandbox.sandbox_env(root)
-        before = sandbox.snapshot_files(root)
+        workdir = container.workdir
+        env = sandbox.sandbox_env(container.root)
+        before = sandbox.snapshot_files(workdir)
         try:
             if python is not None:
-                result = await sandbox.run_python(python, cwd=root, env=env, timeout=self.code_timeout)
+                result = await sandbox.run_python(python, cwd=workdir, env=env, timeout=self.code_timeout)
             else:
-                result = await sandbox.run_bash(source, cwd=root, env=env, timeout=self.code_timeout)
+                result = await sandbox.run_bash(source, cwd=workdir, env=env, timeout=self.code_timeout)
         except sandbox.SandboxError:
             return CodeRun(source, error_code="unavailable"), "unavailable"
         if result.timed_out:
             return CodeRun(source, error_code="execution_time_exceeded"), "execution_time_exceeded"
-        changed = sandbox.changed_files(before, sandbox.snapshot_files(root))
-        if any((root / path).stat().st_size > self.max_output_file_bytes for path in changed):
+        changed = sandbox.changed_files(before, sandbox.snapshot_files(workdir))
+        if any((workdir / path).stat().st_size > self.max_output_file_bytes for path in changed):
             return CodeRun(source, error_code="output_file_too_large"), "output_file_too_large"
         files = [self._register_generated(container, path) for path in changed]
         run = CodeRun(source, result.stdout, result.stderr, result.return_code, files)
         return run, None
 
     def _register_generated(self, container: ContainerState, path: str) -> GeneratedFile:
-        data = (container.root / path).read_bytes()
+        data = (container.workdir / path).read_bytes()
         name = Path(path).name
         stored = StoredFile(
             new_id("file"), name, _guess_mime(name), data, "generated", container_id=container.id, path=path
@@ -2151,8 +2187,10 @@ class _TurnRunner:
             run, error = await self.api.execute(container, python=source)
             await self.emit(_result_block("code_execution", use["id"], run, error))
         else:
-            name = filename or _next_script_name(container.root)
-            script_path = container.root / name
+            # Scripts go to /tmp unless the script names a path: outside the working directory,
+            # they are never returned as generated files.
+            name = filename or _next_script_name(container.scratch)
+            script_path = container.host_path(name)
             edit = _server_tool_use(
                 "text_editor_code_execution", {"command": "create", "path": name, "file_text": source}
             )
@@ -2170,7 +2208,7 @@ class _TurnRunner:
             command = f"python3 {name}"
             use = _server_tool_use("bash_code_execution", {"command": command})
             await self.emit(use)
-            run, error = await self.api.execute(container, bash=command)
+            run, error = await self.api.execute(container, bash=f"python3 {shlex.quote(str(script_path))}")
             run.source = source
             await self.emit(_result_block("bash_code_execution", use["id"], run, error))
         self.ctx.runs.append(run)
@@ -2298,12 +2336,13 @@ def _result_block(kind: str, tool_use_id: str, run: CodeRun, error: str | None) 
     return {"type": f"{kind}_tool_result", "tool_use_id": tool_use_id, "content": content}
 
 
-def _next_script_name(root: Path) -> str:
-    taken = {p.name for p in root.glob("analysis_*.py")}
+def _next_script_name(scratch: Path) -> str:
+    """``/tmp/analysis_<n>.py``, the first one not yet written in the container's ``/tmp``."""
+    taken = {p.name for p in scratch.glob("analysis_*.py")}
     n = 1
     while f"analysis_{n}.py" in taken:
         n += 1
-    return f"analysis_{n}.py"
+    return f"/tmp/analysis_{n}.py"
 
 
 class _SseWriter:
@@ -2437,10 +2476,8 @@ def _unique_path(directory: Path, filename: str) -> Path:
     return candidate
 
 
-def _listing(directory: Path) -> list[str]:
-    if not directory.is_dir():
-        return []
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+#: A file as the bot's user prompt introduces it: ``<file name="streaming.csv" .../>``.
+_FILE_TAG = re.compile(r"""<file\s+name=(["'])(.*?)\1""")
 
 
 def _page_json(page: list[StoredFile], next_page: str | None) -> dict[str, Any]:
