@@ -457,11 +457,11 @@ def read_table(path):
     raise ValueError(f"unsupported file type {suffix or '(none)'}")
 """
 
-#: Finds the files the model was told about (``files``: name -> path; ``missing``) and lists
-#: earlier outputs (``earlier``).
+#: Finds the files named in ``names`` (``files``: name -> path; ``missing``) and lists earlier
+#: outputs (``earlier``).
 _LIST_FILES = r"""
 print("WORKDIR " + json.dumps(sorted(os.listdir("."))))
-found = {name: locate(name) for name in __FILES__}
+found = {name: locate(name) for name in names}
 files = {name: path for name, path in found.items() if path is not None}
 missing = [name for name, path in found.items() if path is None]
 for name, path in files.items():
@@ -498,7 +498,7 @@ for name, path in files.items():
     print(df.head().to_string())
 """
 
-PROFILE_CODE = _READERS + _LIST_FILES + _PROFILE_FILES
+PROFILE_CODE = _READERS + "\nnames = __FILES__\n" + _LIST_FILES + _PROFILE_FILES
 
 _CLEAN_TARGET = r"""
 target = PLAN["target"]
@@ -608,11 +608,11 @@ print("RESULT " + json.dumps(result))
 """
 )
 
-#: A follow-up's first step: what is in the container now (inputs with the values of their
-#: low-cardinality columns, earlier outputs) and the state an earlier turn left behind.
+#: A follow-up's first step: the state an earlier turn left behind and what is in the
+#: container now (the files named in the conversation or in that state, with the values of
+#: their low-cardinality columns, and earlier outputs).
 FOLLOW_UP_PROBE_CODE = (
     _READERS
-    + _LIST_FILES
     + r"""
 state = None
 if STATE_PATH.is_file():
@@ -620,9 +620,13 @@ if STATE_PATH.is_file():
         state = json.loads(STATE_PATH.read_text())
     except ValueError:
         print("STATE unreadable " + __STATE__)
+data_file = str((state or {}).get("plan", {}).get("file", ""))
+names = list(dict.fromkeys(__FILES__ + ([data_file] if data_file else [])))
+"""
+    + _LIST_FILES
+    + r"""
 if state is not None:
-    data_file = str(state.get("plan", {}).get("file", ""))
-    if data_file and locate(data_file) is not None:
+    if data_file and data_file in files:
         print("STATE reused " + __STATE__)
     else:
         print("STATE stale " + __STATE__ + f": {data_file or '(no file)'} is not in the sandbox")
