@@ -17,7 +17,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.settings import Settings
+from bot.settings import FILES_API_BETA, Settings
 
 ANTHROPIC_TIMEOUT_S = 600.0
 # slack-sdk's default: long enough for any Web API call.
@@ -65,4 +65,7 @@ def anthropic_client(settings: Settings) -> anthropic.AsyncAnthropic:
         base_url=settings.anthropic_base_url,
         max_retries=settings.anthropic_max_retries,
         timeout=ANTHROPIC_TIMEOUT_S,
+        # anthropic 2.17's client.files sends no beta header; the Files API needs it (docs:
+        # build-with-claude/files). Messages calls set their own betas (bot/engine.py).
+        default_headers={"anthropic-beta": FILES_API_BETA},
     )

@@ -27,7 +27,14 @@ from bot.conversation import (
     storable,
     with_cache_breakpoints,
 )
-from bot.errors import AnthropicFailure, StreamBroken, describe_anthropic_error, describe_tool_error, error_type
+from bot.errors import (
+    AnthropicFailure,
+    StreamBroken,
+    describe_anthropic_error,
+    describe_tool_error,
+    error_code,
+    error_type,
+)
 from bot.events import (
     CodeWritten,
     Done,
@@ -41,13 +48,13 @@ from bot.events import (
     Usage,
 )
 from bot.prompts import SYSTEM_PROMPT, FileNote, user_prompt
-from bot.settings import Settings
+from bot.settings import FILES_API_BETA, Settings
+from bot.thinking import thinking_plan
 
 log = logging.getLogger(__name__)
 
-WEB_SEARCH_TOOL = "web_search_20260318"
-WEB_FETCH_TOOL = "web_fetch_20260318"
-SKILLS_BETA = "skills-2025-10-02"
+# The Files API calls the engine makes itself (generated files' metadata) carry its beta too.
+FILES_API_HEADERS = {"anthropic-beta": FILES_API_BETA}
 
 WEB_RESULT_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result"})
 TOOL_RESULT_TYPES = frozenset(
@@ -76,8 +83,8 @@ class Job:
     ``files`` are new with this question; ``thread_files`` are all the conversation's
     files (new ones included), attached whenever the work starts in a fresh container.
     ``history`` holds the earlier turns as API messages; ``container_id`` the container
-    they ran in (None when there is none, or it has expired: ``container_reset`` then
-    tells Claude its earlier sandbox state is gone).
+    they ran in, tried whatever expiry a response reported (None when there is none:
+    ``container_reset`` then tells Claude its earlier sandbox state is gone).
     """
 
     question: str
@@ -118,9 +125,19 @@ class _Turn:
 _RUN_SCRIPT = re.compile(r"^\s*python3?\s+(?:-u\s+)?(\S+\.py)\s*$")
 
 
+# Structured causes, read from the error body (``error.details.error_code``, which the SDK exposes
+# as ``APIStatusError.error_code``: "branch on it rather than on message"). Neither anthropic 2.17
+# nor the API reference lists codes for these two refusals; these are the codes the fake sends
+# (tests/fakes/anthropic.py, UNCONFIRMED), kept in one place so a documented code slots in here.
+CONTAINER_REFUSED_CODES = frozenset({"container_expired", "container_not_found"})
+PROMPT_TOO_LONG_CODES = frozenset({"prompt_too_long"})
+
+
 def is_container_problem(error: anthropic.APIStatusError) -> bool:
-    """Whether the API refused the request because of the container we asked to reuse."""
-    return "container" in str(error.message).lower()
+    """Whether the API refused the container we asked to reuse (expired, or unknown to it)."""
+    return error_type(error) in ("invalid_request_error", "not_found_error") and (
+        error_code(error) in CONTAINER_REFUSED_CODES
+    )
 
 
 def is_retryable(error: AnthropicFailure) -> bool:
@@ -167,8 +184,7 @@ def retry_notice(error: AnthropicFailure) -> str:
 
 def is_too_long(error: anthropic.APIStatusError) -> bool:
     """Whether the API refused the request for not fitting the model's context window."""
-    message = str(error.message).lower()
-    return "too long" in message or "context window" in message or "context length" in message
+    return error_type(error) == "invalid_request_error" and error_code(error) in PROMPT_TOO_LONG_CODES
 
 
 def step_title(block: Any) -> tuple[str, str, str]:
@@ -230,10 +246,11 @@ class Engine:
         """The tool list: code execution, plus web search/fetch when configured."""
         settings = self.settings
         tools: list[dict[str, Any]] = [dict(settings.code_execution.definition)]
+        search, fetch = settings.web_tool_types
         if settings.web_search_max_uses:
-            tools.append({"type": WEB_SEARCH_TOOL, "name": "web_search", "max_uses": settings.web_search_max_uses})
+            tools.append({"type": search, "name": "web_search", "max_uses": settings.web_search_max_uses})
         if settings.web_fetch_max_uses:
-            tools.append({"type": WEB_FETCH_TOOL, "name": "web_fetch", "max_uses": settings.web_fetch_max_uses})
+            tools.append({"type": fetch, "name": "web_fetch", "max_uses": settings.web_fetch_max_uses})
         tools[-1]["cache_control"] = {"type": "ephemeral"}
         return tools
 
@@ -250,6 +267,11 @@ class Engine:
         # The four breakpoints are counted across the whole request: messages get what's left.
         fixed = sum("cache_control" in block for key in ("system", "tools") for block in params[key])
         params["messages"] = with_cache_breakpoints(messages, cache_anchors, slots=MAX_CACHE_BREAKPOINTS - fixed)
+        plan = thinking_plan(settings.model, settings.max_tokens)
+        if plan.thinking is not None:
+            params["thinking"] = plan.thinking
+        if plan.effort:
+            params["output_config"] = {"effort": settings.effort}
         if settings.skills:
             container: dict[str, Any] = {
                 "skills": [{"type": "anthropic", "skill_id": skill, "version": "latest"} for skill in settings.skills]
@@ -259,7 +281,11 @@ class Engine:
             params["container"] = container
         elif container_id:
             params["container"] = container_id
-        betas = [b for b in (settings.code_execution.beta, SKILLS_BETA if settings.skills else None) if b]
+        # docs: agents-and-tools/tool-use/code-execution-tool — files reach the container through
+        # the Files API, whose beta header every request with container_upload blocks needs.
+        # Skills need no beta header: ``container.skills`` is GA in anthropic 2.17.
+        uploads = any(b.get("type") == "container_upload" for m in messages for b in m["content"])
+        betas = [b for b in (settings.code_execution.beta, FILES_API_BETA if uploads else None) if b]
         if betas:
             params["extra_headers"] = {"anthropic-beta": ",".join(betas)}
         return params
@@ -426,7 +452,7 @@ class Engine:
         for file_id in result_output(0, block).file_ids:
             if file_id in known:
                 continue
-            meta = await self.client.files.retrieve_metadata(file_id)
+            meta = await self.client.files.retrieve_metadata(file_id, extra_headers=FILES_API_HEADERS)
             output = OutputFile(meta.id, meta.filename, meta.mime_type, meta.size_bytes)
             turn.files.append(output)
             known.add(file_id)

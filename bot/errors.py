@@ -54,6 +54,15 @@ def error_type(error: anthropic.APIStatusError) -> str | None:
     return str(value) if value else getattr(error, "type", None)
 
 
+def error_code(error: anthropic.APIStatusError) -> str | None:
+    """The stable cause the API names in ``error.details.error_code``, if any."""
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    details = inner.get("details") if isinstance(inner, dict) else None
+    value = details.get("error_code") if isinstance(details, dict) else None
+    return str(value) if isinstance(value, str) else getattr(error, "error_code", None)
+
+
 def _request_id(error: anthropic.APIStatusError) -> str:
     request_id = getattr(error, "request_id", None)
     return f" request_id={request_id}" if request_id else ""

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Coroutine
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -557,11 +556,10 @@ class AnalystService:
     ) -> Job:
         """The engine's job: the question in its conversation, with the right container."""
         earlier = conversation.files if conversation else ()
+        # The stored container is always tried: the expires_at a response reports is a short
+        # rolling value, while a checkpointed container stays restorable for 30 days. When the
+        # API refuses it, the engine starts a fresh one (and calls ``reattach`` for the files).
         container_id = conversation.container_id if conversation else None
-        expired = container_id is not None and _expired(conversation.container_expires_at if conversation else None)
-        if expired:
-            log.info("container %s has expired; the follow-up starts a fresh one", container_id)
-            container_id = None
         key = thread_key(request.channel_id, request.thread_ts)
         owner = (conversation.user_id if conversation else None) or request.user_id
 
@@ -623,22 +621,6 @@ class AnalystService:
             elif isinstance(event, Done | Failed):
                 await self.store.update_run(run_id, container_id=event.container_id)
             yield event
-
-
-CONTAINER_EXPIRY_MARGIN = timedelta(seconds=60)
-
-
-def _expired(expires_at: str | None) -> bool:
-    """Whether a container's recorded expiry has passed (or is about to)."""
-    if not expires_at:
-        return False
-    try:
-        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment <= datetime.now(UTC) + CONTAINER_EXPIRY_MARGIN
 
 
 def _duration(seconds: float) -> str:

@@ -17,6 +17,9 @@ from urllib.parse import urlparse
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_DB = "./data/analyst.db"
+# docs: build-with-claude/files — the Files API (and container_upload blocks that reference
+# its files) needs this beta header; the installed SDK's ``client.files`` does not send it.
+FILES_API_BETA = "files-api-2025-04-14"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class CodeExecutionTool:
     def version(self) -> str:
         return self.type.removeprefix("code_execution_")
 
+    @property
+    def runs_bash(self) -> bool:
+        """Bash + file editing (2025-08-25 on); 2025-05-22 runs Python only."""
+        return self.version >= "20250825"
+
 
 CODE_EXECUTION_TOOLS: dict[str, CodeExecutionTool] = {
     tool.type: tool
@@ -47,6 +55,24 @@ CODE_EXECUTION_TOOLS: dict[str, CodeExecutionTool] = {
 DEFAULT_CODE_EXECUTION = "code_execution_20260521"
 # Anthropic's document skills, loaded into the container on request.
 ANTHROPIC_SKILLS = ("xlsx", "pptx", "docx", "pdf")
+
+# Server-side web tools. docs: agents-and-tools/tool-use/web-search-tool — the _20260209 and
+# later versions (dynamic filtering) "require code_execution_20260120 or later"; with an older
+# code-execution version the bot uses the versions before them (anthropic 2.17's
+# types/web_search_tool_*_param.py and web_fetch_tool_*_param.py list which exist).
+WEB_SEARCH_TOOL, WEB_FETCH_TOOL = "web_search_20260318", "web_fetch_20260318"
+LEGACY_WEB_SEARCH_TOOL, LEGACY_WEB_FETCH_TOOL = "web_search_20250305", "web_fetch_20250910"
+WEB_TOOLS_MIN_CODE_EXECUTION = "20260120"
+
+# ``output_config.effort`` (anthropic 2.17 types/output_config_param.py). High is the API's
+# default on most models and suits multi-step analyses where a wrong figure costs more than
+# a slower answer; it is sent explicitly so the bot behaves the same on every model.
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+DEFAULT_EFFORT = "high"
+# Thinking tokens count toward max_tokens (docs: build-with-claude/thinking), so the limit must
+# leave room for thinking as well as the answer; the models' output limit is 128K.
+DEFAULT_MAX_TOKENS = 32_000
+MIN_MAX_TOKENS, MAX_MAX_TOKENS = 4_096, 128_000
 
 
 class SettingsError(Exception):
@@ -71,7 +97,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     code_execution: CodeExecutionTool = CODE_EXECUTION_TOOLS[DEFAULT_CODE_EXECUTION]
     max_file_mb: float = 100.0
-    max_tokens: int = 16_000
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    effort: str = DEFAULT_EFFORT
     max_continuations: int = 8
     max_output_files: int = 10
     max_output_file_mb: float = 50.0
@@ -131,7 +158,8 @@ class Settings:
             model=reader.optional("ANALYST_MODEL") or DEFAULT_MODEL,
             code_execution=reader.code_execution("ANALYST_CODE_EXECUTION"),
             max_file_mb=reader.number("ANALYST_MAX_FILE_MB", 100.0),
-            max_tokens=reader.integer("ANALYST_MAX_TOKENS", 16_000),
+            max_tokens=reader.integer("ANALYST_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=MIN_MAX_TOKENS),
+            effort=reader.choice("ANALYST_EFFORT", DEFAULT_EFFORT, EFFORT_LEVELS),
             max_continuations=reader.integer("ANALYST_MAX_CONTINUATIONS", 8),
             max_output_files=reader.integer("ANALYST_MAX_OUTPUT_FILES", 10),
             max_output_file_mb=reader.number("ANALYST_MAX_OUTPUT_FILE_MB", 50.0),
@@ -159,6 +187,17 @@ class Settings:
             shutdown_grace_s=reader.number("ANALYST_SHUTDOWN_GRACE_S", 60.0, allow_zero=True),
             run_deadline_s=reader.number("ANALYST_RUN_DEADLINE_S", 1200.0),
         )
+        if settings.max_tokens > MAX_MAX_TOKENS:
+            raise SettingsError(
+                "ANALYST_MAX_TOKENS",
+                f"should be at most {MAX_MAX_TOKENS} (the models' output limit), got {settings.max_tokens}",
+            )
+        if settings.skills and not settings.code_execution.runs_bash:
+            raise SettingsError(
+                "ANALYST_SKILLS",
+                f"skills need a code execution version that runs bash (20250825 or later), "
+                f"but ANALYST_CODE_EXECUTION is {settings.code_execution.version}",
+            )
         if slack and http and not settings.slack_signing_secret:
             raise SettingsError(
                 "SLACK_SIGNING_SECRET", "is required to receive events over HTTP (or set SLACK_APP_TOKEN)"
@@ -168,6 +207,13 @@ class Settings:
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def web_tool_types(self) -> tuple[str, str]:
+        """(web search, web fetch) tool types that work with the configured code-execution version."""
+        if self.code_execution.version >= WEB_TOOLS_MIN_CODE_EXECUTION:
+            return WEB_SEARCH_TOOL, WEB_FETCH_TOOL
+        return LEGACY_WEB_SEARCH_TOOL, LEGACY_WEB_FETCH_TOOL
 
 
 def _with_trailing_slash(url: str) -> str:
@@ -249,6 +295,14 @@ class _Reader:
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise SettingsError(name, f"should be true or false, got {value!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.optional(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise SettingsError(name, f"should be one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
 
     def skills(self, name: str) -> tuple[str, ...]:
         value = self.optional(name)

@@ -296,7 +296,8 @@ async def test_generated_file_names_cannot_ping(
 ) -> None:
     writer = (
         "import os, matplotlib.pyplot as plt\n"
-        f"path = os.path.join(os.environ['OUTPUT_DIR'], {name!r})\n"
+        "os.makedirs('outputs', exist_ok=True)\n"
+        f"path = os.path.join('outputs', {name!r})\n"
         "plt.plot([1, 2]); plt.savefig(path) if path.endswith('.png') else open(path, 'w').write('a\\n1\\n')\n"
     )
     claude.script = scripted(Code(writer), Text("Done."))

@@ -4,6 +4,7 @@ expired containers replaced transparently, bounded history and prompt caching.""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -102,16 +103,33 @@ async def test_an_expired_container_is_replaced_without_the_user_noticing(
     assert runs[1]["container_id"] != old
 
 
-async def test_a_container_known_to_have_expired_is_not_even_tried(
+async def test_a_container_past_its_reported_expiry_is_still_reused(
     harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
     first = await harness.mention("what drives churn here?", files=[harness.file("streaming.csv", streaming_csv)])
+    container = claude.responses[0]["container"]["id"]
     store = harness.running.service.store
     await store.call(lambda: store.db.execute("UPDATE threads SET container_expires_at = '2020-01-01T00:00:00+00:00'"))
+    claude.advance_clock(timedelta(days=20))  # long past expires_at, well within the 30 days it stays restorable
     await harness.mention("now split that by country", thread_ts=first.thread_ts)
     assert all(r.status == 200 for r in claude.message_requests)
-    assert "container" not in claude.message_requests[-1].body
-    assert "country" in answers(harness, first)[-1].lower()
+    assert claude.message_requests[-1].body["container"] == container
+    assert "sandbox was reset" not in claude.message_requests[-1].body["messages"][-1]["content"][-1]["text"]
+    assert quotes_country_figures(answers(harness, first)[-1], streaming_csv)
+
+
+async def test_a_container_older_than_30_days_is_refused_and_replaced(
+    harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
+) -> None:
+    first = await harness.mention("what drives churn here?", files=[harness.file("streaming.csv", streaming_csv)])
+    old = claude.responses[0]["container"]["id"]
+    claude.advance_clock(timedelta(days=31))
+    await harness.mention("now split that by country", thread_ts=first.thread_ts)
+    refused, retried = claude.message_requests[-2:]
+    assert refused.status == 400 and refused.body["container"] == old
+    assert "container" not in retried.body
+    assert quotes_country_figures(answers(harness, first)[-1], streaming_csv)
+    assert ":warning:" not in harness.thread_text(first)
 
 
 async def test_a_file_lost_by_the_files_api_is_uploaded_again_from_slack(
@@ -186,7 +204,9 @@ async def test_a_prompt_too_long_for_the_model_sheds_old_history_instead_of_fail
 ) -> None:
     first = await harness.mention("what drives churn here?", files=[harness.file("s.csv", streaming_csv)])
     await harness.mention("now split that by country", thread_ts=first.thread_ts)
-    claude.fail_next("messages", status=400, message="prompt is too long: 1250000 tokens > 1000000 maximum")
+    claude.fail_next(
+        "messages", status=400, message="Request rejected: see error details", error_code="prompt_too_long"
+    )
     await harness.mention("and by device?", thread_ts=first.thread_ts)
     refused, retried = claude.message_requests[-2:]
     assert refused.status == 400

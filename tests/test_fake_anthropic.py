@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from anthropic.types import Message
 
 from tests.fakes import sandbox
-from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.anthropic import FILES_API_BETA, FakeAnthropic
 from tests.fakes.scripts import (
     STATE_FILE,
     Action,
@@ -42,10 +43,10 @@ from tests.fakes.scripts import (
 )
 
 STREAMING_CSV = Path(__file__).parents[2] / "shared" / "data" / "streaming.csv"
-MODEL = "claude-sonnet-5"
+MODEL = "claude-opus-4-7"  # thinks only when asked (docs: thinking-troubleshooting)
 BASH_TOOL = {"type": "code_execution_20260521", "name": "code_execution"}
 PYTHON_TOOL = {"type": "code_execution_20250522", "name": "code_execution"}
-PYTHON_BETA = {"anthropic-beta": "code-execution-2025-05-22"}
+PYTHON_BETA = {"anthropic-beta": f"code-execution-2025-05-22,{FILES_API_BETA}"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUESTION = "Why are customers churning?"
 WEB_SEARCH = {"type": "web_search_20260209", "name": "web_search"}
@@ -68,7 +69,12 @@ async def api() -> AsyncIterator[FakeAnthropic]:
 
 @pytest.fixture
 async def client(api: FakeAnthropic) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(api_key=api.api_key, base_url=api.base_url, max_retries=0) as sdk:
+    async with anthropic.AsyncAnthropic(
+        api_key=api.api_key,
+        base_url=api.base_url,
+        max_retries=0,
+        default_headers={"anthropic-beta": FILES_API_BETA},  # the fake, like the API, requires it with uploads
+    ) as sdk:
         yield sdk
 
 
@@ -184,7 +190,8 @@ async def test_only_generated_files_are_downloadable(api: FakeAnthropic, client:
     assert isinstance(refused.value, anthropic.types.FileNotDownloadableError)
     assert refused.value.error_code == "file_not_downloadable"
 
-    api.script = scripted(Code("open('outputs/report.md', 'w').write('# Report')"), Text("Written."))
+    writer = "import os; os.makedirs('outputs')\nopen('outputs/report.md', 'w').write('# Report')"
+    api.script = scripted(Code(writer), Text("Written."))
     message = await client.messages.create(model=MODEL, max_tokens=100, tools=[BASH_TOOL], messages=[ask("Go")])
     (report_id,) = output_file_ids(message)
     assert await (await client.files.download(report_id)).read() == b"# Report"
@@ -228,9 +235,9 @@ async def test_default_analyst_with_bash_code_execution(api: FakeAnthropic, clie
 
     assert message.stop_reason == "end_turn"
     assert [b.type for b in message.content] == [
-        "server_tool_use",  # text editor: create analysis_1.py
+        "server_tool_use",  # text editor: create /tmp/analysis_1.py
         "text_editor_code_execution_tool_result",
-        "server_tool_use",  # bash: python3 analysis_1.py
+        "server_tool_use",  # bash: python3 /tmp/analysis_1.py
         "bash_code_execution_tool_result",
         "server_tool_use",
         "text_editor_code_execution_tool_result",
@@ -238,7 +245,8 @@ async def test_default_analyst_with_bash_code_execution(api: FakeAnthropic, clie
         "bash_code_execution_tool_result",
         "text",
     ]
-    assert message.content[2].input == {"command": "python3 analysis_1.py"}
+    assert message.content[0].input["path"] == "/tmp/analysis_1.py", "scripts stay out of the working directory"
+    assert message.content[2].input == {"command": "python3 /tmp/analysis_1.py"}
     assert all(b.id.startswith("srvtoolu_") for b in message.content if b.type == "server_tool_use")
 
     answer = answer_text(message)
@@ -257,6 +265,51 @@ async def test_default_analyst_with_bash_code_execution(api: FakeAnthropic, clie
     container = api.containers[message.container.id]
     assert (container.inputs / "streaming.csv").read_bytes() == STREAMING_CSV.read_bytes()
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+
+
+#: Finds the upload by name as the system prompt says (``find /``: the fake's ``/`` is the container's
+#: directory) and saves a chart under ``outputs/`` in the working directory.
+FIND_BY_NAME_AND_CHART = """\
+import os, subprocess, tempfile, matplotlib.pyplot as plt, pandas as pd
+print(sorted(os.listdir(".")))
+hits = subprocess.run(["find", {root!r}, "-name", "streaming.csv", "-not", "-path", "/proc/*"],
+                      capture_output=True, text=True).stdout.split()
+df = pd.read_csv(hits[0])
+os.makedirs("outputs", exist_ok=True)
+df["tier"].value_counts().plot.bar().figure.savefig("outputs/chart.png")
+open(os.path.join(tempfile.gettempdir(), "scratch.txt"), "w").write("scratch space is not returned")
+print(len(df))
+"""
+
+
+@pytest.mark.parametrize(("tool", "headers"), [(BASH_TOOL, {}), (PYTHON_TOOL, PYTHON_BETA)])
+async def test_uploads_are_found_by_name_and_charts_under_outputs_come_back(
+    tool: dict[str, str], headers: dict[str, str], api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    # docs: the SDK's ContainerUploadBlockParam — uploads are "available in the container's input directory"
+    # (no path, no variable); code-execution docs — created files come back only as file_ids in tool results.
+    file_id = await upload_csv(client)
+    api.script = scripted(
+        Code("import os, pandas as pd\nprint(len(pd.read_csv(os.environ['INPUT_DIR'] + '/streaming.csv')))"),
+        Code("import pandas as pd\nprint(len(pd.read_csv('streaming.csv')))"),
+        Code(lambda ctx: FIND_BY_NAME_AND_CHART.format(root=str(ctx.container_dir))),
+        Text("Charted."),
+    )
+    message = await client.messages.create(
+        model=MODEL, max_tokens=1024, tools=[tool], messages=[ask("Chart tiers", file_id)], extra_headers=headers
+    )
+    kinds = ("code_execution_tool_result", "bash_code_execution_tool_result")
+    results = [b.content for b in message.content if b.type in kinds]
+    by_variable, in_working_dir, by_name = results
+
+    assert by_variable.return_code == 1 and "KeyError: 'INPUT_DIR'" in by_variable.stderr, "no such variable"
+    assert in_working_dir.return_code == 1 and "FileNotFoundError" in in_working_dir.stderr, "uploads are elsewhere"
+    assert (by_name.return_code, by_name.stdout.splitlines()) == (0, ["[]", "5000"]), by_name.stderr
+    kind = "code_execution" if tool is PYTHON_TOOL else "bash_code_execution"
+    assert [item.type for item in by_name.content] == [f"{kind}_output"], "only the chart comes back"
+    (chart_id,) = output_file_ids(message)
+    assert api.files[chart_id].filename == "chart.png" and api.files[chart_id].path == "outputs/chart.png"
+    assert (await (await client.files.download(chart_id)).read()).startswith(PNG_MAGIC)
 
 
 async def test_default_analyst_describes_data_without_churn(
@@ -320,7 +373,7 @@ async def test_streaming_accumulates_the_same_message(api: FakeAnthropic, client
     assert [b.type for b in streamed.content] == [b.type for b in created.content]
     assert answer_text(streamed) == answer_text(created) == "".join(chunks)
     assert len(chunks) > 1, "text arrives in several deltas"
-    assert streamed.content[2].input == {"command": "python3 analysis_1.py"}, "input_json_delta is accumulated"
+    assert streamed.content[2].input == {"command": "python3 /tmp/analysis_1.py"}, "input_json_delta is accumulated"
     assert stdouts(streamed) == stdouts(created)
     assert streamed.stop_reason == "end_turn"
     assert streamed.usage.output_tokens == created.usage.output_tokens
@@ -392,7 +445,14 @@ async def test_container_reuse_keeps_files_between_turns(api: FakeAnthropic, cli
     assert "still available: churn_by_tier.png" in answer
 
     api.script = scripted(
-        Code("import pandas as pd, os\nprint(sorted(os.listdir('outputs')), len(pd.read_csv('inputs/streaming.csv')))"),
+        Code(
+            lambda ctx: (
+                "import os, pandas as pd, subprocess\n"
+                f"found = subprocess.run(['find', {str(ctx.container_dir)!r}, '-name', 'streaming.csv'],"
+                " capture_output=True, text=True).stdout.split()\n"
+                "print(sorted(os.listdir('outputs')), len(pd.read_csv(found[0])))"
+            )
+        ),
         Text(lambda ctx: ctx.last.stdout.strip()),
     )
     history += [{"role": "assistant", "content": second.content}, ask("List your files")]
@@ -407,6 +467,7 @@ async def test_custom_scripts_write_many_files_and_quote_stdout(
 ) -> None:
     api.script = scripted(
         Code(
+            "import os; os.makedirs('outputs')\n"
             "for i in range(12):\n    open(f'outputs/part_{i:02}.csv', 'w').write(f'n\\n{i}\\n')\nprint('<!channel>')"
         ),
         Text(lambda ctx: f"{ctx.last.stdout.strip()} wrote {len(ctx.last.files)} files"),
@@ -420,19 +481,121 @@ async def test_custom_scripts_write_many_files_and_quote_stdout(
 
 
 async def test_expired_or_unknown_container_is_rejected(api: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
-    api.script = scripted(Code("open('outputs/note.txt', 'w').write('hi')"), Text("done"))
+    api.script = scripted(Code("open('note.txt', 'w').write('hi')"), Text("done"))
     first = await client.messages.create(model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Write")])
     assert first.container is not None
     api.expire_container(first.container.id)
 
-    with pytest.raises(anthropic.BadRequestError, match="expired"):
+    with pytest.raises(anthropic.BadRequestError) as expired:
         await client.messages.create(
             model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Again")], container=first.container.id
         )
-    with pytest.raises(anthropic.BadRequestError, match="not found"):
+    assert expired.value.type == "invalid_request_error" and expired.value.error_code == "container_expired"
+    with pytest.raises(anthropic.NotFoundError) as unknown:
         await client.messages.create(
             model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Again")], container="container_nope"
         )
+    assert unknown.value.type == "not_found_error" and unknown.value.error_code == "container_not_found"
+
+
+async def test_a_used_container_stays_restorable_for_30_days_whatever_expires_at_said(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Code("open('note.txt', 'w').write('hi')"), Text("done"))
+    first = await client.messages.create(model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Write")])
+    assert first.container is not None
+    assert first.container.expires_at - datetime.now(UTC) < timedelta(hours=1), "a short, rolling value"
+    api.advance_clock(timedelta(days=29))
+    again = await client.messages.create(
+        model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Again")], container=first.container.id
+    )
+    assert again.container is not None and again.container.id == first.container.id
+    assert again.container.expires_at > first.container.expires_at + timedelta(days=28), "it rolls on with use"
+    api.advance_clock(timedelta(days=31))
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(
+            model=MODEL, max_tokens=1024, tools=[BASH_TOOL], messages=[ask("Later")], container=first.container.id
+        )
+    assert refused.value.error_code == "container_expired"
+
+
+async def test_container_uploads_need_the_files_api_beta(api: FakeAnthropic) -> None:
+    async with anthropic.AsyncAnthropic(api_key=api.api_key, base_url=api.base_url, max_retries=0) as plain:
+        meta = await plain.files.upload(file=("s.csv", STREAMING_CSV.read_bytes(), "text/csv"))
+        request: dict[str, Any] = {
+            "model": MODEL,
+            "max_tokens": 1024,
+            "tools": [BASH_TOOL],
+            "messages": [ask("Summarise", meta.id)],
+        }
+        with pytest.raises(anthropic.BadRequestError, match="files-api-2025-04-14") as refused:
+            await plain.messages.create(**request)
+        assert refused.value.type == "invalid_request_error"
+        api.script = scripted(Text("ok"))
+        message = await plain.messages.create(**request, extra_headers={"anthropic-beta": FILES_API_BETA})
+        assert answer_text(message) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("code_tool", "web_tool", "ok"),
+    [
+        ("code_execution_20250825", "web_search_20260209", False),
+        ("code_execution_20250825", "web_fetch_20260318", False),
+        ("code_execution_20250825", "web_search_20250305", True),
+        ("code_execution_20260120", "web_search_20260318", True),
+    ],
+)
+async def test_newer_web_tools_need_a_newer_code_execution_tool(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic, code_tool: str, web_tool: str, ok: bool
+) -> None:
+    api.script = scripted(Text("ok"))
+    name = web_tool.rsplit("_", 1)[0]
+    request: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "tools": [{"type": code_tool, "name": "code_execution"}, {"type": web_tool, "name": name}],
+        "messages": [ask("hi")],
+    }
+    if ok:
+        assert answer_text(await client.messages.create(**request)) == "ok"
+        return
+    with pytest.raises(anthropic.BadRequestError, match="requires code_execution_20260120"):
+        await client.messages.create(**request)
+
+
+async def test_thinking_follows_the_model_and_comes_back_byte_identical(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Code("print(6 * 7)"), Pause(), Text("42"))
+    request: dict[str, Any] = {"model": "claude-sonnet-5-5", "max_tokens": 4096, "tools": [BASH_TOOL]}
+    paused = await client.messages.create(**request, messages=[ask("Compute")])
+    thinking = paused.content[0]
+    assert thinking.type == "thinking" and thinking.thinking == "" and thinking.signature  # on, display omitted
+    echoed = [b.to_dict(mode="json") for b in paused.content]
+    container = paused.container.id  # type: ignore[union-attr]
+    done = await client.messages.create(
+        **request, container=container, messages=[ask("Compute"), {"role": "assistant", "content": echoed}]
+    )
+    assert answer_text(done) == "42"
+    tampered = [dict(echoed[0], thinking="I will say 41"), *echoed[1:]]
+    with pytest.raises(anthropic.BadRequestError, match="signature"):
+        await client.messages.create(
+            **request, container=container, messages=[ask("Compute"), {"role": "assistant", "content": tampered}]
+        )
+    with pytest.raises(anthropic.BadRequestError, match="signature"):  # tied to the model that wrote it
+        await client.messages.create(
+            **{**request, "model": "claude-sonnet-5"},
+            container=container,
+            messages=[ask("Compute"), {"role": "assistant", "content": echoed}],
+        )
+    with pytest.raises(anthropic.BadRequestError, match="between_tools"):
+        await client.messages.create(**request, thinking={"type": "disabled"}, messages=[ask("x")])
+    with pytest.raises(anthropic.BadRequestError, match="not supported"):
+        await client.messages.create(
+            **request, thinking={"type": "enabled", "budget_tokens": 2048}, messages=[ask("x")]
+        )
+    with pytest.raises(anthropic.BadRequestError, match=r"output_config\.effort"):
+        await client.messages.create(**request, output_config={"effort": "huge"}, messages=[ask("x")])  # type: ignore[typeddict-item]
 
 
 async def test_upload_in_an_older_turn_is_missing_from_a_fresh_container(
@@ -610,7 +773,7 @@ async def test_requests_are_recorded(api: FakeAnthropic, client: anthropic.Async
     await client.messages.create(model=MODEL, max_tokens=10, messages=[ask("Hi")], extra_headers=PYTHON_BETA)
     (recorded,) = api.message_requests
     assert recorded.body["messages"][0]["content"][0]["text"] == "Hi"
-    assert recorded.betas == ["code-execution-2025-05-22"]
+    assert recorded.betas == ["code-execution-2025-05-22", FILES_API_BETA]
     assert recorded.headers["anthropic-version"]
     assert recorded.status == 200
 
@@ -661,10 +824,12 @@ async def test_sandbox_survives_crashes_and_runs_children_concurrently(tmp_path:
 
 async def test_sandbox_bash_routes_and_environment(tmp_path: Path) -> None:
     env = sandbox.sandbox_env(tmp_path, {"EXTRA": "1"})
-    (tmp_path / "job.py").write_text("import os, sys\nprint(os.environ['OUTPUT_DIR'], os.getcwd(), sys.argv[0])\n")
+    job = "import os, sys, tempfile\nprint(tempfile.gettempdir(), os.getcwd(), sys.argv[0])\n"
+    (tmp_path / "job.py").write_text(job)
 
     warm = await sandbox.run_bash("python3 job.py", cwd=tmp_path, env=env)
-    assert warm.stdout.split() == [str(tmp_path / "outputs"), str(tmp_path), str(tmp_path / "job.py")]
+    assert warm.stdout.split() == [str(tmp_path / "tmp"), str(tmp_path), str(tmp_path / "job.py")]
+    assert not {"INPUT_DIR", "OUTPUT_DIR"} & set(env), "the real container defines no such variables"
 
     shell = await sandbox.run_bash("echo $EXTRA && ls *.py && exit 3", cwd=tmp_path, env=env)
     assert (shell.return_code, shell.stdout) == (3, "1\njob.py\n")
@@ -722,7 +887,7 @@ async def test_follow_ups_reuse_the_state_the_first_turn_left(
     first = await chat.ask(QUESTION, await upload_csv(client))
     assert len(output_file_ids(first)) == 1, "the state file is not a generated file"
     container = api.containers[first.container.id]  # type: ignore[union-attr]
-    state = json.loads((container.root / STATE_FILE).read_text())
+    state = json.loads((container.scratch / STATE_FILE).read_text())
     assert state["kind"] == "churn" and state["plan"]["file"] == "streaming.csv"
     assert state["plan"]["target"] == "churned" and state["overall"] == OVERALL
     assert f"STATE saved {STATE_FILE}" in stdouts(first)[1]
@@ -748,7 +913,7 @@ async def test_follow_ups_reuse_the_state_the_first_turn_left(
     for row in expected_table("device", tier="Premium"):
         assert row in answer
     assert [api.files[i].filename for i in output_file_ids(premium)] == ["churn_by_device_premium.png"]
-    state = json.loads((container.root / STATE_FILE).read_text())
+    state = json.loads((container.scratch / STATE_FILE).read_text())
     assert [(b["by"], b["filters"]) for b in state["breakdowns"]] == [
         ("country", {}),
         ("device", {}),
@@ -786,7 +951,7 @@ async def test_after_expiry_a_follow_up_recomputes_the_same_numbers(
     assert all(row in answer_text(recomputed) for row in expected_table("country"))
     new_container = api.containers[recomputed.container.id]
     assert new_container.uploaded == {file_id: "inputs/streaming.csv"}
-    assert (new_container.root / STATE_FILE).is_file(), "the next follow-up can reuse state again"
+    assert (new_container.scratch / STATE_FILE).is_file(), "the next follow-up can reuse state again"
     assert f"STATE reused {STATE_FILE}" in stdouts(await fresh.ask("and by device"))[0]
 
 
@@ -1010,7 +1175,7 @@ async def test_every_web_tool_version_is_accepted_next_to_code_execution(
     api.script = scripted(Text("ok"))
     message = await client.messages.create(model=MODEL, max_tokens=10, tools=[BASH_TOOL, tool], messages=[ask("hi")])
     assert answer_text(message) == "ok"
-    assert message.usage.server_tool_use is not None and api.message_requests[-1].betas == []
+    assert message.usage.server_tool_use is not None and api.message_requests[-1].betas == [FILES_API_BETA]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1030,7 +1195,9 @@ async def test_skills_are_loaded_echoed_and_visible_to_scripts(
     loaded = [(s.type, s.skill_id, s.version) for s in first.container.skills]
     assert loaded == [("anthropic", "xlsx", "20251013"), ("anthropic", "pdf", "20251002")]
     assert json.loads(answer_text(first))[0] == {"type": "anthropic", "skill_id": "xlsx", "version": "20251013"}
-    assert api.message_requests[-1].betas == [], "skills need no beta header with anthropic 2.14"
+    assert api.message_requests[-1].betas == [FILES_API_BETA], (
+        "skills need no beta header of their own (anthropic 2.17)"
+    )
 
     again = await client.messages.create(
         model=MODEL,

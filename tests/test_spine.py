@@ -268,7 +268,8 @@ async def test_every_code_execution_version_works_with_its_headers(
     assert request.body["tools"] == [
         {"type": version, "name": "code_execution", "cache_control": {"type": "ephemeral"}}
     ]
-    assert request.betas == (["code-execution-2025-05-22"] if version.endswith("20250522") else [])
+    code_beta = ["code-execution-2025-05-22"] if version.endswith("20250522") else []
+    assert request.betas == [*code_beta, "files-api-2025-04-14"]  # the upload needs the Files API beta
 
 
 async def test_a_paused_turn_is_continued_in_the_same_container(harness: Harness, claude: FakeAnthropic) -> None:
@@ -383,8 +384,9 @@ async def test_output_files_are_capped_with_a_note(
     claude.script = scripted(
         Code(
             "import os\n"
+            "os.makedirs('outputs', exist_ok=True)\n"
             "for i in range(5):\n"
-            "    open(os.path.join(os.environ['OUTPUT_DIR'], f'table_{i}.csv'), 'w').write('a\\n1\\n')\n"
+            "    open(os.path.join('outputs', f'table_{i}.csv'), 'w').write('a\\n1\\n')\n"
         ),
         Text("Five tables."),
     )

@@ -49,7 +49,7 @@ async def test_the_xlsx_skill_returns_a_real_workbook(
         files = h.thread_files(asked)
     request = claude.message_requests[0]
     assert request.body["container"] == {"skills": [{"type": "anthropic", "skill_id": "xlsx", "version": "latest"}]}
-    assert "skills-2025-10-02" in request.betas
+    assert request.betas == ["files-api-2025-04-14"]  # container.skills is GA: no skills beta
     [workbook] = [f for f in files if f["name"].endswith(".xlsx")]
     book = openpyxl.load_workbook(io.BytesIO(slack.file(workbook["id"]).content))
     assert any(sheet._charts for sheet in book.worksheets)  # a native Excel chart
@@ -62,7 +62,8 @@ async def test_every_generated_file_type_comes_back_charts_first(
         Code(
             "import os, matplotlib.pyplot as plt, pandas as pd\n"
             "from matplotlib.backends.backend_pdf import PdfPages\n"
-            "out = os.environ['OUTPUT_DIR']\n"
+            "out = 'outputs'\n"
+            "os.makedirs(out, exist_ok=True)\n"
             "pd.DataFrame({'a': [1, 2]}).to_csv(f'{out}/table.csv', index=False)\n"
             "pd.DataFrame({'a': [1, 2]}).to_excel(f'{out}/table.xlsx', index=False)\n"
             "fig, ax = plt.subplots(); ax.plot([1, 2, 3])\n"

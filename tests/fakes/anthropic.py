@@ -28,7 +28,7 @@ definitions next to a code-execution tool; scripted with :class:`~tests.fakes.sc
 and :class:`~tests.fakes.scripts.WebFetch`, counted in ``usage.server_tool_use``), Agent Skills
 in the container (``container={"id": ..., "skills": [...]}``, echoed in ``container.skills``),
 multi-turn conversations in one container (a follow-up's ``container_upload`` blocks land in
-``inputs/`` next to the earlier files) and prompt caching across turns (at most four
+the input directory next to the earlier files) and prompt caching across turns (at most four
 ``cache_control`` breakpoints, on blocks of any cacheable type; a cache hit is looked for at the
 breakpoints and up to 20 blocks before each, as the real API does).
 
@@ -40,11 +40,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import html
 import json
 import math
 import mimetypes
 import re
 import secrets
+import shlex
 import shutil
 import string
 import tempfile
@@ -187,6 +190,16 @@ ANTHROPIC_SKILLS: dict[str, tuple[str, ...]] = {
     "pdf": ("20251002", "20251013"),
 }
 MAX_SKILLS = 8
+#: docs: build-with-claude/files — "The Files API is currently in beta. To use the Files API, you'll
+#: need to include the beta feature header: anthropic-beta: files-api-2025-04-14"; a Messages call
+#: that references Files API files through container_upload blocks needs it too.
+FILES_API_BETA = "files-api-2025-04-14"
+#: docs: agents-and-tools/tool-use/web-search-tool — the _20260209 and later web tools
+#: "require code_execution_20260120 or later".
+WEB_TOOLS_NEEDING_NEW_CODE_EXECUTION = frozenset(
+    {"web_search_20260209", "web_search_20260318", "web_fetch_20260209", "web_fetch_20260309", "web_fetch_20260318"}
+)
+NEW_WEB_TOOLS_MIN_CODE_EXECUTION = "code_execution_20260120"
 #: docs: build-with-claude/prompt-caching — "You can define up to 4 cache breakpoints"; more
 #: is a 400 "A maximum of 4 blocks with cache_control may be provided. Found N."
 MAX_CACHE_BREAKPOINTS = 4
@@ -201,12 +214,46 @@ MODELS: dict[str, str] = {
 #: breakpoint)": the breakpoint itself and the 19 boundaries before it, 20 checks.
 CACHE_LOOKBACK_BLOCKS = 20
 
+#: Thinking, per model: the ``thinking.type`` values it accepts, whether it thinks when ``thinking``
+#: is omitted, and its default ``display``. docs: models/sonnet-5-5/migration-guide ("Thinking is on
+#: by default": Sonnet 5.5 accepts "adaptive" and "between_tools", thinks when the field is unset,
+#: default display "omitted"); models/sonnet-5/migration-guide (Sonnet 5: adaptive on by default,
+#: "enabled" is a 400); build-with-claude/thinking-troubleshooting (Opus 4.7: adaptive only, off
+#: unless asked; Sonnet/Haiku 4.5: extended thinking only). Other models accept every type.
+THINKING_MODELS: dict[str, tuple[frozenset[str], bool, str]] = {
+    "claude-sonnet-5-5": (frozenset({"adaptive", "between_tools"}), True, "omitted"),
+    "claude-sonnet-5": (frozenset({"adaptive", "disabled"}), True, "omitted"),
+    "claude-opus-4-7": (frozenset({"adaptive", "disabled"}), False, "summarized"),
+    "claude-sonnet-4-5": (frozenset({"enabled", "disabled"}), False, "summarized"),
+    "claude-haiku-4-5": (frozenset({"enabled", "disabled"}), False, "summarized"),
+}
+THINKING_TYPES = frozenset({"adaptive", "enabled", "disabled", "between_tools"})
+#: ``output_config.effort`` values (anthropic 2.17 types/output_config_param.py).
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+#: Output tokens one thinking block costs; they count toward ``max_tokens`` (docs: thinking).
+THINKING_TOKENS = 24
+SUMMARISED_THINKING = "Planning the analysis: load the data, check it, then compute what was asked."
+
 #: What the fake does where the real API's behaviour could not be confirmed from the installed
 #: SDK, the documentation or public reports; each is the most plausible reading.
 UNCONFIRMED: dict[str, str] = {
     "skills_beta_header": (
-        "Skills need no anthropic-beta header: anthropic 2.14 has `container.skills` in the GA MessageCreateParams "
+        "Skills need no anthropic-beta header: anthropic 2.17 has `container.skills` in the GA MessageCreateParams "
         "and a GA `client.skills`; the 2025 docs asked for skills-2025-10-02 (still accepted, ignored)."
+    ),
+    "container_refusal": (
+        "A container id the API no longer has is refused with error.details.error_code: 404 not_found_error "
+        "`container_not_found` for an unknown id, 400 invalid_request_error `container_expired` for one past its "
+        "30 days; neither the API reference nor anthropic 2.17 lists codes for it."
+    ),
+    "prompt_too_long_code": (
+        "A prompt over the context window is a 400 invalid_request_error; the fake's fail_next(error_code="
+        "'prompt_too_long') stands for it (no documented code)."
+    ),
+    "container_lifetime": "A container stays restorable for 30 days after its last use (brief: 30 days).",
+    "thinking_signature": (
+        "Signatures are opaque; the fake's is an HMAC of the model and the thinking text, so any change to an "
+        "echoed block, or replaying it to another model, is refused as the API refuses a modified block."
     ),
     "skills_python_only_tool": "Skills are refused with code_execution_20250522 (docs: they need 2025-08-25 or later).",
     "skill_errors": "Wording of unknown-skill / duplicate-skill / too-many-skills errors; they are 400s here.",
@@ -314,9 +361,10 @@ FAULT_ENDPOINTS: frozenset[str] = frozenset(FaultEndpoint.__args__)  # type: ign
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # Messages API request size limit
 MAX_FILE_BYTES = 500 * 1024 * 1024  # Files API per-file limit
 MAX_OUTPUT_TOKENS = 128_000
+#: A checkpointed container stays restorable this long after it was last used.
 CONTAINER_LIFETIME = timedelta(days=30)
-#: The container ``expires_at`` the API reports is a shorter, rolling value.
-CONTAINER_REPORTED_TTL = timedelta(hours=1)
+#: The container ``expires_at`` a response reports is a short, rolling value (now + this).
+CONTAINER_REPORTED_TTL = timedelta(minutes=5)
 STREAM_CHUNK_CHARS = 200
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -361,7 +409,7 @@ class StoredFile:
     created_at: datetime = field(default_factory=_now)
     expires_at: datetime | None = None
     deleted: bool = False
-    #: For generated files: the container and the container-relative path it came from.
+    #: For generated files: the container and the path it came from, relative to the working directory.
     container_id: str | None = None
     path: str | None = None
     sha256: str = field(init=False)
@@ -428,34 +476,58 @@ class RecordedRequest:
 
 @dataclass
 class ContainerState:
-    """A code-execution container: a host directory with ``inputs/`` and ``outputs/``."""
+    """A code-execution container: a host directory standing for the container's ``/``.
+
+    docs: the SDK's ContainerUploadBlockParam — "Files uploaded via this block will be available
+    in the container's input directory" (no path, no environment variable); the code-execution
+    docs — files Claude creates come back only as ``file_id`` s in the tool results
+    (``code_execution_output`` / ``bash_code_execution_output``).  So uploads go to ``inputs/``,
+    which is NOT the working directory code runs in (``work/``): code must find them by name.
+    A generated file is one created or changed under the working directory during an execution
+    (``outputs/churn.png`` there comes back; ``/tmp``, i.e. ``tmp/``, is scratch space).
+    """
 
     id: str
     root: Path
     created_at: datetime = field(default_factory=_now)
     last_used: datetime = field(default_factory=_now)
     expired: bool = False
-    #: Files API ids already copied into ``inputs/`` -> their container-relative path.
+    #: Files API ids already copied into the input directory -> their path under ``root``.
     uploaded: dict[str, str] = field(default_factory=dict)
     #: Skills loaded by the latest request that used the container (``{"type", "skill_id", "version"}``).
     skills: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def inputs(self) -> Path:
+        """The input directory, where ``container_upload`` files land."""
         return self.root / "inputs"
 
     @property
-    def outputs(self) -> Path:
-        return self.root / "outputs"
+    def workdir(self) -> Path:
+        """The working directory code runs in; files created under it are returned."""
+        return self.root / "work"
+
+    @property
+    def scratch(self) -> Path:
+        """The container's ``/tmp``."""
+        return self.root / "tmp"
+
+    def host_path(self, path: str) -> Path:
+        """A path as code in the container names it (absolute, or relative to the working directory)."""
+        target = (self.root / path.lstrip("/")) if path.startswith("/") else (self.workdir / path)
+        if not target.resolve().is_relative_to(self.root.resolve()):
+            raise ScriptError(f"the path {path!r} is outside the container")
+        return target
 
     @property
     def expires_at(self) -> datetime:
-        """What responses report: a rolling value, shorter than the real lifetime."""
-        return min(self.last_used + CONTAINER_REPORTED_TTL, self.created_at + CONTAINER_LIFETIME)
+        """What responses report: a short rolling value, far shorter than the 30 days the
+        container stays restorable (brief: "expires_at in a response is a short rolling value;
+        a checkpointed container is restorable for 30 days")."""
+        return self.last_used + CONTAINER_REPORTED_TTL
 
-    @property
-    def is_usable(self) -> bool:
-        return not self.expired and _now() < self.created_at + CONTAINER_LIFETIME
+    def is_usable(self, now: datetime) -> bool:
+        return not self.expired and now < self.last_used + CONTAINER_LIFETIME
 
     def response_json(self) -> dict[str, Any]:
         """The response's ``container``: id, expiry and the skills loaded for the request."""
@@ -470,6 +542,7 @@ class _Fault:
     retry_after: float | None
     should_retry: bool | None
     times: int
+    error_code: str | None = None
 
 
 @dataclass
@@ -542,6 +615,9 @@ class _MessagesRequest:
     web_tools: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``container.skills`` as sent (validated for shape; resolved by the server), or None.
     skills: list[dict[str, Any]] | None = None
+    #: Whether the model thinks in this request, and how it shows it ("summarized" / "omitted").
+    thinking: bool = False
+    thinking_display: str = "summarized"
 
     @property
     def newest_uploads(self) -> list[_Upload]:
@@ -617,6 +693,21 @@ def _parse_messages_request(body: Any, betas: set[str]) -> _MessagesRequest:
             f"messages.{messages[u.message_index]['index']}.content.{u.block_index}: container_upload blocks "
             "can only be used with the code execution tool"
         )
+    if uploads and FILES_API_BETA not in betas:
+        u = uploads[0]
+        raise _invalid(
+            f"messages.{messages[u.message_index]['index']}.content.{u.block_index}: container_upload blocks "
+            f"reference Files API files, which needs the 'anthropic-beta: {FILES_API_BETA}' header"
+        )
+    for web_tool in web_tools.values():
+        if web_tool["type"] in WEB_TOOLS_NEEDING_NEW_CODE_EXECUTION and (
+            tool_type is not None and tool_type < NEW_WEB_TOOLS_MIN_CODE_EXECUTION
+        ):
+            raise _invalid(
+                f"tools: {web_tool['type']} requires {NEW_WEB_TOOLS_MIN_CODE_EXECUTION} or later, but the request "
+                f"uses {tool_type}"
+            )
+    thinking, display = _parse_thinking(body, model, max_tokens)
     return _MessagesRequest(
         body=body,
         model=model,
@@ -632,7 +723,46 @@ def _parse_messages_request(body: Any, betas: set[str]) -> _MessagesRequest:
         betas=betas,
         web_tools=web_tools,
         skills=skills,
+        thinking=thinking,
+        thinking_display=display,
     )
+
+
+def _parse_thinking(body: Mapping[str, Any], model: str, max_tokens: int) -> tuple[bool, str]:
+    """``thinking`` and ``output_config.effort`` checked against the model; (thinks, display)."""
+    accepted, on_by_default, default_display = THINKING_MODELS.get(model, (THINKING_TYPES, False, "summarized"))
+    config = body.get("thinking")
+    effort = None
+    output_config = body.get("output_config")
+    if output_config is not None:
+        if not isinstance(output_config, dict):
+            raise _invalid("output_config: Input should be an object")
+        effort = output_config.get("effort")
+        if effort is not None and effort not in EFFORT_LEVELS:
+            raise _invalid(f"output_config.effort: Input should be {_expected_tags(EFFORT_LEVELS)}")
+    if config is None:
+        return on_by_default, default_display
+    if not isinstance(config, dict) or config.get("type") not in THINKING_TYPES:
+        raise _invalid(f"thinking.type: Input should be {_expected_tags(sorted(THINKING_TYPES))}")
+    kind = str(config["type"])
+    if kind not in accepted:
+        raise _invalid(
+            f"thinking.type: '{kind}' is not supported on {model}; use one of {_expected_tags(sorted(accepted))}"
+        )
+    display = config.get("display") or default_display
+    if display not in ("summarized", "omitted"):
+        raise _invalid("thinking.display: Input should be 'summarized' or 'omitted'")
+    if kind == "enabled":
+        budget = config.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool):
+            raise _invalid("thinking.enabled.budget_tokens: Field required")
+        if budget < 1024:
+            raise _invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if budget >= max_tokens:
+            raise _invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    if kind == "between_tools" and effort in ("xhigh", "max"):
+        raise _invalid(f"thinking.type 'between_tools' is not available at effort '{effort}'; use 'adaptive'")
+    return kind in ("adaptive", "enabled"), str(display)
 
 
 def _parse_system(system: Any) -> str:
@@ -1054,6 +1184,10 @@ class FakeAnthropic:
         #: Exceptions raised by scripts (also reported to the client as 500 api_error).
         self.script_errors: list[BaseException] = []
 
+        #: Added to the wall clock for container lifetimes (see :meth:`advance_clock`).
+        self.clock_offset = timedelta(0)
+        self._thinking_key = secrets.token_bytes(32)
+
         self._faults: dict[str, deque[_Fault]] = {name: deque() for name in FAULT_ENDPOINTS}
         self._stream_faults: deque[_StreamFault] = deque()
         self._download_breaks: deque[int] = deque()
@@ -1116,8 +1250,11 @@ class FakeAnthropic:
         retry_after: float | None = None,
         should_retry: bool | None = None,
         times: int = 1,
+        error_code: str | None = None,
     ) -> None:
         """Answer the next ``times`` calls to ``endpoint`` with an error (checked after auth).
+
+        ``error_code`` goes into ``error.details.error_code`` (the SDK's ``APIStatusError.error_code``).
 
         ``retry_after`` (seconds) sets ``retry-after`` and ``retry-after-ms``, which the SDK
         honours between retries; ``should_retry`` sets ``x-should-retry``.
@@ -1126,7 +1263,15 @@ class FakeAnthropic:
             raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {sorted(FAULT_ENDPOINTS)}")
         kind = error_type or ERROR_TYPES.get(status, "api_error")
         self._faults[endpoint].append(
-            _Fault(status, kind, message or DEFAULT_ERROR_MESSAGES.get(kind, "Error"), retry_after, should_retry, times)
+            _Fault(
+                status,
+                kind,
+                message or DEFAULT_ERROR_MESSAGES.get(kind, "Error"),
+                retry_after,
+                should_retry,
+                times,
+                error_code,
+            )
         )
 
     def break_stream_next(self, after_events: int = 3) -> None:
@@ -1144,8 +1289,16 @@ class FakeAnthropic:
         (its headers announce the whole length, so the client sees a truncated body)."""
         self._download_breaks.append(after_bytes)
 
+    def now(self) -> datetime:
+        """The fake's clock: the wall clock plus :attr:`clock_offset`."""
+        return _now() + self.clock_offset
+
+    def advance_clock(self, delta: timedelta) -> None:
+        """Let ``delta`` pass for containers (e.g. 31 days, past their restorable lifetime)."""
+        self.clock_offset += delta
+
     def expire_container(self, container_id: str) -> None:
-        """Expire a container now: its files are gone and reusing its id is a 400."""
+        """Expire a container now: its files are gone and reusing its id is a 400 ``container_expired``."""
         container = self.containers[container_id]
         container.expired = True
         shutil.rmtree(container.root, ignore_errors=True)
@@ -1243,7 +1396,9 @@ class FakeAnthropic:
             headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
         if fault.should_retry is not None:
             headers["x-should-retry"] = "true" if fault.should_retry else "false"
-        raise ApiError(fault.status, fault.message, error_type=fault.error_type, headers=headers)
+        raise ApiError(
+            fault.status, fault.message, error_type=fault.error_type, headers=headers, error_code=fault.error_code
+        )
 
     def _file_or_404(self, file_id: str) -> StoredFile:
         stored = self.files.get(file_id)
@@ -1419,7 +1574,31 @@ class FakeAnthropic:
                 )
         if parsed.skills is not None:
             parsed.skills = [self._resolve_skill(k, skill) for k, skill in enumerate(parsed.skills)]
+        self._check_thinking_blocks(parsed)
         return parsed
+
+    def thinking_signature(self, model: str, thinking: str) -> str:
+        """The opaque signature of a thinking block this fake wrote (see UNCONFIRMED)."""
+        digest = hmac.new(self._thinking_key, f"{model}\n{thinking}".encode(), hashlib.sha256).digest()
+        return "Er" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def _check_thinking_blocks(self, parsed: _MessagesRequest) -> None:
+        """docs: build-with-claude/thinking — thinking blocks are passed back unchanged (with the rest
+        of the assistant turn); a modified block, or one written by another model (models/sonnet-5-5:
+        "thinking blocks are tied to the model"), is a 400."""
+        for message in parsed.messages:
+            for j, block in enumerate(message["content"]):
+                if block["type"] != "thinking":
+                    continue
+                where = f"messages.{message['index']}.content.{j}"
+                extra = set(block) - {"type", "thinking", "signature"}
+                if extra:
+                    raise _invalid(f"{where}.thinking.{sorted(extra)[0]}: Extra inputs are not permitted")
+                text, signature = block.get("thinking"), block.get("signature")
+                if not isinstance(text, str) or not isinstance(signature, str):
+                    raise _invalid(f"{where}.thinking: `thinking` and `signature` are required")
+                if not hmac.compare_digest(signature, self.thinking_signature(parsed.model, text)):
+                    raise _invalid(f"{where}: Invalid `signature` in `thinking` block")
 
     def _resolve_skill(self, k: int, skill: Mapping[str, Any]) -> dict[str, str]:
         """A requested skill -> what ``container.skills`` reports (the resolved version)."""
@@ -1477,22 +1656,25 @@ class FakeAnthropic:
         if parsed.container_ref is not None:
             container = self.containers.get(parsed.container_ref)
             if container is None:
-                raise _invalid(f"container: Container '{parsed.container_ref}' not found")
-            if not container.is_usable:
+                raise ApiError(
+                    404, f"container: Container '{parsed.container_ref}' not found", error_code="container_not_found"
+                )
+            if not container.is_usable(self.now()):
                 raise _invalid(
                     f"container: Container '{parsed.container_ref}' has expired and can no longer be used. "
-                    "Send the request without `container` to get a new container."
+                    "Send the request without `container` to get a new container.",
+                    error_code="container_expired",
                 )
         elif parsed.tool_type is not None:
             assert self._tmp is not None
             container_id = new_id("container")
-            root = Path(self._tmp.name) / container_id
-            (root / "inputs").mkdir(parents=True)
-            (root / "outputs").mkdir()
-            container = self.containers[container_id] = ContainerState(container_id, root)
+            container = ContainerState(container_id, Path(self._tmp.name) / container_id, created_at=self.now())
+            for directory in (container.inputs, container.workdir, container.scratch):
+                directory.mkdir(parents=True)
+            self.containers[container_id] = container
         else:
             return None
-        container.last_used = _now()
+        container.last_used = self.now()
         if parsed.tool_type is None:
             return container
         container.skills = list(parsed.skills or [])
@@ -1577,8 +1759,7 @@ class FakeAnthropic:
             tool_type=parsed.tool_type,
             history=history,
             container_dir=root,
-            input_files=_listing(root / "inputs") if root else [],
-            output_files=_listing(root / "outputs") if root else [],
+            file_names=self._file_names(parsed),
             uploaded_file_ids=[u.file_id for u in parsed.newest_uploads],
             skills=[dict(skill) for skill in parsed.skills or []],
             model=parsed.model,
@@ -1586,6 +1767,18 @@ class FakeAnthropic:
             max_tokens=parsed.max_tokens,
             request=parsed.body,
         )
+
+    def _file_names(self, parsed: _MessagesRequest) -> list[str]:
+        """The file names the model is told: ``<file name="...">`` in user turns, then the names
+        of the files behind the request's ``container_upload`` blocks; in order, once each."""
+        names = [
+            html.unescape(match.group(2))
+            for message in parsed.messages
+            if message["role"] == "user"
+            for match in _FILE_TAG.finditer(_block_text(message["content"]))
+        ]
+        names += [self.files[u.file_id].filename for u in parsed.uploads if u.file_id in self.files]
+        return list(dict.fromkeys(names))
 
     def _message_json(
         self,
@@ -1683,27 +1876,27 @@ class FakeAnthropic:
     ) -> tuple[CodeRun, str | None]:
         """Run code in a container; register new files. Returns the run and an error code (or None)."""
         source = python if python is not None else (bash or "")
-        root = container.root
-        env = sandbox.sandbox_env(root)
-        before = sandbox.snapshot_files(root)
+        workdir = container.workdir
+        env = sandbox.sandbox_env(container.root)
+        before = sandbox.snapshot_files(workdir)
         try:
             if python is not None:
-                result = await sandbox.run_python(python, cwd=root, env=env, timeout=self.code_timeout)
+                result = await sandbox.run_python(python, cwd=workdir, env=env, timeout=self.code_timeout)
             else:
-                result = await sandbox.run_bash(source, cwd=root, env=env, timeout=self.code_timeout)
+                result = await sandbox.run_bash(source, cwd=workdir, env=env, timeout=self.code_timeout)
         except sandbox.SandboxError:
             return CodeRun(source, error_code="unavailable"), "unavailable"
         if result.timed_out:
             return CodeRun(source, error_code="execution_time_exceeded"), "execution_time_exceeded"
-        changed = sandbox.changed_files(before, sandbox.snapshot_files(root))
-        if any((root / path).stat().st_size > self.max_output_file_bytes for path in changed):
+        changed = sandbox.changed_files(before, sandbox.snapshot_files(workdir))
+        if any((workdir / path).stat().st_size > self.max_output_file_bytes for path in changed):
             return CodeRun(source, error_code="output_file_too_large"), "output_file_too_large"
         files = [self._register_generated(container, path) for path in changed]
         run = CodeRun(source, result.stdout, result.stderr, result.return_code, files)
         return run, None
 
     def _register_generated(self, container: ContainerState, path: str) -> GeneratedFile:
-        data = (container.root / path).read_bytes()
+        data = (container.workdir / path).read_bytes()
         name = Path(path).name
         stored = StoredFile(
             new_id("file"), name, _guess_mime(name), data, "generated", container_id=container.id, path=path
@@ -1748,6 +1941,7 @@ class _TurnRunner:
         self.web_uses = {"web_search": 0, "web_fetch": 0}
         self.web_requests = {"web_search_requests": 0, "web_fetch_requests": 0}
         self._fetchable: set[str] | None = None
+        self._thought = False
 
     def server_tool_usage(self, *, final: bool = True) -> dict[str, Any]:
         """``{"server_tool_use": {...}}`` when the request has a web tool, else ``{}``."""
@@ -1757,7 +1951,10 @@ class _TurnRunner:
         return {"server_tool_use": counts}
 
     async def emit(self, block: dict[str, Any]) -> None:
-        if block["type"] == "text":
+        if block["type"] == "thinking":
+            self.output_tokens += THINKING_TOKENS
+            self.text_tokens += THINKING_TOKENS  # thinking counts toward max_tokens
+        elif block["type"] == "text":
             self.output_tokens += estimate_tokens(block["text"])
             self.text_tokens += estimate_tokens(block["text"])
         elif block["type"] == "server_tool_use":
@@ -1769,7 +1966,9 @@ class _TurnRunner:
         if self.parsed.max_tokens == 0:  # cache pre-warming: no output
             self.stop_reason = "max_tokens"
             return
-        echoed = self.parsed.echoed_blocks()
+        # Thinking blocks were checked (signatures) when the request was parsed; the script replays
+        # against the rest of what the client echoed.
+        echoed = [b for b in self.parsed.echoed_blocks() if b.get("type") not in ("thinking", "redacted_thinking")]
         position, last_pause, replaying = 0, 0, bool(echoed)
         try:
             actions: Iterator[Action] = iter(self.api.script(self.ctx))
@@ -1872,6 +2071,11 @@ class _TurnRunner:
     async def _play(self, action: Action) -> bool:
         """Perform one action live; True when the response ends here."""
         ctx = self.ctx
+        if self.parsed.thinking and not self._thought:
+            self._thought = True
+            text = "" if self.parsed.thinking_display == "omitted" else SUMMARISED_THINKING
+            signature = self.api.thinking_signature(self.parsed.model, text)
+            await self.emit({"type": "thinking", "thinking": text, "signature": signature})
         if isinstance(action, Text):
             text = action.text(ctx) if callable(action.text) else action.text
             citations = action.citations(ctx) if callable(action.citations) else action.citations
@@ -2043,8 +2247,10 @@ class _TurnRunner:
             run, error = await self.api.execute(container, python=source)
             await self.emit(_result_block("code_execution", use["id"], run, error))
         else:
-            name = filename or _next_script_name(container.root)
-            script_path = container.root / name
+            # Scripts go to /tmp unless the script names a path: outside the working directory,
+            # they are never returned as generated files.
+            name = filename or _next_script_name(container.scratch)
+            script_path = container.host_path(name)
             edit = _server_tool_use(
                 "text_editor_code_execution", {"command": "create", "path": name, "file_text": source}
             )
@@ -2062,7 +2268,7 @@ class _TurnRunner:
             command = f"python3 {name}"
             use = _server_tool_use("bash_code_execution", {"command": command})
             await self.emit(use)
-            run, error = await self.api.execute(container, bash=command)
+            run, error = await self.api.execute(container, bash=f"python3 {shlex.quote(str(script_path))}")
             run.source = source
             await self.emit(_result_block("bash_code_execution", use["id"], run, error))
         self.ctx.runs.append(run)
@@ -2190,12 +2396,13 @@ def _result_block(kind: str, tool_use_id: str, run: CodeRun, error: str | None) 
     return {"type": f"{kind}_tool_result", "tool_use_id": tool_use_id, "content": content}
 
 
-def _next_script_name(root: Path) -> str:
-    taken = {p.name for p in root.glob("analysis_*.py")}
+def _next_script_name(scratch: Path) -> str:
+    """``/tmp/analysis_<n>.py``, the first one not yet written in the container's ``/tmp``."""
+    taken = {p.name for p in scratch.glob("analysis_*.py")}
     n = 1
     while f"analysis_{n}.py" in taken:
         n += 1
-    return f"analysis_{n}.py"
+    return f"/tmp/analysis_{n}.py"
 
 
 class _SseWriter:
@@ -2247,6 +2454,16 @@ class _SseWriter:
             for chunk in _chunks(block["text"]):
                 delta = {"type": "text_delta", "text": chunk}
                 await self.send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        elif block["type"] == "thinking":
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            await self.send(
+                "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
+            )
+            for chunk in _chunks(block["thinking"]):
+                delta = {"type": "thinking_delta", "thinking": chunk}
+                await self.send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            delta = {"type": "signature_delta", "signature": block["signature"]}
+            await self.send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
         elif block["type"] == "server_tool_use":
             await self.send(
                 "content_block_start",
@@ -2319,10 +2536,8 @@ def _unique_path(directory: Path, filename: str) -> Path:
     return candidate
 
 
-def _listing(directory: Path) -> list[str]:
-    if not directory.is_dir():
-        return []
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+#: A file as the bot's user prompt introduces it: ``<file name="streaming.csv" .../>``.
+_FILE_TAG = re.compile(r"""<file\s+name=(["'])(.*?)\1""")
 
 
 def _page_json(page: list[StoredFile], next_page: str | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ and that **forks a child per execution**:
   ``selectors`` loop reads requests, ``os.fork()`` s a child for each without waiting, watches
   the children through pidfds and answers, tagged with the request id, as each child finishes
   or is killed at its deadline;
-* the child starts a new process group, ``chdir()`` s into the container directory, replaces its
+* the child starts a new process group, ``chdir()`` s into its working directory, replaces its
   environment, points fds 1 and 2 at capture files and runs the code: ``exec`` of a source
   string, ``runpy`` of a ``.py`` path, or ``execve`` of real ``bash -c``.  An exception prints a
   traceback on stderr and exits 1; a crash (segfault, ``os._exit``, kill) only ends that child.
@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -103,6 +103,10 @@ def sandbox_env(container_dir: Path, extra: Mapping[str, str] | None = None) -> 
 
     The test process's own variables (API keys, Slack tokens) are deliberately not passed on.
     ``PATH`` starts with this interpreter's directory so ``python3`` in bash has pandas.
+    ``TMPDIR`` is the container's ``/tmp`` (``<container_dir>/tmp``), so ``tempfile`` stays in
+    the container as it would for real.  No variable says where uploads are or where results
+    go: the real container defines none (docs: the SDK's ContainerUploadBlockParam only says
+    uploads land in "the container's input directory"), so code finds uploads by name.
     """
     root = Path(container_dir)
     env = {
@@ -113,9 +117,7 @@ def sandbox_env(container_dir: Path, extra: Mapping[str, str] | None = None) -> 
         "PYTHONIOENCODING": "utf-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "MPLBACKEND": "Agg",
-        "INPUT_DIR": str(root / "inputs"),
-        "OUTPUT_DIR": str(root / "outputs"),
-        "TMPDIR": str(root / ".tmp"),
+        "TMPDIR": str(root / "tmp"),
     }
     env.update(extra or {})
     return env
@@ -124,11 +126,11 @@ def sandbox_env(container_dir: Path, extra: Mapping[str, str] | None = None) -> 
 FileStamp = tuple[int, int]
 
 
-def snapshot_files(root: Path, *, exclude: Collection[str] = ("inputs",)) -> dict[str, FileStamp]:
-    """Map every visible file under ``root`` (container-relative POSIX path) to (mtime_ns, size).
+def snapshot_files(root: Path) -> dict[str, FileStamp]:
+    """Map every visible file under ``root`` (relative POSIX path) to (mtime_ns, size).
 
-    Top-level directories named in ``exclude`` are skipped, and so are hidden files and
-    directories (``.tmp``, ``.cache``, ...) and ``__pycache__``: they are not results.
+    Hidden files and directories (``.cache``, ``.config``, ...) and ``__pycache__`` are
+    skipped: they are not results.
     """
     root = Path(root)
     stamps: dict[str, FileStamp] = {}
@@ -136,11 +138,7 @@ def snapshot_files(root: Path, *, exclude: Collection[str] = ("inputs",)) -> dic
         return stamps
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not d.startswith(".") and d != "__pycache__" and not (rel_dir == Path(".") and d in exclude)
-        )
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
         for name in sorted(filenames):
             if name.startswith("."):
                 continue

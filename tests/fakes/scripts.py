@@ -6,8 +6,8 @@ code it has run so far in this turn) and yields :data:`Action` s.  Scripts are u
 functions, so they can look at what the code printed before deciding what to do next::
 
     def chart_script(ctx: ScriptContext) -> Iterator[Action]:
-        yield Code("import pandas as pd; print(len(pd.read_csv('inputs/streaming.csv')))")
-        yield Text(f"The file has {ctx.last.stdout.strip()} rows.")
+        yield Code("import os; os.makedirs('outputs', exist_ok=True); open('outputs/n.txt', 'w').write('1')")
+        yield Text(f"Wrote {len(ctx.last.files)} file.")
 
     api.script = chart_script
     api.script = scripted(Code("print('<!channel>')"), Text(lambda ctx: ctx.last.stdout))
@@ -16,14 +16,16 @@ The fake API (``tests/fakes/anthropic.py``) turns every action into the content 
 API returns for the request's code-execution tool version, really runs the code in the
 sandbox, and handles ``pause_turn`` continuations statelessly by replaying the script against
 the content the client echoes back.  :func:`analyst` is the default script: a competent data
-analyst that profiles every input file, analyses churn (or describes the numbers), saves a
-chart and answers in Markdown quoting the figures its code printed.
+analyst that finds the files it was told about by name (uploads land in the container's input
+directory, not in the working directory), profiles them, analyses churn (or describes the
+numbers), saves a chart under ``outputs/`` in the working directory and answers in Markdown
+quoting the figures its code printed.
 
 Conversations: on a later user turn in the same thread (``ctx.is_follow_up``) the analyst
 answers follow-ups ("now split that by country", "by device", "what about Premium users?")
 from the working state its earlier turns left in the container (:data:`STATE_FILE`, printing
-``STATE reused .analyst/state.json``), recomputing the new breakdown from the input file; in a
-fresh container (no state) it rebuilds the same plan from the inputs and the conversation and
+``STATE reused analyst/state.json``), recomputing the new breakdown from the input file; in a
+fresh container (no state) it rebuilds the same plan from the files and the conversation and
 gets the same numbers.  With no data file at all it says so ("I can't find the data file").
 
 Web tools: :class:`WebSearch` and :class:`WebFetch` produce the real ``server_tool_use`` /
@@ -82,8 +84,10 @@ class Code:
     """The model writes Python and runs it with the code execution tool.
 
     ``source`` may be a callable, evaluated with the context when the action runs.  With the
-    bash tool versions the code is first created as ``filename`` (default ``analysis_<n>.py``)
-    with the text editor tool, then run as ``python3 <filename>``.
+    bash tool versions the code is first created as ``filename`` (default ``/tmp/analysis_<n>.py``,
+    outside the working directory so it is not returned as a generated file) with the text
+    editor tool, then run as ``python3 <filename>``.  Code runs in the working directory;
+    uploads are elsewhere (find them by name), and files it writes there come back.
     """
 
     source: str | Callable[[ScriptContext], str]
@@ -220,7 +224,7 @@ class GeneratedFile:
 
     file_id: str
     filename: str
-    #: Container-relative path, e.g. ``outputs/churn_by_tier.png`` ("" when replayed).
+    #: Path relative to the working directory, e.g. ``outputs/churn_by_tier.png`` ("" when replayed).
     path: str = ""
 
 
@@ -308,12 +312,13 @@ class ScriptContext:
     tool_type: str | None
     #: Messages before the newest user turn.
     history: list[Turn] = field(default_factory=list)
-    #: The container's directory on the host (None without a code-execution tool).
+    #: The container's directory on the host, which stands for its ``/`` (None without a
+    #: code-execution tool): where Claude would search ``/`` for a file, the scripted model
+    #: searches here (the fake cannot give code a ``/`` of its own).
     container_dir: Path | None = None
-    #: Files in the container's ``inputs/`` (relative to it) when the response started.
-    input_files: list[str] = field(default_factory=list)
-    #: Files in the container's ``outputs/`` (relative to it) when the response started.
-    output_files: list[str] = field(default_factory=list)
+    #: The file names the model was told about: ``<file name="...">`` tags in the user turns,
+    #: then the names of the files behind the request's ``container_upload`` blocks.
+    file_names: list[str] = field(default_factory=list)
     #: File ids of the ``container_upload`` blocks in the newest user turn.
     uploaded_file_ids: list[str] = field(default_factory=list)
     #: Results of the code run so far in this turn (including replayed ones), in order.
@@ -396,17 +401,40 @@ def cite(result: WebResult, cited_text: str | None = None) -> dict[str, Any]:
 # The default script: a competent analyst
 # --------------------------------------------------------------------------------------------
 
-#: Where the analyst keeps its working state in the container, relative to the working
-#: directory: the plan (data file, target column, breakdowns) and what it found.  A hidden
-#: path, so it is never returned as a generated file (like a model's scratch files).
-STATE_FILE = ".analyst/state.json"
+#: Where the analyst keeps its working state in the container, relative to its temporary
+#: directory (``/tmp``): the plan (data file, target column, breakdowns) and what it found.
+#: Scratch, outside the working directory, so it is never returned as a generated file.
+STATE_FILE = "analyst/state.json"
 
+#: What every analyst program starts with.  Uploads are in the container's input directory,
+#: which is not the working directory and has no documented path, so they are found by name
+#: as the system prompt says: the working directory first, then the whole sandbox (``find /``;
+#: in the fake the container's directory, ``__ROOT__``).  Results go to ``outputs/`` in the
+#: working directory; state to the temporary directory.
 _READERS = r"""
-import json, os, pathlib
+import json, os, pathlib, tempfile
 import pandas as pd
 
-INPUT_DIR = pathlib.Path(os.environ.get("INPUT_DIR", "inputs"))
-OUTPUT_DIR = pathlib.Path(os.environ.get("OUTPUT_DIR", "outputs"))
+SANDBOX_ROOT = __ROOT__
+OUTPUT_DIR = pathlib.Path("outputs")
+STATE_PATH = pathlib.Path(tempfile.gettempdir()) / __STATE__
+
+
+def locate(name):  # an uploaded file by name: the working directory, else anywhere in the sandbox
+    if pathlib.Path(name).is_file():
+        return pathlib.Path(name)
+    for dirpath, dirnames, filenames in os.walk(SANDBOX_ROOT):
+        dirnames[:] = sorted(d for d in dirnames if os.path.join(dirpath, d) != "/proc")
+        if name in filenames:
+            return pathlib.Path(dirpath, name)
+    return None
+
+
+def need(name):
+    path = locate(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} is not in the sandbox")
+    return path
 
 
 def read_table(path):
@@ -429,9 +457,15 @@ def read_table(path):
     raise ValueError(f"unsupported file type {suffix or '(none)'}")
 """
 
-#: Lists the container's inputs and earlier outputs (``files``, ``earlier``).
+#: Finds the files named in ``names`` (``files``: name -> path; ``missing``) and lists earlier
+#: outputs (``earlier``).
 _LIST_FILES = r"""
-files = sorted(p for p in INPUT_DIR.rglob("*") if p.is_file()) if INPUT_DIR.is_dir() else []
+print("WORKDIR " + json.dumps(sorted(os.listdir("."))))
+found = {name: locate(name) for name in names}
+files = {name: path for name, path in found.items() if path is not None}
+missing = [name for name, path in found.items() if path is None]
+for name, path in files.items():
+    print(f"FOUND {name} at /{os.path.relpath(path.absolute(), SANDBOX_ROOT)}")
 earlier = sorted(p.name for p in OUTPUT_DIR.rglob("*") if p.is_file()) if OUTPUT_DIR.is_dir() else []
 print("OUTPUTS " + json.dumps(earlier))
 """
@@ -440,9 +474,8 @@ print("OUTPUTS " + json.dumps(earlier))
 #: columns, for follow-ups that filter on them) and a peek at the first rows.
 _PROFILE_FILES = r"""
 if not files:
-    print("NO_INPUT_FILES in " + str(INPUT_DIR))
-for path in files:
-    name = str(path.relative_to(INPUT_DIR))
+    print("NO_INPUT_FILES (looked for: " + (", ".join(missing) or "no file names given") + ")")
+for name, path in files.items():
     try:
         df = read_table(path)
     except Exception as exc:
@@ -465,7 +498,7 @@ for path in files:
     print(df.head().to_string())
 """
 
-PROFILE_CODE = _READERS + _LIST_FILES + _PROFILE_FILES
+PROFILE_CODE = _READERS + "\nnames = __FILES__\n" + _LIST_FILES + _PROFILE_FILES
 
 _CLEAN_TARGET = r"""
 target = PLAN["target"]
@@ -475,7 +508,6 @@ df[target] = df[target].astype(float)
 """
 
 _SAVE_STATE = r"""
-STATE_PATH = pathlib.Path(__STATE__)
 try:
     state = json.loads(STATE_PATH.read_text()) if STATE_PATH.is_file() else {}
 except ValueError:
@@ -485,7 +517,7 @@ state.update(STATE_UPDATE)
 state["breakdowns"] = breakdowns
 STATE_PATH.parent.mkdir(parents=True, exist_ok=True)
 STATE_PATH.write_text(json.dumps(state, indent=1))
-print(f"STATE saved {STATE_PATH}")
+print("STATE saved " + __STATE__)
 """
 
 #: Matplotlib ready, and ``df`` loaded from the file a plan names.
@@ -497,7 +529,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 PLAN = __PLAN__
-df = read_table(INPUT_DIR / PLAN["file"])
+df = read_table(need(PLAN["file"]))
 """
 )
 
@@ -576,27 +608,28 @@ print("RESULT " + json.dumps(result))
 """
 )
 
-#: A follow-up's first step: what is in the container now (inputs with the values of their
-#: low-cardinality columns, earlier outputs) and the state an earlier turn left behind.
+#: A follow-up's first step: the state an earlier turn left behind and what is in the
+#: container now (the files named in the conversation or in that state, with the values of
+#: their low-cardinality columns, and earlier outputs).
 FOLLOW_UP_PROBE_CODE = (
     _READERS
-    + r"""
-STATE_PATH = pathlib.Path(__STATE__)
-"""
-    + _LIST_FILES
     + r"""
 state = None
 if STATE_PATH.is_file():
     try:
         state = json.loads(STATE_PATH.read_text())
     except ValueError:
-        print(f"STATE unreadable {STATE_PATH}")
+        print("STATE unreadable " + __STATE__)
+data_file = str((state or {}).get("plan", {}).get("file", ""))
+names = list(dict.fromkeys(__FILES__ + ([data_file] if data_file else [])))
+"""
+    + _LIST_FILES
+    + r"""
 if state is not None:
-    data_file = str(state.get("plan", {}).get("file", ""))
-    if data_file and (INPUT_DIR / data_file).is_file():
-        print(f"STATE reused {STATE_PATH}")
+    if data_file and data_file in files:
+        print("STATE reused " + __STATE__)
     else:
-        print(f"STATE stale {STATE_PATH}: {data_file or '(no file)'} is not in {INPUT_DIR}")
+        print("STATE stale " + __STATE__ + f": {data_file or '(no file)'} is not in the sandbox")
     print("STATE_JSON " + json.dumps(state))
 else:
     print("NO_STATE")
@@ -614,12 +647,12 @@ import matplotlib.pyplot as plt
 
 PLAN = __PLAN__
 ASK = __ASK__
-df = read_table(INPUT_DIR / PLAN["file"])
+df = read_table(need(PLAN["file"]))
 """
     + _CLEAN_TARGET
     + r"""
 for join in ASK["joins"]:
-    other = read_table(INPUT_DIR / join["file"]).drop_duplicates(join["on"])
+    other = read_table(need(join["file"])).drop_duplicates(join["on"])
     df = df.merge(other, on=join["on"], how="left")
     print(f"JOINED {join['file']} on {join['on']}")
 overall = float(df[target].mean())
@@ -685,10 +718,10 @@ print("RESULT " + json.dumps(result))
 #: with the key figures, header styling, number formats, frozen panes and a native bar chart,
 #: plus one sheet per further breakdown) or, without the xlsx skill, as one tidy CSV.
 _EXPORT_CODE = r"""
-import csv, json, os, pathlib, re
+import csv, json, pathlib, re
 
 SPEC = __SPEC__
-OUTPUT_DIR = pathlib.Path(os.environ.get("OUTPUT_DIR", "outputs"))
+OUTPUT_DIR = pathlib.Path("outputs")
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 path = OUTPUT_DIR / SPEC["filename"]
 if SPEC["format"] == "xlsx":
@@ -767,6 +800,12 @@ def _code(template: str, **values: Any) -> str:
     for name, value in values.items():
         template = template.replace(f"__{name.upper()}__", repr(value))
     return template
+
+
+def _program(ctx: ScriptContext, template: str, **values: Any) -> Code:
+    """An analyst program (built on ``_READERS``): it finds ``ctx.file_names`` in the sandbox."""
+    root = str(ctx.container_dir or "/")
+    return Code(_code(template, root=root, files=ctx.file_names, state=STATE_FILE, **values))
 
 
 def _is_binary_target(profile: Mapping[str, Any]) -> str | None:
@@ -1170,7 +1209,7 @@ def _missing_data_answer(
 
 def _follow_up(ctx: ScriptContext) -> Iterator[Action]:
     """A later turn: reuse the state an earlier turn left (or rebuild it) and answer the follow-up."""
-    yield Code(_code(FOLLOW_UP_PROBE_CODE, state=STATE_FILE))
+    yield _program(ctx, FOLLOW_UP_PROBE_CODE)
     probe = ctx.last
     if not probe.ok:
         yield Text(_failure_answer(probe))
@@ -1184,7 +1223,7 @@ def _follow_up(ctx: ScriptContext) -> Iterator[Action]:
         return
     main = _main_data(ctx, state, profiles)
     if main is None:
-        yield Code(_code(_DESCRIBE_CODE, plan={"file": profiles[0]["file"]}, state=STATE_FILE))
+        yield _program(ctx, _DESCRIBE_CODE, plan={"file": profiles[0]["file"]})
         yield Text(_describe_answer(ctx, profiles))
         return
     profile, target = main
@@ -1193,7 +1232,7 @@ def _follow_up(ctx: ScriptContext) -> Iterator[Action]:
     joins = _joins(profile, profiles, target)
     ask = _breakdown_ask(ctx, plan, profile, joins)
     if ask is None:  # not a breakdown: the full analysis again, focused on the question
-        yield Code(_code(_CHURN_CODE, plan=plan, state=STATE_FILE))
+        yield _program(ctx, _CHURN_CODE, plan=plan)
         run = ctx.last
         answer = _churn_answer(ctx, plan, earlier, profiles, run=run)
         if wants_spreadsheet(ctx) and run.ok and run.tagged_json("RESULT"):
@@ -1202,7 +1241,7 @@ def _follow_up(ctx: ScriptContext) -> Iterator[Action]:
         yield Text(answer)
         return
     ask["joins"] = [{k: v for k, v in j.items() if k != "profile"} for j in joins]
-    yield Code(_code(_BREAKDOWN_CODE, plan=plan, ask=ask, state=STATE_FILE))
+    yield _program(ctx, _BREAKDOWN_CODE, plan=plan, ask=ask)
     run = ctx.last
     answer = _breakdown_answer(run, earlier)
     result = next(reversed(run.tagged_json("RESULT")), None) if run.ok else None
@@ -1226,7 +1265,7 @@ def analyst(ctx: ScriptContext) -> Iterator[Action]:
     if ctx.is_follow_up:
         yield from _follow_up(ctx)
         return
-    yield Code(PROFILE_CODE)
+    yield _program(ctx, PROFILE_CODE)
     profile_run = ctx.last
     if not profile_run.ok:
         yield Text(_failure_answer(profile_run))
@@ -1243,7 +1282,7 @@ def analyst(ctx: ScriptContext) -> Iterator[Action]:
     churn = next(((p, t) for p in profiles if (t := _is_binary_target(p))), None)
     if churn is not None:
         plan = _churn_plan(churn[0], churn[1], ctx.question)
-        yield Code(_code(_CHURN_CODE, plan=plan, state=STATE_FILE))
+        yield _program(ctx, _CHURN_CODE, plan=plan)
         run = ctx.last
         answer = _churn_answer(ctx, plan, earlier, profiles, run=run)
         if wants_spreadsheet(ctx) and run.ok and run.tagged_json("RESULT"):
@@ -1251,7 +1290,7 @@ def analyst(ctx: ScriptContext) -> Iterator[Action]:
             answer += _export_note(ctx.last)
         yield Text(answer)
     else:
-        yield Code(_code(_DESCRIBE_CODE, plan={"file": profiles[0]["file"]}, state=STATE_FILE))
+        yield _program(ctx, _DESCRIBE_CODE, plan={"file": profiles[0]["file"]})
         yield Text(_describe_answer(ctx, profiles))
 
 
@@ -1265,12 +1304,12 @@ def question_mentions(ctx: ScriptContext, *words: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 _OUTPUT_FILES_CODE = r"""
-import json, os, pathlib
+import json, pathlib
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-OUT = pathlib.Path(os.environ.get("OUTPUT_DIR", "outputs"))
+OUT = pathlib.Path("outputs")
 NAMES = __NAMES__
 TIERS, RATES = ["Free", "Basic", "Premium"], [0.453, 0.192, 0.088]
 
