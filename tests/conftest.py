@@ -20,15 +20,15 @@ from tests.harness import Harness
 
 STREAMING_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "streaming.csv"
 
-#: Marks a test that sends the fake Anthropic a request the SDK's types reject, on purpose.
+#: Marks a test that makes the fake Anthropic see, or send, what the SDK's types reject, on purpose.
 EXPECTS_VIOLATION = "anthropic_contract_violation"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{EXPECTS_VIOLATION}: the test sends the fake Anthropic a request the SDK's types reject, on purpose "
-        "(it must record at least one conformance violation, and may record any)",
+        f"{EXPECTS_VIOLATION}: the test makes the fake Anthropic see or send what the SDK's types reject, on "
+        "purpose (it must record at least one conformance violation, and may record any)",
     )
 
 
@@ -43,18 +43,10 @@ def anthropic_conformance(request: pytest.FixtureRequest) -> Iterator[None]:
     """
     anthropic_contract.take_recorded()
     yield
-    found = anthropic_contract.take_recorded()
-    if request.node.get_closest_marker(EXPECTS_VIOLATION) is not None:
-        if not found:
-            pytest.fail(
-                f"marked {EXPECTS_VIOLATION}, but every Anthropic request and response conformed", pytrace=False
-            )
-    elif found:
-        listing = "\n".join(f"  - {violation}" for violation in found)
-        pytest.fail(
-            f"{len(found)} Anthropic conformance violation(s) (tests/fakes/anthropic_contract.py):\n{listing}",
-            pytrace=False,
-        )
+    expected = request.node.get_closest_marker(EXPECTS_VIOLATION) is not None
+    failure = anthropic_contract.verdict(anthropic_contract.take_recorded(), expected=expected)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture

@@ -21,9 +21,12 @@ left one behind unless the test declares it expects one.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,6 +78,19 @@ def take_recorded() -> list[Violation]:
     taken = list(RECORDED)
     RECORDED.clear()
     return taken
+
+
+def verdict(found: Sequence[Violation], *, expected: bool) -> str | None:
+    """Why a test that recorded ``found`` fails (None: it passes).
+
+    A test must record no violation, unless it ``expected`` some: then it must record at least one.
+    """
+    if expected:
+        return None if found else "expected a conformance violation, but every request and response conformed"
+    if not found:
+        return None
+    listing = "\n".join(f"  - {violation}" for violation in found)
+    return f"{len(found)} Anthropic conformance violation(s) (tests/fakes/anthropic_contract.py):\n{listing}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,15 +179,19 @@ def _fields_of(annotation: Any) -> dict[str, _Field] | None:
 
 
 @cache
-def _tags(annotation: Any) -> tuple[str, ...] | None:
-    """The ``type`` values an object type accepts (its ``Literal`` tag), or None if it has none."""
+def _tags(annotation: Any, key: str = "type") -> tuple[str, ...] | None:
+    """The values of ``key`` an object type accepts (its ``Literal`` tag), or None if it has none."""
     fields = _fields_of(_unwrap(annotation))
-    if fields is None or "type" not in fields:
+    if fields is None or key not in fields:
         return None
-    tag = _unwrap(fields["type"].annotation)
+    tag = _unwrap(fields[key].annotation)
     if get_origin(tag) is not Literal:
         return None
     return tuple(str(v) for v in get_args(tag))
+
+
+def _at(where: str) -> str:
+    return where or "body"
 
 
 def _join(where: str, key: str | int) -> str:
@@ -200,35 +220,35 @@ def problems(value: Any, annotation: Any, where: str = "") -> list[str]:
     if annotation is Any or annotation is object:
         return []
     if annotation is None or annotation is _NoneType:
-        return [] if value is None else [f"{where}: Input should be null, got {_json_kind(value)}"]
+        return [] if value is None else [f"{_at(where)}: Input should be null, got {_json_kind(value)}"]
     if origin is Union or origin is types.UnionType:
         return _union_problems(value, get_args(annotation), where)
     if origin is Literal:
         allowed = get_args(annotation)
         if any(value == v and type(value) is type(v) for v in allowed):
             return []
-        return [f"{where}: Input should be {_expected(allowed)}"]
+        return [f"{_at(where)}: Input should be {_expected(allowed)}"]
     if annotation is str:
-        return [] if isinstance(value, str) else [f"{where}: Input should be a valid string"]
+        return [] if isinstance(value, str) else [f"{_at(where)}: Input should be a valid string"]
     if annotation is bool:
-        return [] if isinstance(value, bool) else [f"{where}: Input should be a valid boolean"]
+        return [] if isinstance(value, bool) else [f"{_at(where)}: Input should be a valid boolean"]
     if annotation is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-        return [] if ok else [f"{where}: Input should be a valid integer"]
+        return [] if ok else [f"{_at(where)}: Input should be a valid integer"]
     if annotation is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return [] if ok else [f"{where}: Input should be a valid number"]
+        return [] if ok else [f"{_at(where)}: Input should be a valid number"]
     if annotation is datetime:
         return _datetime_problems(value, where)
     if origin in _SEQUENCES or annotation in (list, tuple):
         if not isinstance(value, list):
-            return [f"{where}: Input should be a valid list"]
+            return [f"{_at(where)}: Input should be a valid list"]
         args = get_args(annotation)
         item = args[0] if args else Any
         return [p for k, element in enumerate(value) for p in problems(element, item, _join(where, k))]
     if origin in _MAPPINGS or annotation is dict:
         if not isinstance(value, dict):
-            return [f"{where}: Input should be a valid dictionary"]
+            return [f"{_at(where)}: Input should be a valid dictionary"]
         args = get_args(annotation)
         item = args[1] if len(args) == 2 else Any
         return [p for k, element in value.items() for p in problems(element, item, _join(where, k))]
@@ -236,33 +256,29 @@ def problems(value: Any, annotation: Any, where: str = "") -> list[str]:
     if fields is not None:
         return _object_problems(value, fields, where)
     if annotation in (bytes, bytearray) or origin is type or _is_file_like(annotation):
-        return [f"{where}: {annotation!r} cannot be sent as JSON"]
+        return [f"{_at(where)}: {annotation!r} cannot be sent as JSON"]
     raise TypeError(f"anthropic_contract: no rule for the SDK annotation {annotation!r} (at {where or 'top level'})")
 
 
 def _is_file_like(annotation: Any) -> bool:
-    import io
-    import os
-
+    """Files the SDK uploads as multipart parts (``FileTypes``): never a JSON value."""
     target = get_origin(annotation) or annotation
-    if isinstance(target, type) and issubclass(target, io.IOBase | os.PathLike):
-        return True
-    return str(target).startswith("typing.IO")
+    return target is typing.IO or (isinstance(target, type) and issubclass(target, io.IOBase | os.PathLike))
 
 
 def _datetime_problems(value: Any, where: str) -> list[str]:
     if not isinstance(value, str):
-        return [f"{where}: Input should be a valid datetime string"]
+        return [f"{_at(where)}: Input should be a valid datetime string"]
     try:
         datetime.fromisoformat(value)
     except ValueError:
-        return [f"{where}: Input should be a valid RFC 3339 datetime, got {value!r}"]
+        return [f"{_at(where)}: Input should be a valid RFC 3339 datetime, got {value!r}"]
     return []
 
 
 def _object_problems(value: Any, fields: Mapping[str, _Field], where: str) -> list[str]:
     if not isinstance(value, dict):
-        return [f"{where}: Input should be a valid dictionary or object, got {_json_kind(value)}"]
+        return [f"{_at(where)}: Input should be a valid dictionary or object, got {_json_kind(value)}"]
     found = [f"{_join(where, key)}: Extra inputs are not permitted" for key in value if key not in fields]
     for key, spec in fields.items():
         if key not in value:
@@ -274,20 +290,32 @@ def _object_problems(value: Any, fields: Mapping[str, _Field], where: str) -> li
 
 
 def _union_problems(value: Any, members: Sequence[Any], where: str) -> list[str]:
-    """Any member will do; with a ``type`` tag, only the members that carry that tag are tried."""
+    """Any member will do. An object is only tried against the members its tag selects: its
+    ``type`` (named in the path, as pydantic does for discriminated unions), or another key
+    every object member has a ``Literal`` for (a message's ``role``)."""
+    members = _flattened(members)
     candidates: list[tuple[Any, str]] = [(member, where) for member in members]
-    if isinstance(value, dict) and isinstance(value.get("type"), str):
-        tagged = [(member, _tags(member)) for member in members]
-        if any(tags is not None for _, tags in tagged):
-            tag = value["type"]
-            candidates = [(m, _join(where, tag)) for m, tags in tagged if tags is not None and tag in tags]
+    if isinstance(value, dict):
+        objects = [m for m in members if _fields_of(_unwrap(m)) is not None]
+        for key in ("type", "role"):
+            if not isinstance(value.get(key), str):
+                continue
+            tagged = [(member, _tags(member, key)) for member in members]
+            if key == "type" and all(tags is None for _, tags in tagged):
+                continue
+            if key != "type" and any(_tags(m, key) is None for m in objects):
+                continue
+            tag = value[key]
+            named = key == "type" and sum(tags is not None for _, tags in tagged) > 1
+            candidates = [(m, _join(where, tag) if named else where) for m, tags in tagged if tags and tag in tags]
             candidates += [(m, where) for m, tags in tagged if tags is None and _accepts_objects(m)]
             if not candidates:
                 known = sorted({t for _, tags in tagged for t in tags or ()})
                 return [
-                    f"{where}: Input tag {tag!r} found using 'type' does not match any of the expected tags: "
+                    f"{_at(where)}: Input tag {tag!r} found using {key!r} does not match any of the expected tags: "
                     + ", ".join(repr(t) for t in known)
                 ]
+            break
     best: list[str] | None = None
     for member, path in candidates:
         found = problems(value, member, path)
@@ -295,7 +323,19 @@ def _union_problems(value: Any, members: Sequence[Any], where: str) -> list[str]
             return []
         if best is None or _depth(found) > _depth(best):
             best = found
-    return best or [f"{where}: Input matches no accepted type"]
+    return best or [f"{_at(where)}: Input matches no accepted type"]
+
+
+def _flattened(members: Sequence[Any]) -> list[Any]:
+    """Union members, with unions nested in ``Annotated`` (which typing does not flatten) spliced in."""
+    flat: list[Any] = []
+    for member in members:
+        bare = _unwrap(member)
+        if get_origin(bare) is Union or get_origin(bare) is types.UnionType:
+            flat += _flattened(get_args(bare))
+        else:
+            flat.append(member)
+    return flat
 
 
 def _accepts_objects(annotation: Any) -> bool:
@@ -315,6 +355,26 @@ def _depth(found: Sequence[str]) -> int:
 
 def conforms(value: Any, annotation: Any) -> bool:
     return not problems(value, annotation)
+
+
+def annotations_under(root: Any) -> list[Any]:
+    """Every annotation reachable from ``root`` (through fields, unions, lists, ...), each once."""
+    seen: dict[int, Any] = {}
+    pending = [root]
+    while pending:
+        annotation = pending.pop()
+        if id(annotation) in seen:
+            continue
+        seen[id(annotation)] = annotation
+        bare = _unwrap(annotation)
+        fields = _fields_of(bare)
+        if fields is not None:
+            pending += [spec.annotation for spec in fields.values()]
+        elif get_origin(bare) is not Literal:
+            pending += [arg for arg in get_args(bare) if arg is not Ellipsis]
+        if bare is not annotation:
+            pending.append(bare)
+    return list(seen.values())
 
 
 # --------------------------------------------------------------------------------------------
