@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal, Optional
 
 import aiohttp
 import anthropic
@@ -62,6 +62,28 @@ def messages_problems(value: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # The checker
 # --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "annotation", "expected"),
+    [
+        (1, int, []),
+        (True, int, ["body: Input should be a valid integer"]),
+        (1, float, []),
+        ("1", float, ["body: Input should be a valid number"]),
+        (None, Optional[str], []),  # noqa: UP045 - the SDK's own spelling
+        (None, str, ["body: Input should be a valid string"]),
+        (["a", 1], list[str], ["1: Input should be a valid string"]),
+        (["a", 1], tuple[str, int], []),
+        (["a"], tuple[str, int], ["body: Input should have 2 items, got 1"]),
+        ({"k": 1}, dict[str, str], ["k: Input should be a valid string"]),
+        ({"k": [1, {"x": None}]}, dict[str, object], []),
+        ("b", Literal["a", "b"], []),
+        ("c", Literal["a", "b"], ["body: Input should be 'a' or 'b'"]),
+    ],
+)
+def test_plain_types(value: Any, annotation: Any, expected: list[str]) -> None:
+    assert problems(value, annotation) == expected
 
 
 def test_a_request_like_the_bots_conforms() -> None:

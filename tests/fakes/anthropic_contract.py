@@ -244,6 +244,14 @@ def problems(value: Any, annotation: Any, where: str = "") -> list[str]:
         if not isinstance(value, list):
             return [f"{_at(where)}: Input should be a valid list"]
         args = get_args(annotation)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length, a type per position
+            if len(value) != len(args):
+                return [f"{_at(where)}: Input should have {len(args)} items, got {len(value)}"]
+            return [
+                p
+                for k, (element, item) in enumerate(zip(value, args, strict=True))
+                for p in problems(element, item, _join(where, k))
+            ]
         item = args[0] if args else Any
         return [p for k, element in enumerate(value) for p in problems(element, item, _join(where, k))]
     if origin in _MAPPINGS or annotation is dict:
