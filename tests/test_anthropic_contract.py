@@ -202,6 +202,7 @@ def test_files_endpoints_check_their_query_and_form() -> None:
     assert request_problems("DELETE", "/v1/files/file_a", query={"force": ["true"]}) == [
         "force: Extra inputs are not permitted"
     ]
+    assert request_problems("GET", "/v1/models/claude-sonnet-5", query={}) == []
     upload = {"query": {}, "file_parts": ["file"]}
     assert request_problems("POST", "/v1/files", form={"expires_in_seconds": ["3600"]}, **upload) == []
     assert request_problems("POST", "/v1/files", form={"purpose": ["analysis"]}, **upload) == [
@@ -291,6 +292,7 @@ def test_every_sdk_annotation_under_the_contract_has_a_rule() -> None:
         AsyncPageCursor[FileMetadata],
         anthropic.types.DeletedFile,
         anthropic.types.MessageTokensCount,
+        anthropic.types.ModelInfo,
         contract.ErrorResponse,
         contract.ErrorDetails,
     ]

@@ -473,7 +473,7 @@ class _StreamFault:
 
 _RECORD = web.RequestKey("record", RecordedRequest)
 #: Endpoints without a body: the middleware checks their query against the SDK's types (handlers check bodies).
-_BODILESS_ROUTES = frozenset({"list", "retrieve", "download", "delete"})
+_BODILESS_ROUTES = frozenset({"list", "retrieve", "download", "delete", "model"})
 _REQUEST_ID = web.RequestKey("request_id", str)
 
 

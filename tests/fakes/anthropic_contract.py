@@ -392,7 +392,7 @@ def annotations_under(root: Any) -> list[Any]:
 #: SDK params sent as headers (``anthropic-workspace-id``, ``anthropic-beta``...), never in the body.
 HEADER_PARAMS = frozenset({"workspace_id", "user_profile_id", "betas"})
 
-Route = Literal["messages", "count_tokens", "upload", "list", "retrieve", "download", "delete"]
+Route = Literal["messages", "count_tokens", "upload", "list", "retrieve", "download", "delete", "model"]
 _ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("POST", re.compile(r"/v1/messages"), "messages"),
     ("POST", re.compile(r"/v1/messages/count_tokens"), "count_tokens"),
@@ -401,6 +401,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("GET", re.compile(r"/v1/files/[^/]+"), "retrieve"),
     ("GET", re.compile(r"/v1/files/[^/]+/content"), "download"),
     ("DELETE", re.compile(r"/v1/files/[^/]+"), "delete"),
+    ("GET", re.compile(r"/v1/models/[^/]+"), "model"),
 ]
 
 
@@ -536,6 +537,7 @@ def response_problems(method: str, path: str, status: int, body: Any, *, betas: 
         "list": (AsyncPageCursor[api.FileMetadata], None),
         "retrieve": (api.FileMetadata, None),
         "delete": (api.DeletedFile, None),
+        "model": (api.ModelInfo, None),
     }
     kind = route(method, path)
     if kind == "download":
