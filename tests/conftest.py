@@ -13,12 +13,41 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import anthropic_contract
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_contract import CONFORMANCE, ConformanceLog
 from tests.harness import Harness
 
 STREAMING_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "streaming.csv"
+
+#: Marks a test that makes the fake Anthropic see, or send, what the SDK's types reject, on purpose.
+EXPECTS_VIOLATION = "anthropic_contract_violation"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{EXPECTS_VIOLATION}: the test makes the fake Anthropic see or send what the SDK's types reject, on "
+        "purpose (it must record at least one conformance violation, and may record any)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def anthropic_conformance(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test in which the fake Anthropic saw a request, or sent a response, that the SDK's
+    own types reject (tests/fakes/anthropic_contract.py), unless the test is marked
+    ``anthropic_contract_violation``; a marked test must record at least one.
+
+    Autouse, so it is set up before (and torn down after) the fakes and the bot: a violation
+    during shutdown counts too.
+    """
+    anthropic_contract.take_recorded()
+    yield
+    expected = request.node.get_closest_marker(EXPECTS_VIOLATION) is not None
+    failure = anthropic_contract.verdict(anthropic_contract.take_recorded(), expected=expected)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture

@@ -54,6 +54,8 @@ WEB_FETCH = {"type": "web_fetch_20260309", "name": "web_fetch"}
 XLSX_SKILL = {"type": "anthropic", "skill_id": "xlsx", "version": "latest"}
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 OVERALL = round(float(pd.read_csv(STREAMING_CSV)["churned"].mean()), 4)  # 29.1 %
+#: The request is one the SDK's types reject (tests/conftest.py then expects a recorded violation).
+VIOLATES_CONTRACT = pytest.mark.anthropic_contract_violation
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,6 +146,7 @@ async def test_upload_returns_file_metadata(api: FakeAnthropic, client: anthropi
     assert api.files[meta.id].data == data
 
 
+@VIOLATES_CONTRACT  # a form without a file part
 async def test_upload_validation(api: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
     with pytest.raises(anthropic.BadRequestError, match="empty"):
         await client.files.upload(file=("empty.csv", b"", "text/csv"))
@@ -716,12 +719,17 @@ async def test_refusal_max_tokens_and_tool_errors(api: FakeAnthropic, client: an
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"model": MODEL, "max_tokens": 0.5, "messages": [ask("hi")]}, "max_tokens: Input should be a valid integer"),
+        pytest.param(
+            {"model": MODEL, "max_tokens": 0.5, "messages": [ask("hi")]},
+            "max_tokens: Input should be a valid integer",
+            marks=VIOLATES_CONTRACT,
+        ),
         ({"model": MODEL, "max_tokens": 10, "messages": []}, "at least one message"),
         ({"model": MODEL, "max_tokens": 10, "messages": [{"role": "assistant", "content": "x"}]}, "first message"),
-        (
+        pytest.param(
             {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "video"}]}]},
             "Input tag 'video'",
+            marks=VIOLATES_CONTRACT,
         ),
         (
             {"model": MODEL, "max_tokens": 10, "messages": [ask("hi", "file_x")]},
@@ -740,7 +748,11 @@ async def test_refusal_max_tokens_and_tool_errors(api: FakeAnthropic, client: an
             },
             "at most one code execution tool",
         ),
-        ({"model": MODEL, "max_tokens": 10, "tools": [{"type": "magic"}], "messages": [ask("hi")]}, "'magic'"),
+        pytest.param(
+            {"model": MODEL, "max_tokens": 10, "tools": [{"type": "magic"}], "messages": [ask("hi")]},
+            "'magic'",
+            marks=VIOLATES_CONTRACT,
+        ),
     ],
 )
 async def test_invalid_requests_are_rejected(
@@ -1142,12 +1154,24 @@ async def test_a_web_action_without_its_tool_is_a_script_bug(
             "Cannot specify both allowed_domains and blocked_domains in the same request",
         ),
         ({**WEB_FETCH, "blocked_domains": []}, "Empty list of domains is ambiguous"),
-        ({**WEB_SEARCH, "name": "search"}, "tools.0.web_search_20260209.name: Input should be 'web_search'"),
-        ({"type": "web_fetch_20250910", "name": "web_fetch", "use_cache": False}, "use_cache: Extra inputs"),
+        pytest.param(
+            {**WEB_SEARCH, "name": "search"},
+            "tools.0.web_search_20260209.name: Input should be 'web_search'",
+            marks=VIOLATES_CONTRACT,
+        ),
+        pytest.param(
+            {"type": "web_fetch_20250910", "name": "web_fetch", "use_cache": False},
+            "use_cache: Extra inputs",
+            marks=VIOLATES_CONTRACT,
+        ),
         ({**WEB_FETCH, "max_content_tokens": -5}, "max_content_tokens: Input should be greater than 0"),
         ({**WEB_SEARCH, "allowed_domains": ["https://a.com"]}, "must not include a scheme"),
-        ({**WEB_SEARCH, "allowed_callers": ["nobody"]}, "allowed_callers"),
-        ({"type": "web_search_20990101", "name": "web_search"}, "Input tag 'web_search_20990101'"),
+        pytest.param({**WEB_SEARCH, "allowed_callers": ["nobody"]}, "allowed_callers", marks=VIOLATES_CONTRACT),
+        pytest.param(
+            {"type": "web_search_20990101", "name": "web_search"},
+            "Input tag 'web_search_20990101'",
+            marks=VIOLATES_CONTRACT,
+        ),
     ],
 )
 async def test_web_tool_definitions_are_validated(
@@ -1234,12 +1258,27 @@ async def test_skills_are_loaded_echoed_and_visible_to_scripts(
         ([PYTHON_TOOL], {"skills": [XLSX_SKILL]}, "runs Python only"),
         ([BASH_TOOL], {"skills": [{"type": "anthropic", "skill_id": "csv"}]}, "Unknown Anthropic skill 'csv'"),
         ([BASH_TOOL], {"skills": [{"type": "custom", "skill_id": "skill_x"}]}, "Skill 'skill_x' not found"),
-        ([BASH_TOOL], {"skills": [{"type": "builtin", "skill_id": "xlsx"}]}, "Input should be 'anthropic' or 'custom'"),
+        pytest.param(
+            [BASH_TOOL],
+            {"skills": [{"type": "builtin", "skill_id": "xlsx"}]},
+            "Input should be 'anthropic' or 'custom'",
+            marks=VIOLATES_CONTRACT,
+        ),
         ([BASH_TOOL], {"skills": [XLSX_SKILL, XLSX_SKILL]}, "Duplicate skill_id 'xlsx'"),
         ([BASH_TOOL], {"skills": [{**XLSX_SKILL, "version": "1999"}]}, "Version '1999' of skill 'xlsx' not found"),
-        ([BASH_TOOL], {"skills": [{"type": "anthropic"}]}, "container.skills.0.skill_id: Field required"),
+        pytest.param(
+            [BASH_TOOL],
+            {"skills": [{"type": "anthropic"}]},
+            "container.skills.0.skill_id: Field required",
+            marks=VIOLATES_CONTRACT,
+        ),
         ([BASH_TOOL], {"skills": [XLSX_SKILL] * 9}, "List should have at most 8 items after validation, not 9"),
-        ([BASH_TOOL], {"skills": [XLSX_SKILL], "memory": True}, "container.memory: Extra inputs are not permitted"),
+        pytest.param(
+            [BASH_TOOL],
+            {"skills": [XLSX_SKILL], "memory": True},
+            "container.memory: Extra inputs are not permitted",
+            marks=VIOLATES_CONTRACT,
+        ),
     ],
 )
 async def test_skills_are_validated(
@@ -1442,6 +1481,7 @@ async def test_breakpoints_work_on_every_kind_of_echoed_block(
     assert read.usage.cache_read_input_tokens == written.usage.cache_creation_input_tokens
 
 
+@VIOLATES_CONTRACT  # cache_control on a thinking block; a ttl of 2h
 async def test_cache_control_limits_are_the_real_ones(api: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
     api.script = scripted(Text("ok"))
     blocks = [{"type": "text", "text": f"part {i}", "cache_control": CACHED} for i in range(4)]

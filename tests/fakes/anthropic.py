@@ -61,6 +61,7 @@ from typing import Any, Literal
 
 from aiohttp import BodyPartReader, web
 
+from . import anthropic_contract as contract
 from . import sandbox
 from .scripts import (
     Action,
@@ -554,6 +555,8 @@ class _StreamFault:
 
 
 _RECORD = web.RequestKey("record", RecordedRequest)
+#: Endpoints without a body: the middleware checks their query against the SDK's types (handlers check bodies).
+_BODILESS_ROUTES = frozenset({"list", "retrieve", "download", "delete", "model"})
 _REQUEST_ID = web.RequestKey("request_id", str)
 
 
@@ -1183,6 +1186,8 @@ class FakeAnthropic:
         self.responses: list[dict[str, Any]] = []
         #: Exceptions raised by scripts (also reported to the client as 500 api_error).
         self.script_errors: list[BaseException] = []
+        #: Requests and responses the SDK's own types reject (see tests/fakes/anthropic_contract.py).
+        self.violations: list[contract.Violation] = []
 
         #: Added to the wall clock for container lifetimes (see :meth:`advance_clock`).
         self.clock_offset = timedelta(0)
@@ -1350,6 +1355,8 @@ class FakeAnthropic:
         request[_REQUEST_ID] = request_id
         try:
             self._check_auth(request)
+            if contract.route(request.method, request.path) in _BODILESS_ROUTES:
+                self._conform(request, contract.request_problems(request.method, request.path, query=_query(request)))
             response = await handler(request)
         except ApiError as exc:
             response = self._error_response(exc, request_id)
@@ -1359,7 +1366,36 @@ class FakeAnthropic:
         if not response.prepared:
             response.headers["request-id"] = request_id
         record.status = response.status
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            answer = json.loads(response.body) if isinstance(response.body, bytes) else None
+            self._conform_response(
+                request,
+                contract.response_problems(request.method, request.path, response.status, answer, betas=record.betas),
+            )
         return response
+
+    def _conform(self, request: web.Request, problems: list[str]) -> None:
+        """A request the SDK's types reject is a violation, answered 400 as the real API does."""
+        self._record_request_violation(request, problems)
+        if problems:
+            raise _invalid(problems[0])
+
+    def _record_request_violation(self, request: web.Request, problems: list[str]) -> None:
+        if problems:
+            self._record_violation(contract.Violation("request", f"{request.method} {request.path}", tuple(problems)))
+
+    def _conform_response(self, request: web.Request, problems: list[str], what: str = "") -> None:
+        if problems:
+            endpoint = f"{request.method} {request.path}" + (f" ({what})" if what else "")
+            self._record_violation(contract.Violation("response", endpoint, tuple(problems)))
+
+    def _conform_event(self, request: web.Request, event: str, data: Mapping[str, Any]) -> None:
+        betas = request[_RECORD].betas
+        self._conform_response(request, contract.stream_event_problems(event, data, betas=betas), f"{event} event")
+
+    def _record_violation(self, violation: contract.Violation) -> None:
+        self.violations.append(violation)
+        contract.RECORDED.append(violation)
 
     def _check_auth(self, request: web.Request) -> None:
         key = request.headers.get("x-api-key")
@@ -1437,9 +1473,12 @@ class FakeAnthropic:
         data: bytes | None = None
         raw_name, content_type = "", ""
         fields: dict[str, str] = {}
+        file_parts: list[str] = []
         async for part in reader:
             if not isinstance(part, BodyPartReader):
                 continue
+            if part.name == "file" or part.filename is not None:
+                file_parts.append(part.name or "")
             if part.name == "file":
                 data = bytes(await part.read(decode=False))
                 raw_name = part.filename or ""
@@ -1458,6 +1497,11 @@ class FakeAnthropic:
             },
             **fields,
         }
+        form = {name: [text] for name, text in fields.items() if name not in file_parts}
+        problems = contract.request_problems(
+            request.method, request.path, query=_query(request), form=form, file_parts=file_parts
+        )
+        self._record_request_violation(request, problems)  # the fake's own, more specific wording wins below
         if data is None:
             raise _invalid("file: Field required")
         if not data:
@@ -1473,6 +1517,8 @@ class FakeAnthropic:
             if not 3600 <= seconds <= 7_776_000:
                 raise _invalid("expires_in_seconds: must be between 3600 and 7776000")
             expires_at = _now() + timedelta(seconds=seconds)
+        if problems:
+            raise _invalid(problems[0])
         filename = re.split(r"[\\/]", raw_name)[-1].strip()
         mime = content_type.split(";")[0].strip().lower()
         if not mime or mime == "application/octet-stream":
@@ -1563,6 +1609,17 @@ class FakeAnthropic:
         return body
 
     def _parse(self, request: web.Request, body: Any) -> _MessagesRequest:
+        record: RecordedRequest = request[_RECORD]
+        problems = contract.request_problems(
+            request.method, request.path, query=_query(request), betas=record.betas, body=record.body
+        )
+        self._record_request_violation(request, problems)
+        parsed = self._parse_checked(request, body)  # the fake's own, more specific wording wins
+        if problems:
+            raise _invalid(problems[0])
+        return parsed
+
+    def _parse_checked(self, request: web.Request, body: Any) -> _MessagesRequest:
         betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()}
         parsed = _parse_messages_request(body, betas)
         for upload in parsed.uploads:
@@ -1820,7 +1877,8 @@ class FakeAnthropic:
         )
         request[_RECORD].status = response.status  # recorded now: the handler returns when the stream ends
         await response.prepare(request)
-        sse = _SseWriter(request, response, self._stream_faults.popleft() if self._stream_faults else None)
+        fault = self._stream_faults.popleft() if self._stream_faults else None
+        sse = _SseWriter(request, response, fault, self._conform_event)
         container_json = container.response_json() if container is not None and parsed.tool_type else None
         turn = _TurnRunner(self, parsed, ctx, container, sse.block)
         try:
@@ -2408,16 +2466,24 @@ def _next_script_name(scratch: Path) -> str:
 class _SseWriter:
     """Writes content blocks as the SSE events the SDK's stream accumulator expects."""
 
-    def __init__(self, request: web.Request, response: web.StreamResponse, fault: _StreamFault | None) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        fault: _StreamFault | None,
+        check: Callable[[web.Request, str, Mapping[str, Any]], None],
+    ) -> None:
         self.request = request
         self.response = response
         self.fault = fault
+        self.check = check  # the SDK's types must accept every event
         self.events = 0
         self.index = 0
         self.content: list[dict[str, Any]] = []
 
     async def send(self, event: str, data: Mapping[str, Any]) -> None:
         await self._fault_check()
+        self.check(self.request, event, data)
         payload = f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
         await self.response.write(payload)
         self.events += 1
@@ -2432,7 +2498,9 @@ class _SseWriter:
             if transport is not None:
                 transport.abort()  # no terminating chunk: the client sees a truncated body
             raise _StreamAborted
-        payload = json.dumps(_error_event(fault.error_type, fault.message))
+        error = _error_event(fault.error_type, fault.message)
+        self.check(self.request, "error", error)
+        payload = json.dumps(error)
         await self.response.write(f"event: error\ndata: {payload}\n\n".encode())
         await self.response.write_eof()
         raise _StreamAborted
@@ -2541,13 +2609,13 @@ _FILE_TAG = re.compile(r"""<file\s+name=(["'])(.*?)\1""")
 
 
 def _page_json(page: list[StoredFile], next_page: str | None) -> dict[str, Any]:
-    return {
-        "data": [f.metadata() for f in page],
-        "next_page": next_page,
-        "has_more": next_page is not None,
-        "first_id": page[0].id if page else None,
-        "last_id": page[-1].id if page else None,
-    }
+    # SDK: anthropic/pagination.py — the Files list is a PageCursor, declaring `data` and `next_page` only.
+    return {"data": [f.metadata() for f in page], "next_page": next_page}
+
+
+def _query(request: web.Request) -> dict[str, list[str]]:
+    """The query string, each parameter with all its values."""
+    return {key: request.query.getall(key) for key in request.query}
 
 
 def _encode_cursor(file_id: str) -> str:
