@@ -30,9 +30,9 @@ from bot.conversation import (
 from bot.errors import (
     AnthropicFailure,
     StreamBroken,
+    api_message,
     describe_anthropic_error,
     describe_tool_error,
-    error_code,
     error_type,
 )
 from bot.events import (
@@ -125,19 +125,17 @@ class _Turn:
 _RUN_SCRIPT = re.compile(r"^\s*python3?\s+(?:-u\s+)?(\S+\.py)\s*$")
 
 
-# Structured causes, read from the error body (``error.details.error_code``, which the SDK exposes
-# as ``APIStatusError.error_code``: "branch on it rather than on message"). Neither anthropic 2.17
-# nor the API reference lists codes for these two refusals; these are the codes the fake sends
-# (tests/fakes/anthropic.py, UNCONFIRMED), kept in one place so a documented code slots in here.
-CONTAINER_REFUSED_CODES = frozenset({"container_expired", "container_not_found"})
-PROMPT_TOO_LONG_CODES = frozenset({"prompt_too_long"})
-
-
 def is_container_problem(error: anthropic.APIStatusError) -> bool:
-    """Whether the API refused the container we asked to reuse (expired, or unknown to it)."""
-    return error_type(error) in ("invalid_request_error", "not_found_error") and (
-        error_code(error) in CONTAINER_REFUSED_CODES
-    )
+    """Whether a refusal may be the API declining the container we asked to reuse.
+
+    docs (agents-and-tools/tool-use/code-execution-tool): "A container that has expired can't
+    be reused. Send the request again without the container parameter." The docs give that
+    refusal no error code (anthropic 2.17's ``ErrorDetails`` lists none either), so the engine
+    doesn't guess one: a request that carried a container id and was refused as invalid or not
+    found, before any work began, is tried once more in a fresh container. If it was not the
+    container, that second request fails the same way and its error is reported.
+    """
+    return error_type(error) in ("invalid_request_error", "not_found_error")
 
 
 def is_retryable(error: AnthropicFailure) -> bool:
@@ -182,9 +180,15 @@ def retry_notice(error: AnthropicFailure) -> str:
     return "Claude's service had a hiccup — trying again"
 
 
+# The API's documented wording for a request over the context window: "prompt is too long:
+# N tokens > M maximum" (error.message, the SDK's ``APIStatusError.api_message``). No error code
+# exists for it in the API's ErrorDetails, so the structured fields are the type and that message.
+PROMPT_TOO_LONG = re.compile(r"^prompt is too long\b", re.IGNORECASE)
+
+
 def is_too_long(error: anthropic.APIStatusError) -> bool:
     """Whether the API refused the request for not fitting the model's context window."""
-    return error_type(error) == "invalid_request_error" and error_code(error) in PROMPT_TOO_LONG_CODES
+    return error_type(error) == "invalid_request_error" and bool(PROMPT_TOO_LONG.match(api_message(error)))
 
 
 def step_title(block: Any) -> tuple[str, str, str]:
@@ -309,8 +313,10 @@ class Engine:
             follow_up=bool(job.history),
             reattached=reattached if reset else None,
         )
-        content: list[dict[str, Any]] = [{"type": "container_upload", "file_id": f.file_id} for f in attach]
-        content.append({"type": "text", "text": text})
+        # The question first, then the uploads: history is stored without the uploads, so a
+        # follow-up's replayed turn still matches the prefix this request cached up to the text.
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        content.extend({"type": "container_upload", "file_id": f.file_id} for f in attach)
         history = [{"role": m["role"], "content": [dict(b) for b in m["content"]]} for m in job.history]
         return [*history, {"role": "user", "content": content}]
 
@@ -329,16 +335,18 @@ class Engine:
                     yield event
                 return
             except (anthropic.BadRequestError, anthropic.NotFoundError) as error:
+                if job.history and turn.steps == 0 and is_too_long(error):
+                    log.info("prompt too long with %d history messages; leaving out older ones", len(job.history))
+                    job = replace(job, history=halved(job.history))
+                    continue
                 if turn.container_id and not reset and turn.steps == 0 and is_container_problem(error):
-                    log.info("container %s is gone (%s); starting a fresh one", turn.container_id, error.message)
+                    log.info(
+                        "container %s refused (%s); trying once in a fresh one", turn.container_id, api_message(error)
+                    )
                     turn.container_id = None
                     reset = True
                     if job.reattach is not None:
                         job = replace(job, thread_files=tuple(await job.reattach()))
-                    continue
-                if job.history and turn.steps == 0 and is_too_long(error):
-                    log.info("prompt too long with %d history messages; leaving out older ones", len(job.history))
-                    job = replace(job, history=halved(job.history))
                     continue
                 yield self._failed(error, turn)
                 return

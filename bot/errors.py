@@ -54,13 +54,13 @@ def error_type(error: anthropic.APIStatusError) -> str | None:
     return str(value) if value else getattr(error, "type", None)
 
 
-def error_code(error: anthropic.APIStatusError) -> str | None:
-    """The stable cause the API names in ``error.details.error_code``, if any."""
+def api_message(error: anthropic.APIStatusError) -> str:
+    """The API's own ``error.message`` (anthropic 2.17 calls it ``api_message``; read from the
+    body so older SDK releases give the same), never the SDK's rendering of the whole error."""
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error") if isinstance(body.get("error"), dict) else body
-    details = inner.get("details") if isinstance(inner, dict) else None
-    value = details.get("error_code") if isinstance(details, dict) else None
-    return str(value) if isinstance(value, str) else getattr(error, "error_code", None)
+    value = inner.get("message") if isinstance(inner, dict) else None
+    return str(value) if isinstance(value, str) else str(getattr(error, "api_message", None) or "")
 
 
 def _request_id(error: anthropic.APIStatusError) -> str:

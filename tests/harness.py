@@ -127,3 +127,8 @@ class Harness:
 
     def thread_files(self, asked: Asked) -> list[Any]:
         return [f for m in self.replies(asked) for f in m.files]
+
+
+def prompt_text(message: dict[str, Any]) -> str:
+    """The text of a user turn of a Messages request, whatever blocks surround it."""
+    return "\n".join(b["text"] for b in message["content"] if b.get("type") == "text")

@@ -13,7 +13,7 @@ from bot.sanitize import ZWSP
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Code, Text, scripted
 from tests.fakes.slack import FakeSlack
-from tests.harness import Harness
+from tests.harness import Harness, prompt_text
 
 BOT_METHODS = ("chat.", "files.completeUploadExternal", "files.getUploadURLExternal", "assistant.")
 
@@ -109,14 +109,14 @@ async def test_invisible_characters_never_reach_claude(
     question: str, invisible: str, harness: Harness, claude: FakeAnthropic
 ) -> None:
     await harness.mention(question)
-    prompt = claude.message_requests[0].body["messages"][-1]["content"][-1]["text"]
+    prompt = prompt_text(claude.message_requests[0].body["messages"][-1])
     assert invisible not in prompt
     assert all(ch not in prompt for ch in "\u202e\u202c\u200b\u200d\ufeff\u2066\u2069\x07\x1b")
 
 
 async def test_a_10000_character_question_is_cut_with_a_note(harness: Harness, claude: FakeAnthropic) -> None:
     asked = await harness.mention("why " * 2500)
-    prompt = claude.message_requests[0].body["messages"][-1]["content"][-1]["text"]
+    prompt = prompt_text(claude.message_requests[0].body["messages"][-1])
     question = prompt.split("<question", 1)[1].split(">", 1)[1].split("</question>", 1)[0]
     assert len(question) <= 4_000
     assert "longer than 4,000 characters" in harness.thread_text(asked)
@@ -164,7 +164,7 @@ async def test_file_names_are_sanitised_before_anthropic_and_inert_in_slack(
     sent_name = upload.filename
     assert "/" not in sent_name and "\\" not in sent_name and not sent_name.startswith(".")
     assert all(ch.isprintable() and ch not in "\u202e<>!@" for ch in sent_name)
-    prompt = claude.message_requests[0].body["messages"][-1]["content"][-1]["text"]
+    prompt = prompt_text(claude.message_requests[0].body["messages"][-1])
     assert f'name="{sent_name}"' in prompt  # Claude is told the name the sandbox has
     sent = what_the_bot_sent(slack)
     for raw in ("<!channel>", "@here", "\u202e"):

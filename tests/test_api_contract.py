@@ -31,28 +31,23 @@ def status_error(status: int, error: dict[str, Any]) -> anthropic.APIStatusError
 # ------------------------------------------------------------------ refusals, by structured fields
 
 
-def test_a_refused_container_is_recognised_by_its_error_code_not_its_wording() -> None:
-    expired = status_error(
-        400, {"type": "invalid_request_error", "message": "Bad request", "details": {"error_code": "container_expired"}}
-    )
-    unknown = status_error(
-        404, {"type": "not_found_error", "message": "Not found", "details": {"error_code": "container_not_found"}}
-    )
+def test_a_refused_container_is_any_invalid_or_not_found_refusal() -> None:
+    """The docs give a refused container no error code: every invalid/not-found refusal of a
+    request that carried one earns it one more try in a fresh container; others don't."""
+    expired = status_error(400, {"type": "invalid_request_error", "message": "container: it has expired"})
+    unknown = status_error(404, {"type": "not_found_error", "message": "Not found"})
     assert is_container_problem(expired) and is_container_problem(unknown)
-    # A skills mistake names the container in its message, but is no reason to throw the container away.
-    skills = status_error(
-        400, {"type": "invalid_request_error", "message": "container.skills.0.skill_id: Unknown Anthropic skill 'x'"}
-    )
-    assert not is_container_problem(skills)
+    overloaded = status_error(400, {"type": "overloaded_error", "message": "container overloaded"})
+    assert not is_container_problem(overloaded)
 
 
-def test_a_prompt_too_long_is_recognised_by_its_error_code_not_its_wording() -> None:
+def test_a_prompt_too_long_is_recognised_by_the_apis_own_message_not_the_sdks_rendering() -> None:
     too_long = status_error(
-        400, {"type": "invalid_request_error", "message": "Bad request", "details": {"error_code": "prompt_too_long"}}
+        400, {"type": "invalid_request_error", "message": "prompt is too long: 210311 tokens > 200000 maximum"}
     )
     assert is_too_long(too_long)
-    wording = status_error(400, {"type": "invalid_request_error", "message": "messages.0.content.0.text: too long"})
-    assert not is_too_long(wording)
+    elsewhere = status_error(400, {"type": "invalid_request_error", "message": "messages.0.content.0.text: too long"})
+    assert not is_too_long(elsewhere)
 
 
 # ------------------------------------------------------------------ settings

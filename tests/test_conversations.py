@@ -11,7 +11,7 @@ import pandas as pd
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
-from tests.harness import Asked, Harness
+from tests.harness import Asked, Harness, prompt_text
 
 
 def uploads_in_newest_turn(body: dict[str, Any]) -> list[str]:
@@ -55,7 +55,7 @@ async def test_a_follow_up_reuses_the_container_and_uploads_nothing(
     # The earlier exchange came from the store, whole, before the new question.
     roles = [m["role"] for m in follow_up["messages"]]
     assert roles == ["user", "assistant", "user"]
-    assert "split that by country" in follow_up["messages"][-1]["content"][-1]["text"]
+    assert "split that by country" in prompt_text(follow_up["messages"][-1])
     # The answer is about countries, computed from the state the first turn left behind.
     replies = answers(harness, first)
     assert len(replies) == 2
@@ -96,7 +96,7 @@ async def test_an_expired_container_is_replaced_without_the_user_noticing(
     assert refused.status == 400 and refused.body["container"] == old
     assert "container" not in retried.body
     assert len(uploads_in_newest_turn(retried.body)) == 1  # the thread's file, attached again
-    assert "sandbox was reset" in retried.body["messages"][-1]["content"][-1]["text"]
+    assert "sandbox was reset" in prompt_text(retried.body["messages"][-1])
     assert len(claude.uploads_of(streaming_csv)) == 1  # still at the Files API: not uploaded again
     runs = await harness.running.service.store.runs()
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
@@ -114,7 +114,7 @@ async def test_a_container_past_its_reported_expiry_is_still_reused(
     await harness.mention("now split that by country", thread_ts=first.thread_ts)
     assert all(r.status == 200 for r in claude.message_requests)
     assert claude.message_requests[-1].body["container"] == container
-    assert "sandbox was reset" not in claude.message_requests[-1].body["messages"][-1]["content"][-1]["text"]
+    assert "sandbox was reset" not in prompt_text(claude.message_requests[-1].body["messages"][-1])
     assert quotes_country_figures(answers(harness, first)[-1], streaming_csv)
 
 
@@ -183,9 +183,9 @@ async def test_someone_else_in_the_thread_is_marked_as_another_participant(
 ) -> None:
     first = await harness.mention("what drives churn here?", files=[harness.file("s.csv", streaming_csv)])
     await harness.mention("what about Premium users?", thread_ts=first.thread_ts, user="U0BOB")
-    prompt = claude.message_requests[-1].body["messages"][-1]["content"][-1]["text"]
+    prompt = prompt_text(claude.message_requests[-1].body["messages"][-1])
     assert 'role="another participant in the thread"' in prompt
-    first_prompt = claude.message_requests[0].body["messages"][-1]["content"][-1]["text"]
+    first_prompt = prompt_text(claude.message_requests[0].body["messages"][-1])
     assert 'role="the person you are helping"' in first_prompt
 
 
@@ -204,9 +204,7 @@ async def test_a_prompt_too_long_for_the_model_sheds_old_history_instead_of_fail
 ) -> None:
     first = await harness.mention("what drives churn here?", files=[harness.file("s.csv", streaming_csv)])
     await harness.mention("now split that by country", thread_ts=first.thread_ts)
-    claude.fail_next(
-        "messages", status=400, message="Request rejected: see error details", error_code="prompt_too_long"
-    )
+    claude.fail_next("messages", status=400, message="prompt is too long: 210311 tokens > 200000 maximum")
     await harness.mention("and by device?", thread_ts=first.thread_ts)
     refused, retried = claude.message_requests[-2:]
     assert refused.status == 400

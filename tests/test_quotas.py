@@ -11,7 +11,7 @@ from bot.store import Store
 from bot.workqueue import WorkQueue
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
-from tests.harness import Harness
+from tests.harness import Harness, prompt_text
 
 NOW = 1_764_115_200.0  # 2025-11-26 00:00 UTC
 LIMITS = Limits(
@@ -139,7 +139,7 @@ async def test_twenty_concurrent_mentions_from_one_person_run_exactly_three(
         runs = await harness.running.service.store.runs()
         assert sum(r["status"] == "succeeded" for r in runs) == 3
         assert sum(r["status"] == "refused" for r in runs) == 17
-        assert len({r.body["messages"][-1]["content"][-1]["text"] for r in claude.message_requests}) == 3
+        assert len({prompt_text(r.body["messages"][-1]) for r in claude.message_requests}) == 3
         notes = [e for e in slack.ephemerals("C0DATA", "U0ALICE") if "analyses per hour" in e.text]
         assert len(notes) == 17
 

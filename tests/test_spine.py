@@ -15,7 +15,7 @@ import pytest
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Action, Code, MaxTokens, Pause, Refuse, ScriptContext, Text, ToolError, scripted
 from tests.fakes.slack import FakeSlack
-from tests.harness import Harness
+from tests.harness import Harness, prompt_text
 
 
 async def test_mention_with_csv_gets_interpretation_chart_and_code_in_the_thread(
@@ -76,7 +76,7 @@ async def test_a_mention_delivered_as_both_events_is_analysed_once(
     asked = await harness.mention("why?", files=[harness.file("s.csv", streaming_csv)], via="both")
     answers = [m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]
     assert len(answers) == 1
-    assert len({r.body["messages"][0]["content"][-1]["text"] for r in claude.message_requests}) == 1
+    assert len({prompt_text(r.body["messages"][0]) for r in claude.message_requests}) == 1
     assert len(await harness.running.service.store.runs()) == 1
     assert len(slack.calls_to("reactions.add")) == 2  # :eyes: then ✅, once each
 
@@ -116,9 +116,9 @@ async def test_two_files_both_reach_the_sandbox(harness: Harness, claude: FakeAn
         files=[harness.file("streaming.csv", streaming_csv), harness.file("prices.csv", prices)],
     )
     request = claude.message_requests[0].body
-    content = request["messages"][-1]["content"]
-    assert [b["type"] for b in content].count("container_upload") == 2
-    assert "prices.csv" in content[-1]["text"] and "streaming.csv" in content[-1]["text"]
+    newest = request["messages"][-1]
+    assert [b["type"] for b in newest["content"]].count("container_upload") == 2
+    assert "prices.csv" in prompt_text(newest) and "streaming.csv" in prompt_text(newest)
     container = claude.containers[claude.responses[0]["container"]["id"]]
     assert sorted(p.name for p in container.inputs.iterdir()) == ["prices.csv", "streaming.csv"]
     assert "Free" in harness.thread_text(asked)

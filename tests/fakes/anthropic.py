@@ -243,13 +243,13 @@ UNCONFIRMED: dict[str, str] = {
         "and a GA `client.skills`; the 2025 docs asked for skills-2025-10-02 (still accepted, ignored)."
     ),
     "container_refusal": (
-        "A container id the API no longer has is refused with error.details.error_code: 404 not_found_error "
-        "`container_not_found` for an unknown id, 400 invalid_request_error `container_expired` for one past its "
-        "30 days; neither the API reference nor anthropic 2.17 lists codes for it."
+        "A container id the API no longer has is refused as 404 not_found_error (unknown id) or 400 "
+        "invalid_request_error (past its 30 days), with no error code: the docs name none and anthropic 2.17's "
+        "ErrorDetails lists none (the bot recognises the refusal without one)."
     ),
-    "prompt_too_long_code": (
-        "A prompt over the context window is a 400 invalid_request_error; the fake's fail_next(error_code="
-        "'prompt_too_long') stands for it (no documented code)."
+    "prompt_too_long": (
+        "A prompt over the context window is a 400 invalid_request_error 'prompt is too long: N tokens > M "
+        "maximum', as widely reported; there is no error code for it in ErrorDetails."
     ),
     "container_lifetime": "A container stays restorable for 30 days after its last use (brief: 30 days).",
     "thinking_signature": (
@@ -1303,7 +1303,7 @@ class FakeAnthropic:
         self.clock_offset += delta
 
     def expire_container(self, container_id: str) -> None:
-        """Expire a container now: its files are gone and reusing its id is a 400 ``container_expired``."""
+        """Expire a container now: its files are gone and reusing its id is a 400 invalid_request_error."""
         container = self.containers[container_id]
         container.expired = True
         shutil.rmtree(container.root, ignore_errors=True)
@@ -1713,14 +1713,11 @@ class FakeAnthropic:
         if parsed.container_ref is not None:
             container = self.containers.get(parsed.container_ref)
             if container is None:
-                raise ApiError(
-                    404, f"container: Container '{parsed.container_ref}' not found", error_code="container_not_found"
-                )
+                raise ApiError(404, f"container: Container '{parsed.container_ref}' not found")
             if not container.is_usable(self.now()):
                 raise _invalid(
                     f"container: Container '{parsed.container_ref}' has expired and can no longer be used. "
-                    "Send the request without `container` to get a new container.",
-                    error_code="container_expired",
+                    "Send the request without `container` to get a new container."
                 )
         elif parsed.tool_type is not None:
             assert self._tmp is not None
