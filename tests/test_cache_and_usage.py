@@ -107,8 +107,9 @@ async def test_a_five_turn_thread_reads_most_of_its_input_from_the_cache(
     assert len(first_calls(claude)) == 5
     assert all(breakpoints(body) <= 4 for body, _ in exchanges(claude))
     answers = first_calls(claude)
-    # The first follow-up can't read the first question (its file upload isn't history);
-    # from the second follow-up on, most of the input comes from the cache.
+    # The first question is cached up to its text (the uploads come after it and are not
+    # history), so even the first follow-up reads it back; from the second on, most input is.
+    assert split(answers[1])[0] >= split(answers[0])[1], "the first follow-up reads what the first call wrote"
     for turn, response in enumerate(answers[2:], start=3):
         assert read_share(response) >= 0.7, (turn, split(response))
     runs = await harness.running.service.store.runs()
