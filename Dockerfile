@@ -8,10 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=3000
 
 WORKDIR /app
+# Dependencies from the hashed lock (its own layer: rebuilt only when the lock changes), then the
+# project itself without resolving anything (setuptools, its build backend, comes from the lock too).
+COPY requirements/runtime.lock ./requirements/
+RUN pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY handlers ./handlers
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
     && useradd --system --uid 10001 --home-dir /data analyst \
     && mkdir -p /data && chown analyst /data
 
