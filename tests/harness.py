@@ -14,6 +14,7 @@ from tests.fakes.slack_events import message_event
 from tests.fakes.slack_models import Message
 
 CHANNEL = "C0DATA"
+SETTLE_LIMIT_S = 600
 ALICE = "U0ALICE"
 
 
@@ -78,8 +79,13 @@ class Harness:
         return status, text
 
     async def settle(self) -> None:
-        """Wait until every analysis the bot started has finished."""
-        assert await self.running.service.drain(timeout=60), "analyses still running after 60 s"
+        """Wait until every analysis the bot started has finished.
+
+        The limit only turns a hang into a failure; it is no speed assert, so it is far above
+        what any test needs even on a loaded machine."""
+        assert await self.running.service.drain(timeout=SETTLE_LIMIT_S), (
+            f"analyses still running after {SETTLE_LIMIT_S} s"
+        )
 
     def file(self, name: str, content: bytes, **kwargs: Any) -> dict[str, Any]:
         return self.slack.host_file(name=name, content=content, **kwargs)
