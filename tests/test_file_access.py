@@ -18,12 +18,17 @@ from tests.fakes.slack import FakeSlack
 from tests.harness import Harness
 
 
+def shared(harness: Harness, csv: bytes, *, by: str, channel: str) -> dict[str, Any]:
+    """``by`` uploads streaming.csv and shares it in ``channel``; returns its file object."""
+    file = harness.file("streaming.csv", csv, user=by)
+    harness.slack.post_user_message(channel, by, "our churn export", files=[file], subtype="file_share")
+    return file
+
+
 def private_channel_with_a_file(slack: FakeSlack, harness: Harness, csv: bytes) -> dict[str, Any]:
     """#finance-private: Bob and the bot are members; Bob shares streaming.csv there."""
     slack.add_channel("C0SECRET", "finance-private", is_private=True, members=["U0BOB"])
-    file = harness.file("streaming.csv", csv, user="U0BOB")
-    slack.post_user_message("C0SECRET", "U0BOB", "Q3 churn, do not forward", files=[file], subtype="file_share")
-    return file
+    return shared(harness, csv, by="U0BOB", channel="C0SECRET")
 
 
 async def analyze(harness: Harness, text: str, *, user: str = "U0ALICE", channel: str = "C0DATA") -> None:
@@ -105,8 +110,7 @@ async def test_a_file_shared_in_another_channel_the_asker_is_in_is_still_refused
     """Alice can open the file in #marketing, but the answer would go to #data, whose members
     maybe can't: only the conversation the command runs in counts."""
     slack.add_channel("C0MKT", "marketing", members=["U0ALICE", "U0BOB"])
-    file = harness.file("streaming.csv", streaming_csv, user="U0BOB")
-    slack.post_user_message("C0MKT", "U0BOB", "here you go", files=[file], subtype="file_share")
+    file = shared(harness, streaming_csv, by="U0BOB", channel="C0MKT")
     await analyze(harness, f"<{file['permalink']}> what drives churn?")
     assert any("only analyse" in t for t in private_notes(slack, "U0ALICE"))
     nothing_happened(slack, claude)
@@ -116,8 +120,7 @@ async def test_the_askers_own_file_shared_elsewhere_works_by_link(
     harness: Harness, slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
     slack.add_channel("C0MKT", "marketing", members=["U0ALICE", "U0BOB"])
-    file = harness.file("streaming.csv", streaming_csv, user="U0ALICE")
-    slack.post_user_message("C0MKT", "U0ALICE", "my export", files=[file], subtype="file_share")
+    file = shared(harness, streaming_csv, by="U0ALICE", channel="C0MKT")
     await analyze(harness, f"<{file['permalink']}> what drives churn?")
     root = next(m for m in slack.channel_messages("C0DATA") if m.bot_id and "asked:" in m.text)
     assert "Free" in " ".join(slack.visible_text(m) for m in slack.thread("C0DATA", root.ts))
@@ -136,8 +139,7 @@ async def test_the_askers_unshared_upload_works_by_link(
 async def test_someone_elses_file_shared_in_this_channel_works_by_link(
     harness: Harness, slack: FakeSlack, streaming_csv: bytes
 ) -> None:
-    file = harness.file("streaming.csv", streaming_csv, user="U0BOB")
-    slack.post_user_message("C0DATA", "U0BOB", "churn export", files=[file], subtype="file_share")
+    file = shared(harness, streaming_csv, by="U0BOB", channel="C0DATA")
     await analyze(harness, f"<{file['permalink']}> what drives churn?")
     root = next(m for m in slack.channel_messages("C0DATA") if m.bot_id and "asked:" in m.text)
     assert "Free" in " ".join(slack.visible_text(m) for m in slack.thread("C0DATA", root.ts))
@@ -165,8 +167,7 @@ async def test_a_link_to_a_file_that_does_not_exist_gets_a_clear_private_note(
 async def test_a_link_to_a_deleted_file_gets_a_clear_private_note(
     harness: Harness, slack: FakeSlack, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
-    file = harness.file("streaming.csv", streaming_csv, user="U0ALICE")
-    slack.post_user_message("C0DATA", "U0ALICE", "export", files=[file], subtype="file_share")
+    file = shared(harness, streaming_csv, by="U0ALICE", channel="C0DATA")
     slack.delete_file(file["id"])
     await analyze(harness, f"<{file['permalink']}> what drives churn?")
     assert any("has been deleted" in t for t in private_notes(slack, "U0ALICE"))
