@@ -92,13 +92,14 @@ class _Invalid(Exception):
 
 T = TypeVar("T")
 
-# Sections of .env.example, in the order they first appear below.
-ANTHROPIC = "Anthropic"
+# The groups settings are documented in (.env.example's sections), in the order they are listed.
 SLACK = "Slack (from your app's settings page)"
+ANTHROPIC = "Anthropic"
 ANALYST = "The analyst"
 GUARDRAILS = "Guardrails"
 DURABILITY = "Durability"
 PROCESS = "The process (read by the command line)"
+SECTIONS = (SLACK, ANTHROPIC, ANALYST, GUARDRAILS, DURABILITY, PROCESS)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class Setting(Generic[T]):
     default: T  # what an unset or blank variable means (never used when ``required``)
     parse: Callable[[str], T]  # the stripped, non-empty value to its meaning; raises _Invalid
     doc: str  # README's "Meaning" column (Markdown, one line)
-    section: str  # the .env.example section it is listed under
+    section: str  # one of SECTIONS: where README and .env.example list it
     note: str | None = None  # .env.example's comment above it; None: ``doc`` without Markdown; "": none
     example: str | None = None  # the value .env.example shows; None: the default
     active: bool = False  # .env.example sets it (a value to fill in) rather than showing it commented out
