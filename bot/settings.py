@@ -260,430 +260,449 @@ def _code_execution(value: str) -> CodeExecutionTool:
         raise _Invalid(f"unknown tool version {value!r}; use one of {known}") from None
 
 
-# ---------------------------------------------------------------------------------- settings
+# ---------------------------------------------------------------------------------- declarations
+# One per variable the bot reads. Settings (below) has a field for each but the last two, which
+# the command line reads itself; README and .env.example list them all, by section.
+
+ANTHROPIC_API_KEY = Setting(
+    "ANTHROPIC_API_KEY",
+    "",
+    _text,
+    required=True,
+    section=ANTHROPIC,
+    doc="Anthropic API key.",
+    example="sk-ant-your-key",
+    active=True,
+)
+
+ANTHROPIC_BASE_URL = Setting[str | None](
+    "ANTHROPIC_BASE_URL",
+    None,
+    _url,
+    section=ANTHROPIC,
+    doc="Anthropic API base URL.",
+    shown_default="the SDK's default",
+    example="https://api.anthropic.com",
+)
+
+SLACK_BOT_TOKEN = Setting[str | None](
+    "SLACK_BOT_TOKEN",
+    None,
+    _token("xoxb-"),
+    required="slack",
+    section=SLACK,
+    doc="Bot User OAuth Token, `xoxb-…`.",
+    note="Bot User OAuth Token (OAuth & Permissions).",
+    example="xoxb-your-bot-token",
+    active=True,
+)
+
+SLACK_SIGNING_SECRET = Setting[str | None](
+    "SLACK_SIGNING_SECRET",
+    None,
+    _text,
+    section=SLACK,
+    doc="Verifies requests in HTTP mode (required there).",
+    note="Signing Secret (Basic Information); needed when Slack delivers events over HTTP.",
+    example="your-signing-secret",
+    active=True,
+)
+
+SLACK_APP_TOKEN = Setting[str | None](
+    "SLACK_APP_TOKEN",
+    None,
+    _token("xapp-"),
+    section=SLACK,
+    doc="App-level token, `xapp-…`; when set the bot uses Socket Mode unless `--http`.",
+    note="App-Level Token with the connections:write scope. When set, the bot uses Socket Mode "
+    "(no public URL needed) unless started with --http.",
+    active=True,
+)
+
+SLACK_API_URL = Setting(
+    "SLACK_API_URL",
+    DEFAULT_SLACK_API_URL,
+    _base_url,
+    section=SLACK,
+    doc="Slack Web API base used by every Slack client the bot makes (Bolt's too).",
+    note="Slack Web API base URL; only change it to point the bot at a test double.",
+)
+
+ANALYST_DB = Setting(
+    "ANALYST_DB",
+    Path(DEFAULT_DB),
+    Path,
+    section=ANALYST,
+    doc="SQLite file: run ledger, seen events, uploaded files.",
+    note="SQLite file for the run ledger, seen events and uploaded files.",
+)
+
+ANALYST_MODEL = Setting(
+    "ANALYST_MODEL",
+    DEFAULT_MODEL,
+    _text,
+    section=ANALYST,
+    doc="Model that analyses.",
+    note="Claude model to analyse with.",
+)
+
+ANALYST_CODE_EXECUTION = Setting(
+    "ANALYST_CODE_EXECUTION",
+    CODE_EXECUTION_TOOLS[DEFAULT_CODE_EXECUTION],
+    _code_execution,
+    section=ANALYST,
+    doc="Code execution tool version: `20260521`, `20260120`, `20250825` (bash + file editing) or "
+    "`20250522` (Python only; the bot sends its beta header). With "
+    f"`{WEB_TOOLS_MIN_CODE_EXECUTION}` or later the web tools are `{WEB_SEARCH_TOOL}`/`{WEB_FETCH_TOOL}`; "
+    f"with older versions `{LEGACY_WEB_SEARCH_TOOL}`/`{LEGACY_WEB_FETCH_TOOL}`.",
+    note="Code execution tool version: 20260521, 20260120, 20250825 (bash + files), or 20250522 "
+    "(Python only). Web tools and skills follow it: skills need 20250825 or later.",
+)
+
+ANALYST_MAX_FILE_MB = Setting(
+    "ANALYST_MAX_FILE_MB",
+    100.0,
+    _number(),
+    section=ANALYST,
+    doc="Largest file accepted. Larger files are refused before download (and a file that turns "
+    "out larger than Slack said is cut off mid-download).",
+    note="Largest file accepted, in MB; larger ones are refused before download.",
+)
+
+ANALYST_MAX_TOKENS = Setting(
+    "ANALYST_MAX_TOKENS",
+    DEFAULT_MAX_TOKENS,
+    _integer(minimum=MIN_MAX_TOKENS),
+    section=ANALYST,
+    doc=f"`max_tokens` of each API call, `{MIN_MAX_TOKENS}`–`{MAX_MAX_TOKENS}`. Claude's thinking "
+    "counts toward it, so it leaves room for thinking as well as the answer.",
+    note=f"max_tokens per API call ({MIN_MAX_TOKENS}-{MAX_MAX_TOKENS}; thinking counts toward it).",
+)
+
+ANALYST_EFFORT = Setting(
+    "ANALYST_EFFORT",
+    DEFAULT_EFFORT,
+    _choice(EFFORT_LEVELS),
+    section=ANALYST,
+    doc=f"How much effort Claude spends (`output_config.effort`): {_listed(EFFORT_LEVELS)}. "
+    f"`{DEFAULT_EFFORT}` suits multi-step analyses where a wrong figure costs more than a slower answer; "
+    "sent to models that accept it. Thinking itself is set per model (adaptive on current models).",
+    note=f"Effort Claude spends: {_listed(EFFORT_LEVELS).replace('`', '')}.",
+)
+
+ANALYST_MAX_CONTINUATIONS = Setting(
+    "ANALYST_MAX_CONTINUATIONS",
+    8,
+    _integer(),
+    section=ANALYST,
+    doc="How often a paused turn (`pause_turn`) is continued before the bot stops and says so.",
+)
+
+ANALYST_MAX_OUTPUT_FILES = Setting(
+    "ANALYST_MAX_OUTPUT_FILES",
+    10,
+    _integer(),
+    section=ANALYST,
+    doc="Generated files posted per answer (charts first); the rest are named in a note.",
+)
+
+ANALYST_MAX_OUTPUT_FILE_MB = Setting(
+    "ANALYST_MAX_OUTPUT_FILE_MB",
+    50.0,
+    _number(),
+    section=ANALYST,
+    doc="Largest generated file posted to Slack (uploads may take 30 s plus 2 s per MB).",
+    note="Largest generated file posted to Slack, in MB (an upload may take 30 s plus 2 s per MB of "
+    "it before it times out).",
+)
+
+ANALYST_ANTHROPIC_MAX_RETRIES = Setting(
+    "ANALYST_ANTHROPIC_MAX_RETRIES",
+    4,
+    _integer(minimum=0),
+    section=ANTHROPIC,
+    doc="SDK retries (with backoff) for 429/5xx/529 before a run fails.",
+    note="How often the SDK retries 429/5xx/529 answers (with backoff) before a run fails.",
+)
+
+ANALYST_HISTORY_MESSAGES = Setting(
+    "ANALYST_HISTORY_MESSAGES",
+    20,
+    _integer(minimum=2),
+    section=ANALYST,
+    doc="Earlier messages (user + assistant) a follow-up replays.",
+    note="Follow-ups replay at most this many earlier messages (user + assistant).",
+)
+
+ANALYST_HISTORY_TOKENS = Setting(
+    "ANALYST_HISTORY_TOKENS",
+    150_000,
+    _integer(minimum=1_000),
+    section=ANALYST,
+    doc="About how many tokens of history a follow-up replays; older answers are shortened to "
+    "their text, then the oldest exchanges dropped.",
+    note="Follow-ups replay about this many tokens of history at most; older answers are shortened, "
+    "then the oldest dropped.",
+)
+
+ANALYST_RECENT_FILES_HOURS = Setting(
+    "ANALYST_RECENT_FILES_HOURS",
+    24.0,
+    _number(),
+    section=ANALYST,
+    doc="`/analyze` without a file link uses the caller's most recent share in the channel within this window.",
+    note="/analyze without a file link uses the caller's latest share in the channel within this many hours.",
+)
+
+ANALYST_WEB_SEARCH_MAX_USES = Setting(
+    "ANALYST_WEB_SEARCH_MAX_USES",
+    0,
+    _integer(minimum=0),
+    section=ANALYST,
+    doc="Adds Anthropic's web search tool, with this many searches per answer.",
+    note="Optional web search alongside code execution: searches per answer (0 = off).",
+    shown_default="`0` (off)",
+)
+
+ANALYST_WEB_FETCH_MAX_USES = Setting(
+    "ANALYST_WEB_FETCH_MAX_USES",
+    0,
+    _integer(minimum=0),
+    section=ANALYST,
+    doc="Adds the web fetch tool, with this many fetches per answer.",
+    note="Optional web fetch alongside code execution: fetches per answer (0 = off).",
+    shown_default="`0` (off)",
+)
+
+ANALYST_SKILLS = Setting[tuple[str, ...]](
+    "ANALYST_SKILLS",
+    (),
+    _skills,
+    section=ANALYST,
+    doc=f"Anthropic document skills to load into the sandbox: any of `{','.join(ANTHROPIC_SKILLS)}` "
+    "(e.g. “turn this CSV into a formatted Excel workbook” then returns a real `.xlsx`). Needs a "
+    "bash-capable `ANALYST_CODE_EXECUTION` (`20250825` or later).",
+    note=f"Anthropic's document skills loaded into the sandbox (any of {','.join(ANTHROPIC_SKILLS)}); "
+    "they need ANALYST_CODE_EXECUTION 20250825 or later.",
+    example="xlsx",
+)
+
+ANALYST_RUNS_PER_HOUR = Setting(
+    "ANALYST_RUNS_PER_HOUR",
+    20,
+    _integer(),
+    section=GUARDRAILS,
+    doc="Analyses one person may start per rolling hour.",
+)
+
+ANALYST_MAX_CONCURRENT_PER_USER = Setting(
+    "ANALYST_MAX_CONCURRENT_PER_USER",
+    1,
+    _integer(),
+    section=GUARDRAILS,
+    doc="Analyses one person may have queued or running at once.",
+)
+
+ANALYST_DAILY_TOKENS_PER_USER = Setting(
+    "ANALYST_DAILY_TOKENS_PER_USER",
+    2_000_000,
+    _integer(),
+    section=GUARDRAILS,
+    doc="Tokens per person per rolling 24 h: all input (cache reads and writes included) + output.",
+)
+
+ANALYST_DAILY_TOKENS_PER_WORKSPACE = Setting(
+    "ANALYST_DAILY_TOKENS_PER_WORKSPACE",
+    50_000_000,
+    _integer(),
+    section=GUARDRAILS,
+    doc="The same tokens for the whole workspace per rolling 24 h.",
+    note="Tokens for the whole workspace per rolling 24 h.",
+)
+
+ANALYST_MAX_CONCURRENT = Setting(
+    "ANALYST_MAX_CONCURRENT",
+    4,
+    _integer(),
+    section=GUARDRAILS,
+    doc="Analyses this process runs at once; the rest wait in a queue and are told their place.",
+)
+
+ANALYST_ADMINS = Setting[frozenset[str]](
+    "ANALYST_ADMINS",
+    frozenset(),
+    _ids,
+    section=GUARDRAILS,
+    doc="Comma-separated user ids: exempt from per-person limits, see top users in `/analyze usage`, "
+    "may delete any reply with :x:.",
+    example="U0123ABCD",
+)
+
+ANALYST_ALLOWED_CHANNELS = Setting[frozenset[str]](
+    "ANALYST_ALLOWED_CHANNELS",
+    frozenset(),
+    _ids,
+    section=GUARDRAILS,
+    doc="Comma-separated channel ids where the bot works (DMs follow the user list only).",
+    note="Comma-separated channel ids where the bot works (empty = every channel; DMs follow the user list only).",
+    shown_default="— (every channel)",
+)
+
+ANALYST_ALLOWED_USERS = Setting[frozenset[str]](
+    "ANALYST_ALLOWED_USERS",
+    frozenset(),
+    _ids,
+    section=GUARDRAILS,
+    doc="Comma-separated user ids allowed to use the bot.",
+    note="Comma-separated user ids allowed to use the bot (empty = everyone).",
+    shown_default="— (everyone)",
+)
+
+ANALYST_ALLOW_EXTERNAL = Setting(
+    "ANALYST_ALLOW_EXTERNAL",
+    False,
+    _boolean,
+    section=GUARDRAILS,
+    doc="Serve people from other organisations (Slack Connect).",
+    note="People from other organisations (Slack Connect) are refused unless this is true.",
+)
+
+ANALYST_MAX_QUESTION_CHARS = Setting(
+    "ANALYST_MAX_QUESTION_CHARS",
+    4_000,
+    _integer(minimum=100),
+    section=GUARDRAILS,
+    doc="Longest question passed to Claude; longer ones are cut, with a note.",
+)
+
+ANALYST_FILE_TTL_HOURS = Setting(
+    "ANALYST_FILE_TTL_HOURS",
+    24.0,
+    _number(),
+    section=GUARDRAILS,
+    doc="Files the bot uploaded and files the analysis generated are deleted from the Files API after "
+    "this many hours (fractions allowed); uploads also carry this expiry at Anthropic when it is "
+    "between 1 hour and 90 days.",
+    note="Files the bot uploaded or the analysis generated are deleted from the Files API after this "
+    "many hours (fractions allowed).",
+)
+
+ANALYST_SWEEP_INTERVAL_S = Setting(
+    "ANALYST_SWEEP_INTERVAL_S",
+    300.0,
+    _number(),
+    section=GUARDRAILS,
+    doc="How often the retention sweep runs.",
+    note="How often the retention sweep runs, in seconds.",
+)
+
+ANALYST_HISTORY_DAYS = Setting(
+    "ANALYST_HISTORY_DAYS",
+    30.0,
+    _number(),
+    section=GUARDRAILS,
+    doc="Conversations idle this long are deleted.",
+    note="Conversation history is deleted after this many days without activity.",
+)
+
+ANALYST_RESUME_MAX_AGE_S = Setting(
+    "ANALYST_RESUME_MAX_AGE_S",
+    3600.0,
+    _number(allow_zero=True),
+    section=DURABILITY,
+    doc="On start-up, runs a previous process left unfinished are resumed if younger than this, else "
+    "marked failed with a message in their thread.",
+    note="Unfinished runs found at start-up are resumed if younger than this (seconds), else failed with a note.",
+)
+
+ANALYST_SHUTDOWN_GRACE_S = Setting(
+    "ANALYST_SHUTDOWN_GRACE_S",
+    60.0,
+    _number(allow_zero=True),
+    section=DURABILITY,
+    doc="On SIGTERM/SIGINT, how long running analyses may take to finish before they are recorded as "
+    "interrupted (and resumed by the next start).",
+    note="On SIGTERM/SIGINT, running analyses get this long (seconds) to finish before they are "
+    "recorded as interrupted.",
+)
+
+ANALYST_RUN_DEADLINE_S = Setting(
+    "ANALYST_RUN_DEADLINE_S",
+    1200.0,
+    _number(),
+    section=DURABILITY,
+    doc="Longest an analysis may run before it is stopped with a message.",
+    note="Longest an analysis may run (seconds).",
+)
+
+# Read by bot/cli.py before Settings exist.
+ANALYST_LOG_LEVEL = Setting(
+    "ANALYST_LOG_LEVEL",
+    "INFO",
+    _text,
+    section=PROCESS,
+    doc="Log level (also `--log-level`).",
+    note="Log level (DEBUG, INFO, WARNING); --log-level wins.",
+)
+
+PORT = Setting(
+    "PORT",
+    3000,
+    _port,
+    section=PROCESS,
+    doc="HTTP port when `--port` isn't given.",
+    note="HTTP mode listens on this port unless --port is given.",
+)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the bot is configured with. Build it with :meth:`from_env`.
 
-    Each field is declared with its :class:`Setting`: the variable, default, parser and
-    documentation. Variables are read in field order, so the first bad one is reported.
+    Each field is read through its variable's :class:`Setting` (default, parser,
+    documentation), in field order, so the first bad variable is the one reported.
     """
 
-    anthropic_api_key: str = _declare(
-        Setting(
-            "ANTHROPIC_API_KEY",
-            "",
-            _text,
-            required=True,
-            section=ANTHROPIC,
-            doc="Anthropic API key.",
-            example="sk-ant-your-key",
-            active=True,
-        )
-    )
-    anthropic_base_url: str | None = _declare(
-        Setting(
-            "ANTHROPIC_BASE_URL",
-            None,
-            _url,
-            section=ANTHROPIC,
-            doc="Anthropic API base URL.",
-            shown_default="the SDK's default",
-            example="https://api.anthropic.com",
-        )
-    )
-    slack_bot_token: str | None = _declare(
-        Setting(
-            "SLACK_BOT_TOKEN",
-            None,
-            _token("xoxb-"),
-            required="slack",
-            section=SLACK,
-            doc="Bot User OAuth Token, `xoxb-…`.",
-            note="Bot User OAuth Token (OAuth & Permissions).",
-            example="xoxb-your-bot-token",
-            active=True,
-        )
-    )
-    slack_signing_secret: str | None = _declare(
-        Setting(
-            "SLACK_SIGNING_SECRET",
-            None,
-            _text,
-            section=SLACK,
-            doc="Verifies requests in HTTP mode (required there).",
-            note="Signing Secret (Basic Information); needed when Slack delivers events over HTTP.",
-            example="your-signing-secret",
-            active=True,
-        )
-    )
-    slack_app_token: str | None = _declare(
-        Setting(
-            "SLACK_APP_TOKEN",
-            None,
-            _token("xapp-"),
-            section=SLACK,
-            doc="App-level token, `xapp-…`; when set the bot uses Socket Mode unless `--http`.",
-            note="App-Level Token with the connections:write scope. When set, the bot uses Socket Mode "
-            "(no public URL needed) unless started with --http.",
-            active=True,
-        )
-    )
-    slack_api_url: str = _declare(
-        Setting(
-            "SLACK_API_URL",
-            DEFAULT_SLACK_API_URL,
-            _base_url,
-            section=SLACK,
-            doc="Slack Web API base used by every Slack client the bot makes (Bolt's too).",
-            note="Slack Web API base URL; only change it to point the bot at a test double.",
-        )
-    )
-    db_path: Path = _declare(  # noqa: RUF009 (_declare returns a dataclasses.field)
-        Setting(
-            "ANALYST_DB",
-            Path(DEFAULT_DB),
-            Path,
-            section=ANALYST,
-            doc="SQLite file: run ledger, seen events, uploaded files.",
-            note="SQLite file for the run ledger, seen events and uploaded files.",
-        )
-    )
-    model: str = _declare(
-        Setting(
-            "ANALYST_MODEL",
-            DEFAULT_MODEL,
-            _text,
-            section=ANALYST,
-            doc="Model that analyses.",
-            note="Claude model to analyse with.",
-        )
-    )
-    code_execution: CodeExecutionTool = _declare(  # noqa: RUF009 (as above)
-        Setting(
-            "ANALYST_CODE_EXECUTION",
-            CODE_EXECUTION_TOOLS[DEFAULT_CODE_EXECUTION],
-            _code_execution,
-            section=ANALYST,
-            doc="Code execution tool version: `20260521`, `20260120`, `20250825` (bash + file editing) or "
-            "`20250522` (Python only; the bot sends its beta header). With "
-            f"`{WEB_TOOLS_MIN_CODE_EXECUTION}` or later the web tools are `{WEB_SEARCH_TOOL}`/`{WEB_FETCH_TOOL}`; "
-            f"with older versions `{LEGACY_WEB_SEARCH_TOOL}`/`{LEGACY_WEB_FETCH_TOOL}`.",
-            note="Code execution tool version: 20260521, 20260120, 20250825 (bash + files), or 20250522 "
-            "(Python only). Web tools and skills follow it: skills need 20250825 or later.",
-        )
-    )
-    max_file_mb: float = _declare(
-        Setting(
-            "ANALYST_MAX_FILE_MB",
-            100.0,
-            _number(),
-            section=ANALYST,
-            doc="Largest file accepted. Larger files are refused before download (and a file that turns "
-            "out larger than Slack said is cut off mid-download).",
-            note="Largest file accepted, in MB; larger ones are refused before download.",
-        )
-    )
-    max_tokens: int = _declare(
-        Setting(
-            "ANALYST_MAX_TOKENS",
-            DEFAULT_MAX_TOKENS,
-            _integer(minimum=MIN_MAX_TOKENS),
-            section=ANALYST,
-            doc=f"`max_tokens` of each API call, `{MIN_MAX_TOKENS}`–`{MAX_MAX_TOKENS}`. Claude's thinking "
-            "counts toward it, so it leaves room for thinking as well as the answer.",
-            note=f"max_tokens per API call ({MIN_MAX_TOKENS}-{MAX_MAX_TOKENS}; thinking counts toward it).",
-        )
-    )
-    effort: str = _declare(
-        Setting(
-            "ANALYST_EFFORT",
-            DEFAULT_EFFORT,
-            _choice(EFFORT_LEVELS),
-            section=ANALYST,
-            doc=f"How much effort Claude spends (`output_config.effort`): {_listed(EFFORT_LEVELS)}. "
-            f"`{DEFAULT_EFFORT}` suits multi-step analyses where a wrong figure costs more than a slower answer; "
-            "sent to models that accept it. Thinking itself is set per model (adaptive on current models).",
-            note=f"Effort Claude spends: {_listed(EFFORT_LEVELS).replace('`', '')}.",
-        )
-    )
-    max_continuations: int = _declare(
-        Setting(
-            "ANALYST_MAX_CONTINUATIONS",
-            8,
-            _integer(),
-            section=ANALYST,
-            doc="How often a paused turn (`pause_turn`) is continued before the bot stops and says so.",
-        )
-    )
-    max_output_files: int = _declare(
-        Setting(
-            "ANALYST_MAX_OUTPUT_FILES",
-            10,
-            _integer(),
-            section=ANALYST,
-            doc="Generated files posted per answer (charts first); the rest are named in a note.",
-        )
-    )
-    max_output_file_mb: float = _declare(
-        Setting(
-            "ANALYST_MAX_OUTPUT_FILE_MB",
-            50.0,
-            _number(),
-            section=ANALYST,
-            doc="Largest generated file posted to Slack (uploads may take 30 s plus 2 s per MB).",
-            note="Largest generated file posted to Slack, in MB (an upload may take 30 s plus 2 s per MB of "
-            "it before it times out).",
-        )
-    )
-    anthropic_max_retries: int = _declare(
-        Setting(
-            "ANALYST_ANTHROPIC_MAX_RETRIES",
-            4,
-            _integer(minimum=0),
-            section=ANTHROPIC,
-            doc="SDK retries (with backoff) for 429/5xx/529 before a run fails.",
-            note="How often the SDK retries 429/5xx/529 answers (with backoff) before a run fails.",
-        )
-    )
-    history_max_messages: int = _declare(
-        Setting(
-            "ANALYST_HISTORY_MESSAGES",
-            20,
-            _integer(minimum=2),
-            section=ANALYST,
-            doc="Earlier messages (user + assistant) a follow-up replays.",
-            note="Follow-ups replay at most this many earlier messages (user + assistant).",
-        )
-    )
-    history_max_tokens: int = _declare(
-        Setting(
-            "ANALYST_HISTORY_TOKENS",
-            150_000,
-            _integer(minimum=1_000),
-            section=ANALYST,
-            doc="About how many tokens of history a follow-up replays; older answers are shortened to "
-            "their text, then the oldest exchanges dropped.",
-            note="Follow-ups replay about this many tokens of history at most; older answers are shortened, "
-            "then the oldest dropped.",
-        )
-    )
-    recent_files_hours: float = _declare(
-        Setting(
-            "ANALYST_RECENT_FILES_HOURS",
-            24.0,
-            _number(),
-            section=ANALYST,
-            doc="`/analyze` without a file link uses the caller's most recent share in the channel within this window.",
-            note="/analyze without a file link uses the caller's latest share in the channel within this many hours.",
-        )
-    )
-    web_search_max_uses: int = _declare(
-        Setting(
-            "ANALYST_WEB_SEARCH_MAX_USES",
-            0,
-            _integer(minimum=0),
-            section=ANALYST,
-            doc="Adds Anthropic's web search tool, with this many searches per answer.",
-            note="Optional web search alongside code execution: searches per answer (0 = off).",
-            shown_default="`0` (off)",
-        )
-    )
-    web_fetch_max_uses: int = _declare(
-        Setting(
-            "ANALYST_WEB_FETCH_MAX_USES",
-            0,
-            _integer(minimum=0),
-            section=ANALYST,
-            doc="Adds the web fetch tool, with this many fetches per answer.",
-            note="Optional web fetch alongside code execution: fetches per answer (0 = off).",
-            shown_default="`0` (off)",
-        )
-    )
-    skills: tuple[str, ...] = _declare(
-        Setting(
-            "ANALYST_SKILLS",
-            (),
-            _skills,
-            section=ANALYST,
-            doc=f"Anthropic document skills to load into the sandbox: any of `{','.join(ANTHROPIC_SKILLS)}` "
-            "(e.g. “turn this CSV into a formatted Excel workbook” then returns a real `.xlsx`). Needs a "
-            "bash-capable `ANALYST_CODE_EXECUTION` (`20250825` or later).",
-            note=f"Anthropic's document skills loaded into the sandbox (any of {','.join(ANTHROPIC_SKILLS)}); "
-            "they need ANALYST_CODE_EXECUTION 20250825 or later.",
-            example="xlsx",
-        )
-    )
+    anthropic_api_key: str = _declare(ANTHROPIC_API_KEY)
+    anthropic_base_url: str | None = _declare(ANTHROPIC_BASE_URL)
+    slack_bot_token: str | None = _declare(SLACK_BOT_TOKEN)
+    slack_signing_secret: str | None = _declare(SLACK_SIGNING_SECRET)
+    slack_app_token: str | None = _declare(SLACK_APP_TOKEN)
+    slack_api_url: str = _declare(SLACK_API_URL)
+    db_path: Path = _declare(ANALYST_DB)  # noqa: RUF009 (_declare returns a dataclasses.field)
+    model: str = _declare(ANALYST_MODEL)
+    code_execution: CodeExecutionTool = _declare(ANALYST_CODE_EXECUTION)  # noqa: RUF009 (as above)
+    max_file_mb: float = _declare(ANALYST_MAX_FILE_MB)
+    max_tokens: int = _declare(ANALYST_MAX_TOKENS)
+    effort: str = _declare(ANALYST_EFFORT)
+    max_continuations: int = _declare(ANALYST_MAX_CONTINUATIONS)
+    max_output_files: int = _declare(ANALYST_MAX_OUTPUT_FILES)
+    max_output_file_mb: float = _declare(ANALYST_MAX_OUTPUT_FILE_MB)
+    anthropic_max_retries: int = _declare(ANALYST_ANTHROPIC_MAX_RETRIES)
+    history_max_messages: int = _declare(ANALYST_HISTORY_MESSAGES)
+    history_max_tokens: int = _declare(ANALYST_HISTORY_TOKENS)
+    recent_files_hours: float = _declare(ANALYST_RECENT_FILES_HOURS)
+    web_search_max_uses: int = _declare(ANALYST_WEB_SEARCH_MAX_USES)
+    web_fetch_max_uses: int = _declare(ANALYST_WEB_FETCH_MAX_USES)
+    skills: tuple[str, ...] = _declare(ANALYST_SKILLS)
     # Guardrails: quotas (per user and workspace), access and retention.
-    runs_per_hour: int = _declare(
-        Setting(
-            "ANALYST_RUNS_PER_HOUR",
-            20,
-            _integer(),
-            section=GUARDRAILS,
-            doc="Analyses one person may start per rolling hour.",
-        )
-    )
-    max_concurrent_per_user: int = _declare(
-        Setting(
-            "ANALYST_MAX_CONCURRENT_PER_USER",
-            1,
-            _integer(),
-            section=GUARDRAILS,
-            doc="Analyses one person may have queued or running at once.",
-        )
-    )
-    daily_tokens_per_user: int = _declare(
-        Setting(
-            "ANALYST_DAILY_TOKENS_PER_USER",
-            2_000_000,
-            _integer(),
-            section=GUARDRAILS,
-            doc="Tokens per person per rolling 24 h: all input (cache reads and writes included) + output.",
-        )
-    )
-    daily_tokens_per_workspace: int = _declare(
-        Setting(
-            "ANALYST_DAILY_TOKENS_PER_WORKSPACE",
-            50_000_000,
-            _integer(),
-            section=GUARDRAILS,
-            doc="The same tokens for the whole workspace per rolling 24 h.",
-            note="Tokens for the whole workspace per rolling 24 h.",
-        )
-    )
-    max_concurrent: int = _declare(
-        Setting(
-            "ANALYST_MAX_CONCURRENT",
-            4,
-            _integer(),
-            section=GUARDRAILS,
-            doc="Analyses this process runs at once; the rest wait in a queue and are told their place.",
-        )
-    )
-    admins: frozenset[str] = _declare(
-        Setting(
-            "ANALYST_ADMINS",
-            frozenset(),
-            _ids,
-            section=GUARDRAILS,
-            doc="Comma-separated user ids: exempt from per-person limits, see top users in `/analyze usage`, "
-            "may delete any reply with :x:.",
-            example="U0123ABCD",
-        )
-    )
-    allowed_channels: frozenset[str] = _declare(
-        Setting(
-            "ANALYST_ALLOWED_CHANNELS",
-            frozenset(),
-            _ids,
-            section=GUARDRAILS,
-            doc="Comma-separated channel ids where the bot works (DMs follow the user list only).",
-            note="Comma-separated channel ids where the bot works (empty = every channel; DMs follow the "
-            "user list only).",
-            shown_default="— (every channel)",
-        )
-    )
-    allowed_users: frozenset[str] = _declare(
-        Setting(
-            "ANALYST_ALLOWED_USERS",
-            frozenset(),
-            _ids,
-            section=GUARDRAILS,
-            doc="Comma-separated user ids allowed to use the bot.",
-            note="Comma-separated user ids allowed to use the bot (empty = everyone).",
-            shown_default="— (everyone)",
-        )
-    )
-    allow_external: bool = _declare(
-        Setting(
-            "ANALYST_ALLOW_EXTERNAL",
-            False,
-            _boolean,
-            section=GUARDRAILS,
-            doc="Serve people from other organisations (Slack Connect).",
-            note="People from other organisations (Slack Connect) are refused unless this is true.",
-        )
-    )
-    max_question_chars: int = _declare(
-        Setting(
-            "ANALYST_MAX_QUESTION_CHARS",
-            4_000,
-            _integer(minimum=100),
-            section=GUARDRAILS,
-            doc="Longest question passed to Claude; longer ones are cut, with a note.",
-        )
-    )
-    file_ttl_hours: float = _declare(
-        Setting(
-            "ANALYST_FILE_TTL_HOURS",
-            24.0,
-            _number(),
-            section=GUARDRAILS,
-            doc="Files the bot uploaded and files the analysis generated are deleted from the Files API after "
-            "this many hours (fractions allowed); uploads also carry this expiry at Anthropic when it is "
-            "between 1 hour and 90 days.",
-            note="Files the bot uploaded or the analysis generated are deleted from the Files API after this "
-            "many hours (fractions allowed).",
-        )
-    )
-    sweep_interval_s: float = _declare(
-        Setting(
-            "ANALYST_SWEEP_INTERVAL_S",
-            300.0,
-            _number(),
-            section=GUARDRAILS,
-            doc="How often the retention sweep runs.",
-            note="How often the retention sweep runs, in seconds.",
-        )
-    )
-    history_days: float = _declare(
-        Setting(
-            "ANALYST_HISTORY_DAYS",
-            30.0,
-            _number(),
-            section=GUARDRAILS,
-            doc="Conversations idle this long are deleted.",
-            note="Conversation history is deleted after this many days without activity.",
-        )
-    )
+    runs_per_hour: int = _declare(ANALYST_RUNS_PER_HOUR)
+    max_concurrent_per_user: int = _declare(ANALYST_MAX_CONCURRENT_PER_USER)
+    daily_tokens_per_user: int = _declare(ANALYST_DAILY_TOKENS_PER_USER)
+    daily_tokens_per_workspace: int = _declare(ANALYST_DAILY_TOKENS_PER_WORKSPACE)
+    max_concurrent: int = _declare(ANALYST_MAX_CONCURRENT)
+    admins: frozenset[str] = _declare(ANALYST_ADMINS)
+    allowed_channels: frozenset[str] = _declare(ANALYST_ALLOWED_CHANNELS)
+    allowed_users: frozenset[str] = _declare(ANALYST_ALLOWED_USERS)
+    allow_external: bool = _declare(ANALYST_ALLOW_EXTERNAL)
+    max_question_chars: int = _declare(ANALYST_MAX_QUESTION_CHARS)
+    file_ttl_hours: float = _declare(ANALYST_FILE_TTL_HOURS)
+    sweep_interval_s: float = _declare(ANALYST_SWEEP_INTERVAL_S)
+    history_days: float = _declare(ANALYST_HISTORY_DAYS)
     # Durability: how old an interrupted run may be to resume, shutdown grace, per-run deadline.
-    resume_max_age_s: float = _declare(
-        Setting(
-            "ANALYST_RESUME_MAX_AGE_S",
-            3600.0,
-            _number(allow_zero=True),
-            section=DURABILITY,
-            doc="On start-up, runs a previous process left unfinished are resumed if younger than this, else "
-            "marked failed with a message in their thread.",
-            note="Unfinished runs found at start-up are resumed if younger than this (seconds), else failed "
-            "with a note.",
-        )
-    )
-    shutdown_grace_s: float = _declare(
-        Setting(
-            "ANALYST_SHUTDOWN_GRACE_S",
-            60.0,
-            _number(allow_zero=True),
-            section=DURABILITY,
-            doc="On SIGTERM/SIGINT, how long running analyses may take to finish before they are recorded as "
-            "interrupted (and resumed by the next start).",
-            note="On SIGTERM/SIGINT, running analyses get this long (seconds) to finish before they are "
-            "recorded as interrupted.",
-        )
-    )
-    run_deadline_s: float = _declare(
-        Setting(
-            "ANALYST_RUN_DEADLINE_S",
-            1200.0,
-            _number(),
-            section=DURABILITY,
-            doc="Longest an analysis may run before it is stopped with a message.",
-            note="Longest an analysis may run (seconds).",
-        )
-    )
+    resume_max_age_s: float = _declare(ANALYST_RESUME_MAX_AGE_S)
+    shutdown_grace_s: float = _declare(ANALYST_SHUTDOWN_GRACE_S)
+    run_deadline_s: float = _declare(ANALYST_RUN_DEADLINE_S)
 
     @property
     def max_file_bytes(self) -> int:
@@ -737,23 +756,5 @@ def declared(item: Field[Any]) -> Setting[Any]:
     return cast(Setting[Any], item.metadata[_SETTING])
 
 
-# Read by the command line before Settings exist (bot/cli.py), documented with the rest.
-LOG_LEVEL = Setting(
-    "ANALYST_LOG_LEVEL",
-    "INFO",
-    _text,
-    section=PROCESS,
-    doc="Log level (also `--log-level`).",
-    note="Log level (DEBUG, INFO, WARNING); --log-level wins.",
-)
-PORT = Setting(
-    "PORT",
-    3000,
-    _port,
-    section=PROCESS,
-    doc="HTTP port when `--port` isn't given.",
-    note="HTTP mode listens on this port unless --port is given.",
-)
-
-# Every variable the bot reads, in declaration order.
-SETTINGS: tuple[Setting[Any], ...] = (*(declared(item) for item in fields(Settings)), LOG_LEVEL, PORT)
+# Every variable the bot reads: Settings' fields in order, then the command line's.
+SETTINGS: tuple[Setting[Any], ...] = (*(declared(item) for item in fields(Settings)), ANALYST_LOG_LEVEL, PORT)

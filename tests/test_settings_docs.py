@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+import bot.settings
 from bot import cli
 from bot.settings import (
+    ANALYST_LOG_LEVEL,
     CODE_EXECUTION_TOOLS,
-    LOG_LEVEL,
     PORT,
     SECTIONS,
     SETTINGS,
@@ -172,6 +173,7 @@ def test_replace_between_refuses_missing_or_muddled_markers(text: str) -> None:
 
 def test_every_setting_is_declared_once_in_a_known_section() -> None:
     assert all(isinstance(item.metadata.get("setting"), Setting) for item in fields(Settings))
+    assert all(getattr(bot.settings, setting.env) is setting for setting in SETTINGS)  # named after its variable
     names = [setting.env for setting in SETTINGS]
     assert len(names) == len(set(names))
     assert {setting.section for setting in SETTINGS} <= set(SECTIONS)
@@ -197,9 +199,9 @@ def test_unset_variables_mean_their_declared_defaults() -> None:
 
 def test_the_command_line_reads_its_settings_as_declared(monkeypatch: pytest.MonkeyPatch) -> None:
     """ANALYST_LOG_LEVEL and PORT are read by bot/cli.py; its defaults and errors match their declarations."""
-    monkeypatch.delenv(LOG_LEVEL.env, raising=False)
+    monkeypatch.delenv(ANALYST_LOG_LEVEL.env, raising=False)
     monkeypatch.delenv(PORT.env, raising=False)
-    assert cli.build_parser().parse_args(["serve"]).log_level == LOG_LEVEL.default
+    assert cli.build_parser().parse_args(["serve"]).log_level == ANALYST_LOG_LEVEL.default
     assert cli._port_from_env() == PORT.default
     for bad in ("http", "70000", "-1"):
         monkeypatch.setenv(PORT.env, bad)
