@@ -23,106 +23,9 @@ import sqlite_utils
 from bot.events import Usage
 from bot.quotas import DAY, HOUR, Limits, Refusal, check, run_tokens
 from bot.quotas import Usage as QuotaUsage
+from bot.schema import RUN_COLUMNS, RUN_STATUSES, TERMINAL_STATUSES, SchemaState, migrate, schema_state
 
 T = TypeVar("T")
-
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "refused", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "refused", "cancelled"})
-
-RUN_COLUMNS: dict[str, type] = {
-    "id": int,
-    "team_id": str,
-    "channel_id": str,
-    "thread_ts": str,
-    "message_ts": str,
-    "user_id": str,
-    "source": str,
-    "question": str,
-    "status": str,
-    "started_at": str,
-    "finished_at": str,
-    "model": str,
-    "tool_version": str,
-    "container_id": str,
-    "input_tokens": int,
-    "output_tokens": int,
-    "cache_read_tokens": int,
-    "cache_write_tokens": int,
-    "web_search_requests": int,  # billed per search (usage.server_tool_use)
-    "web_fetch_requests": int,
-    "code_executions": int,
-    "files_in": int,
-    "files_out": int,
-    "error": str,
-    "request": str,  # the request as JSON, so an interrupted run can be resumed
-}
-
-FILE_COLUMNS: dict[str, type] = {
-    "id": str,  # the Anthropic Files API id
-    "sha256": str,
-    "origin": str,  # "upload" (a user's file we sent) or "generated" (made by code execution)
-    "filename": str,
-    "mime_type": str,
-    "size_bytes": int,
-    "team_id": str,
-    "user_id": str,
-    "run_id": int,
-    "created_at": str,
-    "deleted_at": str,
-}
-
-
-THREAD_COLUMNS: dict[str, type] = {
-    "key": str,  # "<channel>:<thread_ts>"
-    "team_id": str,
-    "channel_id": str,
-    "thread_ts": str,
-    "user_id": str,  # who started the conversation
-    "source": str,
-    "container_id": str,
-    "container_expires_at": str,
-    "created_at": str,
-    "updated_at": str,
-}
-
-TURN_COLUMNS: dict[str, type] = {
-    "id": int,
-    "thread_key": str,
-    "run_id": int,
-    "role": str,  # "user" or "assistant"
-    "content": str,  # the API message content, as JSON
-    "model": str,
-    "created_at": str,
-}
-
-THREAD_FILE_COLUMNS: dict[str, type] = {
-    "thread_key": str,
-    "sha256": str,
-    "file_id": str,  # Files API id (may change when a lost file is uploaded again)
-    "slack_file_id": str,
-    "filename": str,
-    "kind": str,
-    "size_bytes": int,
-    "added_at": str,
-}
-
-SHARE_COLUMNS: dict[str, type] = {
-    "id": int,
-    "team_id": str,
-    "channel_id": str,
-    "user_id": str,
-    "slack_file_id": str,
-    "shared_at": str,
-}
-
-
-POST_COLUMNS: dict[str, type] = {
-    "channel_id": str,
-    "ref": str,  # a message ts, or a Slack file id
-    "kind": str,  # "message" or "file"
-    "run_id": int,
-    "posted_at": str,
-}
 
 
 def usage_columns(usage: Usage) -> dict[str, int]:
@@ -209,24 +112,11 @@ class Store:
         db = sqlite_utils.Database(conn)
         if str(self.path) != ":memory:":
             db.enable_wal()
-        db.table("events").create({"key": str, "received_at": str}, pk="key", if_not_exists=True)
-        db.table("files").create(FILE_COLUMNS, pk="id", if_not_exists=True)
-        db.table("files").add_missing_columns([FILE_COLUMNS])
-        db.table("files").create_index(["sha256"], if_not_exists=True)
-        db.table("runs").create(RUN_COLUMNS, pk="id", if_not_exists=True)
-        db.table("runs").add_missing_columns([RUN_COLUMNS])
-        db.table("runs").create_index(["user_id", "started_at"], if_not_exists=True)
-        db.table("runs").create_index(["status"], if_not_exists=True)
-        db.table("runs").create_index(["team_id", "started_at"], if_not_exists=True)
-        db.table("threads").create(THREAD_COLUMNS, pk="key", if_not_exists=True)
-        db.table("threads").create_index(["user_id"], if_not_exists=True)
-        db.table("turns").create(TURN_COLUMNS, pk="id", if_not_exists=True)
-        db.table("turns").create_index(["thread_key", "id"], if_not_exists=True)
-        db.table("thread_files").create(THREAD_FILE_COLUMNS, pk=("thread_key", "sha256"), if_not_exists=True)
-        db.table("posts").create(POST_COLUMNS, pk=("channel_id", "ref"), if_not_exists=True)
-        db.table("posts").create_index(["run_id"], if_not_exists=True)
-        db.table("shares").create(SHARE_COLUMNS, pk="id", if_not_exists=True)
-        db.table("shares").create_index(["channel_id", "user_id", "slack_file_id"], unique=True, if_not_exists=True)
+        try:
+            migrate(db)  # create the schema, or bring an older database up to it
+        except BaseException:
+            conn.close()
+            raise
         self._db = db
 
     # -- events ----------------------------------------------------------------------
@@ -426,6 +316,13 @@ class Store:
 
     async def runs(self, where: str | None = None, params: list[Any] | None = None) -> list[dict[str, Any]]:
         return await self.call(lambda: list(self.db.table("runs").rows_where(where, params or [], order_by="id")))
+
+    async def count_runs(self) -> int:
+        return await self.call(lambda: self.db.table("runs").count)
+
+    async def schema_state(self) -> SchemaState:
+        """Which migrations this database has had (``Store.open`` applies every pending one)."""
+        return await self.call(schema_state, self.db)
 
 
 def _file_record(row: dict[str, Any]) -> FileRecord:
