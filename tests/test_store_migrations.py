@@ -1,4 +1,4 @@
-"""The store's schema comes from numbered migrations.
+"""The store's schema comes from numbered migrations, and its queries from named methods.
 
 Each migration is applied here to an empty database and to the database the code before
 migrations left behind (built below with that code's own sqlite-utils calls).
@@ -27,7 +27,7 @@ from bot.schema import (
     migrate,
     migration,
 )
-from bot.store import ConversationStore, Store, ThreadFile
+from bot.store import ConversationStore, Store, ThreadFile, utc_iso
 
 NOW = 1_764_115_200.0  # 2025-11-26 00:00 UTC
 
@@ -156,7 +156,7 @@ async def test_m001_brings_the_previous_codes_database_to_the_schema_and_keeps_i
     async with Store(path, clock=lambda: NOW) as store:
         state = await store.schema_state()
         conversations = ConversationStore(store)
-        [run] = await store.runs()
+        [run] = await store.all_runs()
         # what a follow-up in that old thread does: writes the columns the old table lacked
         await conversations.add_file("C0DATA:1.0", ThreadFile("abc", "file_1", "F1", "s.csv", "csv", 10))
         await conversations.record_exchange(
@@ -200,3 +200,45 @@ async def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Pa
     await store.close()
     assert schema_sql(path) == before
     assert set(columns(path)) == {"shares"}
+
+
+# -- named queries and typed values ------------------------------------------------------------
+
+
+async def test_the_named_run_queries(tmp_path: Path) -> None:
+    async with Store(tmp_path / "analyst.db", clock=lambda: NOW) as store:
+        queued = await store.create_run(source="mention", user_id="U0ALICE", team_id="T0TEAM")
+        running = await store.create_run(source="dm", status="running", user_id="U0BOB", team_id="T0TEAM")
+        done = await store.create_run(source="command", user_id="U0ALICE", team_id="T0TEAM")
+        await store.update_run(done, status="succeeded")
+        refused = await store.create_run(source="mention", status="refused", user_id="U0ALICE", team_id="T0TEAM")
+        other_team = await store.create_run(source="cli", user_id="U0ALICE", team_id="T0OTHER")
+        store.clock = lambda: NOW + 60
+        later = await store.create_run(source="assistant", user_id="U0ALICE", team_id="T0TEAM")
+
+        def ids(rows: list[dict[str, object]]) -> list[object]:
+            return [row["id"] for row in rows]
+
+        assert ids(await store.all_runs()) == [queued, running, done, refused, other_team, later]
+        assert ids(await store.unfinished_runs()) == [queued, running, other_team, later]
+        since = utc_iso(NOW)
+        assert ids(await store.admitted_runs_of_user_since("U0ALICE", since)) == [queued, done, other_team, later]
+        assert ids(await store.admitted_runs_of_user_since("U0ALICE", utc_iso(NOW + 1))) == [later]
+        assert ids(await store.admitted_runs_of_team_since("T0TEAM", since)) == [queued, running, done, later]
+        assert await store.count_runs() == 6
+        [finished] = [run for run in await store.all_runs() if run["id"] == done]
+        assert finished["finished_at"] == utc_iso(NOW)
+
+
+async def test_values_the_ledger_cannot_hold_are_refused(tmp_path: Path) -> None:
+    async with Store(tmp_path / "analyst.db") as store:
+        run_id = await store.create_run(source="mention")
+        with pytest.raises(ValueError, match="unknown run status 'interrupted'"):
+            await store.update_run(run_id, **{"status": "interrupted"})  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="unknown run source 'email'"):
+            await store.create_run(**{"source": "email"})  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="unknown run columns: \\['colour'\\]"):
+            await store.update_run(run_id, colour="red")
+        with pytest.raises(ValueError, match="unknown post kind 'reaction'"):
+            await store.record_post(channel_id="C", ref="1.0", kind="reaction", run_id=run_id)  # type: ignore[arg-type]
+        assert [run["status"] for run in await store.all_runs()] == ["queued"]
