@@ -31,17 +31,9 @@ from bot.engine import Engine, InputFile, Job
 from bot.events import Done, Failed
 from bot.files_api import FilesApi, digest_file
 from bot.pricing import estimated_cost
+from bot.schema import MigrationError
 from bot.settings import Settings, SettingsError
-from bot.store import (
-    FILE_COLUMNS,
-    POST_COLUMNS,
-    RUN_COLUMNS,
-    SHARE_COLUMNS,
-    THREAD_COLUMNS,
-    THREAD_FILE_COLUMNS,
-    TURN_COLUMNS,
-    Store,
-)
+from bot.store import Store
 
 Status = Literal["ok", "fail", "skip"]
 SYMBOLS: dict[Status, str] = {"ok": "✓", "fail": "✗", "skip": "–"}
@@ -71,20 +63,6 @@ CHECK_TIMEOUT_S = 30.0
 LIVE_CSV = "region,orders,revenue\nNorth,12,340.50\nSouth,7,198.00\nEast,9,260.25\n"
 LIVE_QUESTION = "How many rows does this table have, and what is its total revenue? Answer in one sentence."
 LIVE_DEADLINE_S = 300.0
-
-EXPECTED_SCHEMA: dict[str, frozenset[str]] = {
-    table: frozenset(columns)
-    for table, columns in {
-        "events": ("key", "received_at"),
-        "files": FILE_COLUMNS,
-        "runs": RUN_COLUMNS,
-        "threads": THREAD_COLUMNS,
-        "turns": TURN_COLUMNS,
-        "thread_files": THREAD_FILE_COLUMNS,
-        "posts": POST_COLUMNS,
-        "shares": SHARE_COLUMNS,
-    }.items()
-}
 
 SLACK_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_API_URL")
 ANTHROPIC_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
@@ -423,19 +401,6 @@ def check_tools(config: Config) -> Check:
 # ---------------------------------------------------------------------------------- database
 
 
-def missing_columns(db_path: Path) -> list[str]:
-    """Tables and columns the code expects that the database lacks (``runs.request``, …)."""
-    with contextlib.closing(sqlite3.connect(str(db_path))) as conn:
-        missing = []
-        for table, columns in EXPECTED_SCHEMA.items():
-            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            if not present:
-                missing.append(table)
-            else:
-                missing.extend(f"{table}.{column}" for column in sorted(columns - present))
-        return missing
-
-
 def probe_write(conn: sqlite3.Connection) -> None:
     """Take SQLite's write lock and write a row, then roll it back: nothing stays behind."""
     conn.execute("BEGIN IMMEDIATE")
@@ -446,8 +411,8 @@ def probe_write(conn: sqlite3.Connection) -> None:
 
 
 async def check_database(config: Config) -> Check:
-    """The database opens (created or brought up to date as ``serve`` would), takes a write,
-    and has every table and column the code uses."""
+    """The database opens (created, or migrated to the current schema, as ``serve`` would) and
+    takes a write; a database a newer release migrated further is reported."""
     path = config.settings.db_path
     name = "database"
     existed = path.exists()
@@ -455,8 +420,14 @@ async def check_database(config: Config) -> Check:
     try:
         await store.open()
         await store.call(probe_write, store.db.conn)
-        runs = await store.call(lambda: store.db.table("runs").count)
-        missing = await store.call(missing_columns, path)
+        runs = await store.count_runs()
+        schema = await store.schema_state()
+    except MigrationError as error:
+        return fail(
+            name,
+            f"{path}: {error}",
+            "back up the file and start from a fresh ANALYST_DB (the bot creates it), or repair the table named",
+        )
     except (sqlite3.Error, OSError) as error:
         return fail(
             name,
@@ -466,13 +437,14 @@ async def check_database(config: Config) -> Check:
         )
     finally:
         await store.close()
-    if missing:
+    if schema.unknown:
         return fail(
             name,
-            f"{path}: schema not current, missing {', '.join(missing)}",
-            "back up the file and start from a fresh ANALYST_DB, or add the columns by hand",
+            f"{path}: made by a newer slack-analyst (its migrations {', '.join(schema.unknown)} are unknown here)",
+            "upgrade slack-analyst to the release that last ran on this database, or point ANALYST_DB at another file",
         )
-    state = "created, schema current" if not existed else f"writable, schema current, {runs} runs recorded"
+    current = f"schema current ({schema.describe()})"
+    state = f"created, {current}" if not existed else f"writable, {current}, {runs} runs recorded"
     return ok(name, f"{path}: {state}")
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import anthropic
 import httpx2
 
+from bot.schema import RunStatus
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -24,7 +26,7 @@ class Problem:
 class UserFacingError(Exception):
     """An error whose text is meant for the person who asked."""
 
-    def __init__(self, message: str, *, retryable: bool = False, detail: str = "", status: str = "failed"):
+    def __init__(self, message: str, *, retryable: bool = False, detail: str = "", status: RunStatus = "failed"):
         super().__init__(message)
         self.message = message
         self.retryable = retryable

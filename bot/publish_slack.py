@@ -32,6 +32,7 @@ from bot.files_api import FilesApi
 from bot.filetypes import describe_size, safe_filename
 from bot.render import answer_messages, code_listing, title_from_filename
 from bot.sanitize import neutralize
+from bot.schema import PostKind
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ class SlackPublisher:
         max_file_bytes: int,
         workdir: Path | None = None,
         assistant: bool = False,
-        on_post: Callable[[str, str], Awaitable[None]] | None = None,
+        on_post: Callable[[PostKind, str], Awaitable[None]] | None = None,
         uploads: AsyncWebClient | None = None,
     ) -> None:
         self.client = client
@@ -286,7 +287,7 @@ class SlackPublisher:
         await self._posted("message", ts)
         return ts
 
-    async def _posted(self, kind: str, identifier: str | None) -> None:
+    async def _posted(self, kind: PostKind, identifier: str | None) -> None:
         if identifier and self.on_post is not None:
             await self.on_post(kind, identifier)
 

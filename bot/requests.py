@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.schema import RunSource
+
 
 @dataclass(frozen=True)
 class SlackFile:
@@ -83,7 +85,7 @@ class AnalysisRequest:
     thread_ts: str
     text: str
     files: tuple[SlackFile, ...] = ()
-    source: str = "mention"
+    source: RunSource = "mention"
     event_id: str | None = None
     user_team: str | None = None  # the person's own workspace (differs for Slack Connect guests)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)

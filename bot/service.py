@@ -13,7 +13,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import anthropic
@@ -36,6 +36,7 @@ from bot.quotas import Limits, Refusal
 from bot.requests import AnalysisRequest
 from bot.retention import Sweeper
 from bot.sanitize import CleanText, clean_question
+from bot.schema import PostKind, RunStatus
 from bot.settings import Settings
 from bot.slack_payloads import Share
 from bot.store import Conversation, ConversationStore, Store, ThreadFile, parse_iso, thread_key, usage_columns
@@ -233,7 +234,7 @@ class AnalystService:
             return await self._handle(request, key)
 
     def publisher_for(self, request: AnalysisRequest, run_id: int | None = None) -> SlackPublisher:
-        async def remember(kind: str, ref: str) -> None:
+        async def remember(kind: PostKind, ref: str) -> None:
             if run_id is not None:
                 await self.store.record_post(channel_id=request.channel_id, ref=ref, kind=kind, run_id=run_id)
 
@@ -322,7 +323,9 @@ class AnalystService:
         """Run an admitted analysis to a terminal ledger status (or, when the process is
         shutting down, leave it queued as interrupted for the next start to resume)."""
         publisher = self.publisher_for(request, run_id)
-        status, error = "failed", None
+        # "interrupted" is this process's outcome only: the ledger keeps such a run queued.
+        status: RunStatus | Literal["interrupted"] = "failed"
+        error: str | None = None
         try:
 
             async def queued(position: int) -> None:
@@ -384,7 +387,7 @@ class AnalystService:
 
         Either way the thread hears about it, and the ledger agrees."""
         now = self.store.clock()
-        for run in await self.store.runs("status IN ('queued', 'running')"):
+        for run in await self.store.unfinished_runs():
             request = AnalysisRequest.from_json(run["request"]) if run.get("request") else None
             age = now - parse_iso(run["started_at"])
             if request is not None and age <= self.settings.resume_max_age_s:
@@ -479,7 +482,7 @@ class AnalystService:
         truncated: bool,
         run_id: int,
         publisher: SlackPublisher,
-    ) -> tuple[str, str | None]:
+    ) -> tuple[RunStatus, str | None]:
         accepted, refusals = await self.intake.precheck(
             request.files, asker=request.user_id, conversation_id=request.channel_id
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.requests import AnalysisRequest, SlackFile
 from bot.sanitize import mentions_user
+from bot.schema import RunSource
 
 
 def is_from_a_bot(event: dict[str, Any], bot_user_id: str | None = None) -> bool:
@@ -36,7 +37,7 @@ def files_of(event: dict[str, Any]) -> tuple[SlackFile, ...]:
     )
 
 
-def _request(event: dict[str, Any], *, team_id: str, source: str, event_id: str | None) -> AnalysisRequest | None:
+def _request(event: dict[str, Any], *, team_id: str, source: RunSource, event_id: str | None) -> AnalysisRequest | None:
     user = event.get("user")
     channel = event.get("channel")
     ts = event.get("ts")

@@ -175,7 +175,7 @@ class SlashCommands:
         settings = self.service.settings
         now = store.clock()
         since = utc_iso(now - max(seconds for _, seconds in WINDOWS))
-        rows = await store.runs("user_id = ? AND started_at >= ? AND status != 'refused'", [user_id, since])
+        rows = await store.admitted_runs_of_user_since(user_id, since)
         started = {row["id"]: parse_iso(row["started_at"]) for row in rows}
         tallies = tally(rows, now=now, started=started)
         admin = user_id in settings.admins
@@ -188,9 +188,7 @@ class SlashCommands:
         )
         top = None
         if admin:
-            day = await store.runs(
-                "team_id = ? AND started_at >= ? AND status != 'refused'", [team_id, utc_iso(now - DAY)]
-            )
+            day = await store.admitted_runs_of_team_since(team_id, utc_iso(now - DAY))
             top = top_users(day)
         return usage_text(tallies, quota, top)
 

@@ -16,116 +16,42 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import sqlite_utils
 
 from bot.events import Usage
 from bot.quotas import DAY, HOUR, Limits, Refusal, check, run_tokens
 from bot.quotas import Usage as QuotaUsage
+from bot.schema import (
+    POST_KINDS,
+    RUN_COLUMNS,
+    RUN_SOURCES,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    UNFINISHED_STATUSES,
+    FileOrigin,
+    PostKind,
+    RunSource,
+    RunStatus,
+    SchemaState,
+    migrate,
+    schema_state,
+)
 
 T = TypeVar("T")
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "refused", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "refused", "cancelled"})
 
-RUN_COLUMNS: dict[str, type] = {
-    "id": int,
-    "team_id": str,
-    "channel_id": str,
-    "thread_ts": str,
-    "message_ts": str,
-    "user_id": str,
-    "source": str,
-    "question": str,
-    "status": str,
-    "started_at": str,
-    "finished_at": str,
-    "model": str,
-    "tool_version": str,
-    "container_id": str,
-    "input_tokens": int,
-    "output_tokens": int,
-    "cache_read_tokens": int,
-    "cache_write_tokens": int,
-    "web_search_requests": int,  # billed per search (usage.server_tool_use)
-    "web_fetch_requests": int,
-    "code_executions": int,
-    "files_in": int,
-    "files_out": int,
-    "error": str,
-    "request": str,  # the request as JSON, so an interrupted run can be resumed
-}
-
-FILE_COLUMNS: dict[str, type] = {
-    "id": str,  # the Anthropic Files API id
-    "sha256": str,
-    "origin": str,  # "upload" (a user's file we sent) or "generated" (made by code execution)
-    "filename": str,
-    "mime_type": str,
-    "size_bytes": int,
-    "team_id": str,
-    "user_id": str,
-    "run_id": int,
-    "created_at": str,
-    "deleted_at": str,
-}
+class UsageColumns(TypedDict):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    web_search_requests: int
+    web_fetch_requests: int
 
 
-THREAD_COLUMNS: dict[str, type] = {
-    "key": str,  # "<channel>:<thread_ts>"
-    "team_id": str,
-    "channel_id": str,
-    "thread_ts": str,
-    "user_id": str,  # who started the conversation
-    "source": str,
-    "container_id": str,
-    "container_expires_at": str,
-    "created_at": str,
-    "updated_at": str,
-}
-
-TURN_COLUMNS: dict[str, type] = {
-    "id": int,
-    "thread_key": str,
-    "run_id": int,
-    "role": str,  # "user" or "assistant"
-    "content": str,  # the API message content, as JSON
-    "model": str,
-    "created_at": str,
-}
-
-THREAD_FILE_COLUMNS: dict[str, type] = {
-    "thread_key": str,
-    "sha256": str,
-    "file_id": str,  # Files API id (may change when a lost file is uploaded again)
-    "slack_file_id": str,
-    "filename": str,
-    "kind": str,
-    "size_bytes": int,
-    "added_at": str,
-}
-
-SHARE_COLUMNS: dict[str, type] = {
-    "id": int,
-    "team_id": str,
-    "channel_id": str,
-    "user_id": str,
-    "slack_file_id": str,
-    "shared_at": str,
-}
-
-
-POST_COLUMNS: dict[str, type] = {
-    "channel_id": str,
-    "ref": str,  # a message ts, or a Slack file id
-    "kind": str,  # "message" or "file"
-    "run_id": int,
-    "posted_at": str,
-}
-
-
-def usage_columns(usage: Usage) -> dict[str, int]:
+def usage_columns(usage: Usage) -> UsageColumns:
     """The ledger's usage columns of a run, from its total :class:`~bot.events.Usage`."""
     return {
         "input_tokens": usage.input_tokens,
@@ -154,7 +80,7 @@ def utc_iso(timestamp: float) -> str:
 class FileRecord:
     id: str
     sha256: str | None
-    origin: str
+    origin: FileOrigin
     filename: str
     mime_type: str
     size_bytes: int
@@ -209,24 +135,11 @@ class Store:
         db = sqlite_utils.Database(conn)
         if str(self.path) != ":memory:":
             db.enable_wal()
-        db.table("events").create({"key": str, "received_at": str}, pk="key", if_not_exists=True)
-        db.table("files").create(FILE_COLUMNS, pk="id", if_not_exists=True)
-        db.table("files").add_missing_columns([FILE_COLUMNS])
-        db.table("files").create_index(["sha256"], if_not_exists=True)
-        db.table("runs").create(RUN_COLUMNS, pk="id", if_not_exists=True)
-        db.table("runs").add_missing_columns([RUN_COLUMNS])
-        db.table("runs").create_index(["user_id", "started_at"], if_not_exists=True)
-        db.table("runs").create_index(["status"], if_not_exists=True)
-        db.table("runs").create_index(["team_id", "started_at"], if_not_exists=True)
-        db.table("threads").create(THREAD_COLUMNS, pk="key", if_not_exists=True)
-        db.table("threads").create_index(["user_id"], if_not_exists=True)
-        db.table("turns").create(TURN_COLUMNS, pk="id", if_not_exists=True)
-        db.table("turns").create_index(["thread_key", "id"], if_not_exists=True)
-        db.table("thread_files").create(THREAD_FILE_COLUMNS, pk=("thread_key", "sha256"), if_not_exists=True)
-        db.table("posts").create(POST_COLUMNS, pk=("channel_id", "ref"), if_not_exists=True)
-        db.table("posts").create_index(["run_id"], if_not_exists=True)
-        db.table("shares").create(SHARE_COLUMNS, pk="id", if_not_exists=True)
-        db.table("shares").create_index(["channel_id", "user_id", "slack_file_id"], unique=True, if_not_exists=True)
+        try:
+            migrate(db)  # create the schema, or bring an older database up to it
+        except BaseException:
+            conn.close()
+            raise
         self._db = db
 
     # -- events ----------------------------------------------------------------------
@@ -260,7 +173,7 @@ class Store:
         self,
         *,
         file_id: str,
-        origin: str,
+        origin: FileOrigin,
         filename: str,
         mime_type: str,
         size_bytes: int,
@@ -304,12 +217,10 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------
 
-    async def create_run(self, **fields: Any) -> int:
-        """Insert a run (status ``queued`` unless given) and return its id."""
-        row = {"status": "queued", "started_at": self.now(), **fields}
-        unknown = set(row) - set(RUN_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown run columns: {sorted(unknown)}")
+    async def create_run(self, *, source: RunSource, status: RunStatus = "queued", **fields: Any) -> int:
+        """Insert a run and return its id."""
+        row = {"source": source, "status": status, "started_at": self.now(), **fields}
+        _check_run_fields(row)
 
         def insert() -> int:
             table = self.db.table("runs")
@@ -318,16 +229,17 @@ class Store:
 
         return await self.call(insert)
 
-    async def admit(self, *, limits: Limits, exempt: bool, **fields: Any) -> tuple[int, Refusal | None]:
+    async def admit(
+        self, *, limits: Limits, exempt: bool, source: RunSource, **fields: Any
+    ) -> tuple[int, Refusal | None]:
         """Record a new run, ``queued`` if the quotas allow it, else ``refused``: atomically.
 
         Counting the ledger and inserting the run happen in one ``BEGIN IMMEDIATE``
         transaction, so concurrent requests (from this process or another) can never
         both take the last slot.
         """
-        unknown = set(fields) - set(RUN_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown run columns: {sorted(unknown)}")
+        fields = {"source": source, **fields}
+        _check_run_fields(fields)
         return await self.call(self._admit, limits, exempt, fields)
 
     def _admit(self, limits: Limits, exempt: bool, fields: dict[str, Any]) -> tuple[int, Refusal | None]:
@@ -374,19 +286,20 @@ class Store:
         rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         return [(parse_iso(row["started_at"]), run_tokens(row)) for row in rows]
 
-    async def update_run(self, run_id: int, **fields: Any) -> None:
-        unknown = set(fields) - set(RUN_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown run columns: {sorted(unknown)}")
-        if "status" in fields and fields["status"] not in RUN_STATUSES:
-            raise ValueError(f"unknown run status {fields['status']!r}")
-        if fields.get("status") in TERMINAL_STATUSES:
-            fields.setdefault("finished_at", self.now())
+    async def update_run(self, run_id: int, *, status: RunStatus | None = None, **fields: Any) -> None:
+        """Set a run's columns; a terminal ``status`` also stamps ``finished_at`` (unless given)."""
+        if status is not None:
+            fields["status"] = status
+            if status in TERMINAL_STATUSES:
+                fields.setdefault("finished_at", self.now())
+        _check_run_fields(fields)
         await self.call(lambda: self.db.table("runs").update(run_id, fields))
 
     # -- what the bot posted (for deleting a run's replies) -------------------------
 
-    async def record_post(self, *, channel_id: str, ref: str, kind: str, run_id: int) -> None:
+    async def record_post(self, *, channel_id: str, ref: str, kind: PostKind, run_id: int) -> None:
+        if kind not in POST_KINDS:
+            raise ValueError(f"unknown post kind {kind!r}")
         row = {"channel_id": channel_id, "ref": ref, "kind": kind, "run_id": run_id, "posted_at": self.now()}
         await self.call(lambda: self.db.table("posts").upsert(row, pk=("channel_id", "ref")))
 
@@ -424,8 +337,43 @@ class Store:
     async def get_run(self, run_id: int) -> dict[str, Any]:
         return await self.call(lambda: dict(self.db.table("runs").get(run_id)))
 
-    async def runs(self, where: str | None = None, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        return await self.call(lambda: list(self.db.table("runs").rows_where(where, params or [], order_by="id")))
+    async def _runs_where(self, where: str | None, params: list[Any]) -> list[dict[str, Any]]:
+        return await self.call(lambda: list(self.db.table("runs").rows_where(where, params, order_by="id")))
+
+    async def all_runs(self) -> list[dict[str, Any]]:
+        """Every run in the ledger, oldest first."""
+        return await self._runs_where(None, [])
+
+    async def unfinished_runs(self) -> list[dict[str, Any]]:
+        """Runs still ``queued`` or ``running`` (after a restart: the ones a previous process left)."""
+        marks = ", ".join("?" for _ in UNFINISHED_STATUSES)
+        return await self._runs_where(f"status IN ({marks})", list(UNFINISHED_STATUSES))
+
+    async def admitted_runs_of_user_since(self, user_id: str, since: str) -> list[dict[str, Any]]:
+        """The person's runs started at or after ``since`` that were admitted (not ``refused``)."""
+        return await self._runs_where("user_id = ? AND started_at >= ? AND status != 'refused'", [user_id, since])
+
+    async def admitted_runs_of_team_since(self, team_id: str, since: str) -> list[dict[str, Any]]:
+        """The workspace's runs started at or after ``since`` that were admitted (not ``refused``)."""
+        return await self._runs_where("team_id = ? AND started_at >= ? AND status != 'refused'", [team_id, since])
+
+    async def count_runs(self) -> int:
+        return await self.call(lambda: self.db.table("runs").count)
+
+    async def schema_state(self) -> SchemaState:
+        """Which migrations this database has had (``Store.open`` applies every pending one)."""
+        return await self.call(schema_state, self.db)
+
+
+def _check_run_fields(fields: dict[str, Any]) -> None:
+    """Refuse columns the ledger lacks and values its text columns can't hold (callers pass ``Any``)."""
+    unknown = set(fields) - set(RUN_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown run columns: {sorted(unknown)}")
+    if "status" in fields and fields["status"] not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {fields['status']!r}")
+    if "source" in fields and fields["source"] not in RUN_SOURCES:
+        raise ValueError(f"unknown run source {fields['source']!r}")
 
 
 def _file_record(row: dict[str, Any]) -> FileRecord:
@@ -506,7 +454,7 @@ class ConversationStore:
         )
 
     async def ensure(
-        self, key: str, *, team_id: str, channel_id: str, thread_ts: str, user_id: str, source: str
+        self, key: str, *, team_id: str, channel_id: str, thread_ts: str, user_id: str, source: RunSource
     ) -> None:
         """Create the conversation if it doesn't exist yet (the first asker owns it)."""
         now = self.store.now()

@@ -112,7 +112,7 @@ async def test_a_five_turn_thread_reads_most_of_its_input_from_the_cache(
     assert split(answers[1])[0] >= split(answers[0])[1], "the first follow-up reads what the first call wrote"
     for turn, response in enumerate(answers[2:], start=3):
         assert read_share(response) >= 0.7, (turn, split(response))
-    runs = await harness.running.service.store.runs()
+    runs = await harness.running.service.store.all_runs()
     assert [r["status"] for r in runs] == ["succeeded"] * 5
     assert runs[-1]["cache_read_tokens"] > 2 * (runs[-1]["input_tokens"] + runs[-1]["cache_write_tokens"])
 
@@ -225,7 +225,7 @@ async def test_a_cached_follow_up_counts_its_cache_reads_against_the_daily_quota
     async with Harness(env, slack, claude) as harness:
         first = await harness.mention("what drives churn here?", files=[harness.file("s.csv", streaming_csv)])
         await harness.mention("now split that by country", thread_ts=first.thread_ts)
-        runs = await harness.running.service.store.runs()
+        runs = await harness.running.service.store.all_runs()
     assert runs[1]["cache_read_tokens"] > runs[1]["input_tokens"]  # the follow-up was mostly cached
     uncached = sum(r["input_tokens"] + r["output_tokens"] for r in runs)
     used = sum(r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"] + r["output_tokens"] for r in runs)
@@ -265,7 +265,7 @@ async def test_web_searches_and_fetches_reach_the_ledger_and_the_cost(
     ) as harness:
         asked = await harness.mention("how does our churn compare with the industry?")
         assert "above the industry" in harness.thread_text(asked)
-        [run] = await harness.running.service.store.runs()
+        [run] = await harness.running.service.store.all_runs()
         await slack.deliver_command(harness.events_url, text="usage")
         await harness.settle()
     assert (run["web_search_requests"], run["web_fetch_requests"]) == (3, 1)  # over both calls
@@ -304,7 +304,7 @@ async def test_an_older_ledger_gains_the_server_tool_columns(tmp_path: Path) -> 
         conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, user_id TEXT, input_tokens INTEGER)")
         conn.execute("INSERT INTO runs (user_id, input_tokens) VALUES ('U0ALICE', 10)")
     async with Store(path) as store:
-        [row] = await store.runs()
+        [row] = await store.all_runs()
     assert row["input_tokens"] == 10 and row["web_search_requests"] is None and "web_fetch_requests" in row
 
 

@@ -72,7 +72,7 @@ async def test_a_follow_up_reads_most_of_its_input_from_the_cache(
     harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
     await ask_then_follow_up(harness, streaming_csv)
-    _, second = await harness.running.service.store.runs()
+    _, second = await harness.running.service.store.all_runs()
     assert second["cache_read_tokens"] > 0
     assert second["cache_read_tokens"] > second["input_tokens"]
     body = claude.message_requests[-1].body
@@ -98,7 +98,7 @@ async def test_an_expired_container_is_replaced_without_the_user_noticing(
     assert len(uploads_in_newest_turn(retried.body)) == 1  # the thread's file, attached again
     assert "sandbox was reset" in prompt_text(retried.body["messages"][-1])
     assert len(claude.uploads_of(streaming_csv)) == 1  # still at the Files API: not uploaded again
-    runs = await harness.running.service.store.runs()
+    runs = await harness.running.service.store.all_runs()
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     assert runs[1]["container_id"] != old
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sqlite3
@@ -91,7 +92,8 @@ async def test_a_healthy_http_set_up_passes_every_check(
     assert line(output, "Socket Mode").startswith("– Socket Mode: not used")
     assert "verifies that requests to /slack/events come from Slack" in line(output, "Slack signing secret")
     assert line(output, "model") == "✓ model: claude-sonnet-5-5 (Claude Sonnet 5.5)"
-    assert line(output, "database") == f"✓ database: {tmp_path / 'analyst.db'}: created, schema current"
+    database = f"✓ database: {tmp_path / 'analyst.db'}: created, schema current (migration 1 of 1)"
+    assert line(output, "database") == database
     assert output.endswith("No check failed.\n")
     assert [c.method for c in slack.calls] == ["auth.test"]
     assert [(r.method, r.path) for r in claude.requests] == [
@@ -226,18 +228,57 @@ async def test_a_database_path_that_is_not_writable_fails(
     assert output.endswith("1 of 10 checks failed.\n")
 
 
-async def test_a_database_with_an_outdated_table_is_not_current(
+async def test_a_database_with_an_outdated_table_is_brought_up_to_date(
     tmp_path: Path, env: dict[str, str], claude: FakeAnthropic, doctor: Doctor
 ) -> None:
-    with sqlite3.connect(env["ANALYST_DB"]) as old:  # a threads table from before containers were kept
+    with contextlib.closing(sqlite3.connect(env["ANALYST_DB"])) as old, old:
+        # a threads table from before containers were kept, as create-if-not-exists left it
         old.execute("CREATE TABLE threads (key TEXT PRIMARY KEY, channel_id TEXT, thread_ts TEXT)")
+        old.execute("INSERT INTO threads VALUES ('C1:1.0', 'C1', '1.0')")
+    status, output = await doctor(env, cwd=tmp_path)
+    assert status == 0, output
+    assert line(output, "database") == (
+        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 1 of 1), 0 runs recorded"
+    )
+    with contextlib.closing(sqlite3.connect(env["ANALYST_DB"])) as db:
+        assert db.execute("SELECT key, container_expires_at, created_at FROM threads").fetchall() == [
+            ("C1:1.0", None, None)
+        ]
+
+
+async def test_a_database_a_newer_release_migrated_is_reported(
+    tmp_path: Path, env: dict[str, str], claude: FakeAnthropic, doctor: Doctor
+) -> None:
+    await doctor(env, cwd=tmp_path)
+    with contextlib.closing(sqlite3.connect(env["ANALYST_DB"])) as db, db:
+        db.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+            "VALUES ('slack-analyst', 'm999_from_the_future', '2099-01-01')"
+        )
     status, output = await doctor(env, cwd=tmp_path)
     assert status == 1
     database = line(output, "database")
     assert database.startswith(
-        f"✗ database: {env['ANALYST_DB']}: schema not current, missing threads.container_expires_at"
+        f"✗ database: {env['ANALYST_DB']}: made by a newer slack-analyst (its migrations m999_from_the_future"
     )
-    assert "threads.created_at" in database
+    assert "upgrade slack-analyst" in database
+
+
+async def test_a_database_that_cannot_be_migrated_is_reported_and_left_as_it_was(
+    tmp_path: Path, env: dict[str, str], claude: FakeAnthropic, doctor: Doctor
+) -> None:
+    with contextlib.closing(sqlite3.connect(env["ANALYST_DB"])) as old, old:
+        # a hand-made shares table holding the same share twice: the unique index can't be built
+        old.execute("CREATE TABLE shares (id INTEGER PRIMARY KEY, channel_id TEXT, user_id TEXT, slack_file_id TEXT)")
+        old.executemany("INSERT INTO shares (channel_id, user_id, slack_file_id) VALUES ('C', 'U', 'F')", [(), ()])
+    status, output = await doctor(env, cwd=tmp_path)
+    assert status == 1
+    database = line(output, "database")
+    assert database.startswith(f"✗ database: {env['ANALYST_DB']}: upgrading the database schema failed (")
+    assert "it was left unchanged" in database and "start from a fresh ANALYST_DB" in database
+    with contextlib.closing(sqlite3.connect(env["ANALYST_DB"])) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"shares"}
 
 
 async def test_an_existing_database_is_checked_without_leaving_anything_behind(
@@ -246,7 +287,9 @@ async def test_an_existing_database_is_checked_without_leaving_anything_behind(
     await doctor(env, cwd=tmp_path)
     status, output = await doctor(env, cwd=tmp_path)
     assert status == 0, output
-    assert line(output, "database") == f"✓ database: {env['ANALYST_DB']}: writable, schema current, 0 runs recorded"
+    assert line(output, "database") == (
+        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 1 of 1), 0 runs recorded"
+    )
     with sqlite3.connect(env["ANALYST_DB"]) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
 

@@ -61,7 +61,7 @@ async def test_twenty_simultaneous_requests_with_a_limit_of_three_admit_exactly_
         results = await asyncio.gather(*(store.admit(limits=LIMITS, exempt=False, **fields()) for _ in range(20)))
         admitted = [run_id for run_id, refusal in results if refusal is None]
         assert len(admitted) == 3
-        statuses = [r["status"] for r in await store.runs()]
+        statuses = [r["status"] for r in await store.all_runs()]
         assert statuses.count("queued") == 3 and statuses.count("refused") == 17
 
 
@@ -96,7 +96,7 @@ async def test_refused_requests_do_not_count(tmp_path: Path) -> None:
     async with Store(tmp_path / "db.sqlite", clock=lambda: NOW) as store:
         for _ in range(10):
             await store.admit(limits=LIMITS, exempt=False, **fields())
-        runs = await store.runs()
+        runs = await store.all_runs()
         assert len(runs) == 10
         # Only the admitted three are in the hour's count, so the refusal still says 3.
         assert all("(3 in the last hour)" in r["error"] for r in runs if r["status"] == "refused")
@@ -118,7 +118,7 @@ async def test_over_the_limit_the_asker_is_told_privately_and_claude_is_not_call
         [note] = [e for e in slack.ephemerals("C0DATA", "U0ALICE") if "limit of 1 analyses per hour" in e.text]
         assert re.search(r"<!date\^\d+\^\{time\}\|\d\d:\d\d UTC>", note.text)
         assert "no_entry_sign" in slack.message("C0DATA", refused.ts).reactions
-        runs = await harness.running.service.store.runs()
+        runs = await harness.running.service.store.all_runs()
         assert [r["status"] for r in runs] == ["succeeded", "refused"]
         assert runs[1]["error"].startswith("ANALYST_RUNS_PER_HOUR")
 
@@ -136,7 +136,7 @@ async def test_twenty_concurrent_mentions_from_one_person_run_exactly_three(
         statuses = await asyncio.gather(*(harness.deliver(e) for e in asked))
         assert all(status == 200 for status, _ in statuses)
         await harness.settle()
-        runs = await harness.running.service.store.runs()
+        runs = await harness.running.service.store.all_runs()
         assert sum(r["status"] == "succeeded" for r in runs) == 3
         assert sum(r["status"] == "refused" for r in runs) == 17
         assert len({prompt_text(r.body["messages"][-1]) for r in claude.message_requests}) == 3
@@ -150,7 +150,7 @@ async def test_admins_are_exempt_from_per_person_limits(
     async with Harness({**env, "ANALYST_RUNS_PER_HOUR": "1", "ANALYST_ADMINS": "U0ALICE"}, slack, claude) as harness:
         for question in ("what is 2+2?", "what is 3+3?"):
             await harness.mention(question)
-        runs = await harness.running.service.store.runs()
+        runs = await harness.running.service.store.all_runs()
         assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
 
 
@@ -163,10 +163,10 @@ async def test_beyond_the_process_cap_requests_queue_and_are_told_their_place(
             asked = await harness.mention("what is 2+2?", settle=False)
             await slack.wait_for(lambda: "number 1 in the queue" in harness.thread_text(asked), what="queue notice")
             assert claude.requests == []
-            [run] = await harness.running.service.store.runs()
+            [run] = await harness.running.service.store.all_runs()
             assert run["status"] == "queued"
         await harness.settle()
-        [run] = await harness.running.service.store.runs()
+        [run] = await harness.running.service.store.all_runs()
         assert run["status"] == "succeeded"
 
 

@@ -56,7 +56,7 @@ async def test_a_chart_whose_download_breaks_keeps_the_answer_the_conversation_a
     assert "ask me in this thread to post it again" in text
     assert not any(f["name"] == CHART for f in harness.thread_files(asked))
     service = harness.running.service
-    [run] = await service.store.runs()
+    [run] = await service.store.all_runs()
     assert run["status"] == "succeeded" and run["files_out"] == 0
     assert "white_check_mark" in slack.message("C0DATA", asked.ts).reactions
 
@@ -82,7 +82,7 @@ async def test_files_of_a_run_that_then_fails_are_still_deleted_later(harness: H
     asked = await harness.mention("chart it, then decline")
     assert "Claude declined" in harness.thread_text(asked)
     service = harness.running.service
-    [run] = await service.store.runs()
+    [run] = await service.store.all_runs()
     assert run["status"] == "failed"
     [chart] = claude.generated_files
     assert [r["id"] for r in generated_rows(await service.store.files())] == [chart.id]
@@ -128,7 +128,7 @@ async def test_a_chart_that_fails_to_arrive_costs_only_that_file(
     assert f"I couldn't attach *{CHART}* ({reason})" in harness.thread_text(asked)
     assert any(f["name"] == "analysis_code.py" for f in harness.thread_files(asked))  # the rest still arrives
     service = harness.running.service
-    [run] = await service.store.runs()
+    [run] = await service.store.all_runs()
     assert run["status"] == "succeeded", run["error"]
     conversation = await service.conversations.get(f"C0DATA:{asked.thread_ts}")
     assert conversation is not None and [t["role"] for t in conversation.turns] == ["user", "assistant"]
@@ -144,7 +144,7 @@ async def test_the_code_listing_failing_to_upload_is_said_too(
     text = harness.thread_text(asked)
     assert "The answer is 42." in text
     assert "I couldn't attach the code the analysis ran (the upload to Slack failed)" in text
-    [run] = await harness.running.service.store.runs()
+    [run] = await harness.running.service.store.all_runs()
     assert run["status"] == "succeeded"
 
 
@@ -216,7 +216,7 @@ async def test_progress_that_outlives_the_stream_ends_in_the_same_message(
     assert all(task.startswith(":white_check_mark: ") for task in tasks), tasks
     assert summary == "Done: 4 steps."  # two files written, two runs
     assert "42" in answers(harness, asked)[0]
-    [run] = await harness.running.service.store.runs()
+    [run] = await harness.running.service.store.all_runs()
     assert run["status"] == "succeeded"
 
 

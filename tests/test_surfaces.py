@@ -165,7 +165,7 @@ async def test_analyze_usage_matches_the_ledger(harness: Harness, slack: FakeSla
     await harness.mention("summarise", files=[harness.file("s2.csv", streaming_csv)])
     await command(harness, "usage")
     [usage] = [t for t in ephemeral_texts(slack) if "Your analyses" in t]
-    runs = await harness.running.service.store.runs("user_id = ?", ["U0ALICE"])
+    runs = [r for r in await harness.running.service.store.all_runs() if r["user_id"] == "U0ALICE"]
     total = sum(run_tokens(r) for r in runs)  # every input token, cached or not, and output
     assert f"last hour: 2 runs, {total:,} tokens" in usage
     assert re.search(r"≈ \$\d+\.\d\d", usage)

@@ -19,6 +19,7 @@ import anthropic
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.schema import TERMINAL_STATUSES
 from bot.settings import Settings
 from bot.store import thread_key
 from handlers.server import RunningBot
@@ -80,7 +81,7 @@ async def bot_replies(person: AsyncWebClient, channel: str, thread_ts: str, bot_
 
 
 async def finished_run(running: RunningBot, after: int) -> dict[str, Any] | None:
-    runs = await running.service.store.runs("id > ? AND status IN ('succeeded', 'failed', 'refused')", [after])
+    runs = [r for r in await running.service.store.all_runs() if r["id"] > after and r["status"] in TERMINAL_STATUSES]
     return runs[-1] if runs else None
 
 

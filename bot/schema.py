@@ -1,0 +1,234 @@
+"""The store's schema: its tables, the values its text columns hold, and the numbered migrations.
+
+The schema evolves only through :data:`MIGRATIONS`, an ``sqlite_utils.Migrations`` set (new in
+sqlite-utils 4) that records each migration it applies in the ``_sqlite_migrations`` table. To change
+the schema, append a migration (``m002_…``) and a test in tests/test_store_migrations.py that applies it
+to a database at the previous migration; never edit one that has shipped. The column dicts below
+describe the schema *after* the last migration, for the store's own checks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import sqlite_utils
+
+#: What ``runs.status`` holds. ``queued`` → ``running`` → one of the terminal three; a request over
+#: its quota is recorded straight as ``refused``. A run the process stopped under (shutdown, crash)
+#: is left — or put back — ``queued`` with a note in ``error``, and the next start resumes it or
+#: marks it ``failed``: "interrupted" is how a run *ended in this process*, never a stored status.
+RunStatus = Literal["queued", "running", "succeeded", "failed", "refused"]
+#: Where a run came from: an @mention, a DM, the assistant pane, ``/analyze``, or ``slack-analyst ask``.
+RunSource = Literal["mention", "dm", "assistant", "command", "cli"]
+#: What ``posts.ref`` names: a message (its ts) or a file (its Slack file id).
+PostKind = Literal["message", "file"]
+#: What ``files.origin`` holds: a person's file we uploaded, or one code execution made.
+FileOrigin = Literal["upload", "generated"]
+
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"succeeded", "failed", "refused"})
+UNFINISHED_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+RUN_SOURCES: tuple[RunSource, ...] = get_args(RunSource)
+POST_KINDS: tuple[PostKind, ...] = get_args(PostKind)
+
+EVENT_COLUMNS: dict[str, type] = {
+    "key": str,  # "event:<Slack event id>" or a request's dedupe key
+    "received_at": str,
+}
+
+RUN_COLUMNS: dict[str, type] = {
+    "id": int,
+    "team_id": str,
+    "channel_id": str,
+    "thread_ts": str,
+    "message_ts": str,
+    "user_id": str,
+    "source": str,  # a RunSource
+    "question": str,
+    "status": str,  # a RunStatus
+    "started_at": str,
+    "finished_at": str,
+    "model": str,
+    "tool_version": str,
+    "container_id": str,
+    "input_tokens": int,
+    "output_tokens": int,
+    "cache_read_tokens": int,
+    "cache_write_tokens": int,
+    "web_search_requests": int,  # billed per search (usage.server_tool_use)
+    "web_fetch_requests": int,
+    "code_executions": int,
+    "files_in": int,
+    "files_out": int,
+    "error": str,
+    "request": str,  # the request as JSON, so an interrupted run can be resumed
+}
+
+FILE_COLUMNS: dict[str, type] = {
+    "id": str,  # the Anthropic Files API id
+    "sha256": str,
+    "origin": str,  # a FileOrigin
+    "filename": str,
+    "mime_type": str,
+    "size_bytes": int,
+    "team_id": str,
+    "user_id": str,
+    "run_id": int,
+    "created_at": str,
+    "deleted_at": str,
+}
+
+THREAD_COLUMNS: dict[str, type] = {
+    "key": str,  # "<channel>:<thread_ts>"
+    "team_id": str,
+    "channel_id": str,
+    "thread_ts": str,
+    "user_id": str,  # who started the conversation
+    "source": str,  # a RunSource
+    "container_id": str,
+    "container_expires_at": str,
+    "created_at": str,
+    "updated_at": str,
+}
+
+TURN_COLUMNS: dict[str, type] = {
+    "id": int,
+    "thread_key": str,
+    "run_id": int,
+    "role": str,  # "user" or "assistant"
+    "content": str,  # the API message content, as JSON
+    "model": str,
+    "created_at": str,
+}
+
+THREAD_FILE_COLUMNS: dict[str, type] = {
+    "thread_key": str,
+    "sha256": str,
+    "file_id": str,  # Files API id (may change when a lost file is uploaded again)
+    "slack_file_id": str,
+    "filename": str,
+    "kind": str,
+    "size_bytes": int,
+    "added_at": str,
+}
+
+SHARE_COLUMNS: dict[str, type] = {
+    "id": int,
+    "team_id": str,
+    "channel_id": str,
+    "user_id": str,
+    "slack_file_id": str,
+    "shared_at": str,
+}
+
+POST_COLUMNS: dict[str, type] = {
+    "channel_id": str,
+    "ref": str,  # a message ts, or a Slack file id
+    "kind": str,  # a PostKind
+    "run_id": int,
+    "posted_at": str,
+}
+
+MIGRATIONS = sqlite_utils.Migrations("slack-analyst")
+#: The names of :data:`MIGRATIONS`, in order (``mNNN_what_it_does``).
+MIGRATION_NAMES: list[str] = []
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next numbered migration (its name must carry the next number)."""
+    number = len(MIGRATION_NAMES) + 1
+    if not fn.__name__.startswith(f"m{number:03d}_"):
+        raise ValueError(f"migration {fn.__name__} must be named m{number:03d}_…")
+    MIGRATION_NAMES.append(fn.__name__)
+    MIGRATIONS(name=fn.__name__)(fn)
+    return fn
+
+
+@migration
+def m001_initial_schema(db: sqlite_utils.Database) -> None:
+    """Every table and index of the first release.
+
+    Databases made before migrations existed were built by create-if-not-exists, so any of their
+    tables may be there already, possibly without columns added since (only ``files`` and ``runs``
+    were ever topped up). Those tables are kept with their rows and given the missing columns.
+    """
+
+    def table(name: str, columns: dict[str, type], pk: str | tuple[str, ...]) -> sqlite_utils.db.Table:
+        created = db.table(name)
+        created.create(columns, pk=pk, if_not_exists=True)
+        created.add_missing_columns([columns])
+        return created
+
+    table("events", EVENT_COLUMNS, "key")
+    table("files", FILE_COLUMNS, "id").create_index(["sha256"], if_not_exists=True)
+    runs = table("runs", RUN_COLUMNS, "id")
+    runs.create_index(["user_id", "started_at"], if_not_exists=True)
+    runs.create_index(["status"], if_not_exists=True)
+    runs.create_index(["team_id", "started_at"], if_not_exists=True)
+    table("threads", THREAD_COLUMNS, "key").create_index(["user_id"], if_not_exists=True)
+    table("turns", TURN_COLUMNS, "id").create_index(["thread_key", "id"], if_not_exists=True)
+    table("thread_files", THREAD_FILE_COLUMNS, ("thread_key", "sha256"))
+    table("posts", POST_COLUMNS, ("channel_id", "ref")).create_index(["run_id"], if_not_exists=True)
+    table("shares", SHARE_COLUMNS, "id").create_index(
+        ["channel_id", "user_id", "slack_file_id"], unique=True, if_not_exists=True
+    )
+
+
+class MigrationError(Exception):
+    """The database could not be brought to the current schema (nothing was changed)."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Which of the code's migrations a database has had, and any it has that the code doesn't know."""
+
+    applied: tuple[str, ...]
+    known: tuple[str, ...]
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        """Migrations a newer release applied: this code is older than the database."""
+        return tuple(name for name in self.applied if name not in self.known)
+
+    @property
+    def current(self) -> bool:
+        return set(self.known) <= set(self.applied) and not self.unknown
+
+    def describe(self) -> str:
+        done = sum(1 for name in self.known if name in self.applied)
+        return f"migration {done} of {len(self.known)}"
+
+
+def schema_state(db: sqlite_utils.Database) -> SchemaState:
+    return SchemaState(
+        applied=tuple(m.name for m in MIGRATIONS.applied(db)),
+        known=tuple(MIGRATION_NAMES),
+    )
+
+
+def migrate(db: sqlite_utils.Database) -> tuple[str, ...]:
+    """Apply the pending migrations; returns their names.
+
+    All of them run in one ``BEGIN IMMEDIATE`` transaction (each in its own savepoint), so two
+    processes starting at once can't both apply one, and a failure leaves the database as it was.
+    """
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        pending = tuple(m.name for m in MIGRATIONS.pending(db))
+        MIGRATIONS.apply(db)
+        conn.execute("COMMIT")
+    except sqlite3.Error as error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise MigrationError(f"upgrading the database schema failed ({error}); it was left unchanged") from error
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return pending

@@ -1,0 +1,244 @@
+"""The store's schema comes from numbered migrations, and its queries from named methods.
+
+Each migration is applied here to an empty database and to the database the code before
+migrations left behind (built below with that code's own sqlite-utils calls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from bot.schema import (
+    EVENT_COLUMNS,
+    FILE_COLUMNS,
+    MIGRATION_NAMES,
+    POST_COLUMNS,
+    RUN_COLUMNS,
+    SHARE_COLUMNS,
+    THREAD_COLUMNS,
+    THREAD_FILE_COLUMNS,
+    TURN_COLUMNS,
+    MigrationError,
+    migrate,
+    migration,
+)
+from bot.store import ConversationStore, Store, ThreadFile, utc_iso
+
+NOW = 1_764_115_200.0  # 2025-11-26 00:00 UTC
+
+SCHEMA: dict[str, dict[str, type]] = {
+    "events": EVENT_COLUMNS,
+    "files": FILE_COLUMNS,
+    "runs": RUN_COLUMNS,
+    "threads": THREAD_COLUMNS,
+    "turns": TURN_COLUMNS,
+    "thread_files": THREAD_FILE_COLUMNS,
+    "posts": POST_COLUMNS,
+    "shares": SHARE_COLUMNS,
+}
+INDEXES = {
+    ("files", ("sha256",)),
+    ("runs", ("user_id", "started_at")),
+    ("runs", ("status",)),
+    ("runs", ("team_id", "started_at")),
+    ("threads", ("user_id",)),
+    ("turns", ("thread_key", "id")),
+    ("posts", ("run_id",)),
+    ("shares", ("channel_id", "user_id", "slack_file_id")),
+}
+
+
+def previous_code_schema(db: sqlite_utils.Database) -> None:
+    """What ``Store._open`` did before migrations: create-if-not-exists, and missing columns
+    added to ``files`` and ``runs`` only."""
+    db.table("events").create({"key": str, "received_at": str}, pk="key", if_not_exists=True)
+    db.table("files").create(FILE_COLUMNS, pk="id", if_not_exists=True)
+    db.table("files").add_missing_columns([FILE_COLUMNS])
+    db.table("files").create_index(["sha256"], if_not_exists=True)
+    db.table("runs").create(RUN_COLUMNS, pk="id", if_not_exists=True)
+    db.table("runs").add_missing_columns([RUN_COLUMNS])
+    db.table("runs").create_index(["user_id", "started_at"], if_not_exists=True)
+    db.table("runs").create_index(["status"], if_not_exists=True)
+    db.table("runs").create_index(["team_id", "started_at"], if_not_exists=True)
+    db.table("threads").create(THREAD_COLUMNS, pk="key", if_not_exists=True)
+    db.table("threads").create_index(["user_id"], if_not_exists=True)
+    db.table("turns").create(TURN_COLUMNS, pk="id", if_not_exists=True)
+    db.table("turns").create_index(["thread_key", "id"], if_not_exists=True)
+    db.table("thread_files").create(THREAD_FILE_COLUMNS, pk=("thread_key", "sha256"), if_not_exists=True)
+    db.table("posts").create(POST_COLUMNS, pk=("channel_id", "ref"), if_not_exists=True)
+    db.table("posts").create_index(["run_id"], if_not_exists=True)
+    db.table("shares").create(SHARE_COLUMNS, pk="id", if_not_exists=True)
+    db.table("shares").create_index(["channel_id", "user_id", "slack_file_id"], unique=True, if_not_exists=True)
+
+
+def previous_code_database(path: Path) -> None:
+    """A database an early release made (a ``threads`` table from before containers were kept,
+    a ``runs`` table from before resumable requests), with rows in it, then opened by the code
+    just before migrations: only ``runs`` got its column back."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE threads (key TEXT PRIMARY KEY, team_id TEXT, channel_id TEXT, thread_ts TEXT, "
+            "user_id TEXT, source TEXT, created_at TEXT, updated_at TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO threads VALUES ('C0DATA:1.0', 'T0TEAM', 'C0DATA', '1.0', 'U0ALICE', 'mention', "
+            "'2025-11-25T00:00:00.000Z', '2025-11-25T00:00:00.000Z')"
+        )
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, user_id TEXT, status TEXT, started_at TEXT)")
+        conn.execute("INSERT INTO runs VALUES (7, 'U0ALICE', 'succeeded', '2025-11-25T00:00:00.000Z')")
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        previous_code_schema(sqlite_utils.Database(conn))
+
+
+def columns(path: Path) -> dict[str, set[str]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")} for table in tables}
+
+
+def indexes(path: Path) -> set[tuple[str, tuple[str, ...]]]:
+    db = sqlite_utils.Database(path)
+    try:
+        return {
+            (table, tuple(index.columns))
+            for table in SCHEMA
+            for index in db.table(table).indexes
+            if not index.name.startswith("sqlite_autoindex_")  # a text primary key's own
+        }
+    finally:
+        db.close()
+
+
+def schema_sql(path: Path) -> set[tuple[str, str]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return set(conn.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE '%sqlite_migrations%'"))
+
+
+def test_the_migrations_are_numbered_in_order() -> None:
+    assert MIGRATION_NAMES == ["m001_initial_schema"]
+    assert all(name.startswith(f"m{n:03d}_") for n, name in enumerate(MIGRATION_NAMES, start=1))
+
+
+def test_a_migration_out_of_sequence_is_refused() -> None:
+    def m007_skips_ahead(db: sqlite_utils.Database) -> None:
+        raise AssertionError("never registered, never run")
+
+    with pytest.raises(ValueError, match="must be named m002_"):
+        migration(m007_skips_ahead)
+    assert MIGRATION_NAMES == ["m001_initial_schema"]
+
+
+# -- m001_initial_schema -----------------------------------------------------------------------
+
+
+async def test_m001_on_an_empty_database_makes_the_schema_the_previous_code_made(tmp_path: Path) -> None:
+    async with Store(tmp_path / "new.db") as store:
+        state = await store.schema_state()
+    assert state.applied == ("m001_initial_schema",) and state.current and state.describe() == "migration 1 of 1"
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db", isolation_level=None)) as conn:
+        previous_code_schema(sqlite_utils.Database(conn))
+    assert schema_sql(tmp_path / "new.db") == schema_sql(tmp_path / "old.db")
+    found = columns(tmp_path / "new.db")
+    assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
+    assert indexes(tmp_path / "new.db") == INDEXES
+
+
+async def test_m001_brings_the_previous_codes_database_to_the_schema_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "analyst.db"
+    previous_code_database(path)
+    assert "container_id" not in columns(path)["threads"]  # the bug: never topped up before
+
+    async with Store(path, clock=lambda: NOW) as store:
+        state = await store.schema_state()
+        conversations = ConversationStore(store)
+        [run] = await store.all_runs()
+        # what a follow-up in that old thread does: writes the columns the old table lacked
+        await conversations.add_file("C0DATA:1.0", ThreadFile("abc", "file_1", "F1", "s.csv", "csv", 10))
+        await conversations.record_exchange(
+            "C0DATA:1.0",
+            run_id=run["id"],
+            model="claude-sonnet-5-5",
+            user_content=[{"type": "text", "text": "what drives churn?"}],
+            assistant_content=[{"type": "text", "text": "tenure"}],
+            container_id="container_1",
+            container_expires_at="2025-11-26T01:00:00Z",
+        )
+        conversation = await conversations.get("C0DATA:1.0")
+
+    assert state.current and state.describe() == "migration 1 of 1"
+    found = columns(path)
+    assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
+    assert indexes(path) == INDEXES
+    assert run["id"] == 7 and run["status"] == "succeeded" and run["request"] is None
+    assert conversation is not None and conversation.user_id == "U0ALICE"
+    assert conversation.container_id == "container_1" and len(conversation.turns) == 2
+
+
+async def test_opening_a_current_database_applies_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "analyst.db"
+    async with Store(path):
+        pass
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        assert migrate(sqlite_utils.Database(conn)) == ()
+        assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (1,)
+
+
+async def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "analyst.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE shares (id INTEGER PRIMARY KEY, channel_id TEXT, user_id TEXT, slack_file_id TEXT)")
+        conn.executemany("INSERT INTO shares (channel_id, user_id, slack_file_id) VALUES ('C', 'U', 'F')", [(), ()])
+    before = schema_sql(path)
+    store = Store(path)
+    with pytest.raises(MigrationError, match=r"UNIQUE constraint failed.*left unchanged"):
+        await store.open()
+    await store.close()
+    assert schema_sql(path) == before
+    assert set(columns(path)) == {"shares"}
+
+
+# -- named queries and typed values ------------------------------------------------------------
+
+
+async def test_the_named_run_queries(tmp_path: Path) -> None:
+    async with Store(tmp_path / "analyst.db", clock=lambda: NOW) as store:
+        queued = await store.create_run(source="mention", user_id="U0ALICE", team_id="T0TEAM")
+        running = await store.create_run(source="dm", status="running", user_id="U0BOB", team_id="T0TEAM")
+        done = await store.create_run(source="command", user_id="U0ALICE", team_id="T0TEAM")
+        await store.update_run(done, status="succeeded")
+        refused = await store.create_run(source="mention", status="refused", user_id="U0ALICE", team_id="T0TEAM")
+        other_team = await store.create_run(source="cli", user_id="U0ALICE", team_id="T0OTHER")
+        store.clock = lambda: NOW + 60
+        later = await store.create_run(source="assistant", user_id="U0ALICE", team_id="T0TEAM")
+
+        def ids(rows: list[dict[str, object]]) -> list[object]:
+            return [row["id"] for row in rows]
+
+        assert ids(await store.all_runs()) == [queued, running, done, refused, other_team, later]
+        assert ids(await store.unfinished_runs()) == [queued, running, other_team, later]
+        since = utc_iso(NOW)
+        assert ids(await store.admitted_runs_of_user_since("U0ALICE", since)) == [queued, done, other_team, later]
+        assert ids(await store.admitted_runs_of_user_since("U0ALICE", utc_iso(NOW + 1))) == [later]
+        assert ids(await store.admitted_runs_of_team_since("T0TEAM", since)) == [queued, running, done, later]
+        assert await store.count_runs() == 6
+        [finished] = [run for run in await store.all_runs() if run["id"] == done]
+        assert finished["finished_at"] == utc_iso(NOW)
+
+
+async def test_values_the_ledger_cannot_hold_are_refused(tmp_path: Path) -> None:
+    async with Store(tmp_path / "analyst.db") as store:
+        run_id = await store.create_run(source="mention")
+        with pytest.raises(ValueError, match="unknown run status 'interrupted'"):
+            await store.update_run(run_id, **{"status": "interrupted"})  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="unknown run source 'email'"):
+            await store.create_run(**{"source": "email"})  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="unknown run columns: \\['colour'\\]"):
+            await store.update_run(run_id, colour="red")
+        with pytest.raises(ValueError, match="unknown post kind 'reaction'"):
+            await store.record_post(channel_id="C", ref="1.0", kind="reaction", run_id=run_id)  # type: ignore[arg-type]
+        assert [run["status"] for run in await store.all_runs()] == ["queued"]
