@@ -20,7 +20,7 @@ import aiohttp
 from dotenv import load_dotenv
 from slack_sdk.errors import SlackApiError
 
-from bot.settings import Settings, SettingsError
+from bot.settings import ANALYST_LOG_LEVEL, PORT, Settings, SettingsError
 
 log = logging.getLogger("bot")
 
@@ -34,11 +34,11 @@ def _port(value: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slack-analyst", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--log-level", default=os.environ.get("ANALYST_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=ANALYST_LOG_LEVEL.read(os.environ))
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the Slack bot")
-    serve.add_argument("--port", type=_port, help="HTTP port (default: $PORT, else 3000)")
+    serve.add_argument("--port", type=_port, help=f"HTTP port (default: $PORT, else {PORT.default})")
     serve.add_argument("--http", action="store_true", help="receive events over HTTP even when SLACK_APP_TOKEN is set")
 
     ask = commands.add_parser("ask", help="analyse local files in the terminal")
@@ -123,10 +123,4 @@ async def _doctor(*, http: bool, live: bool) -> int:
 
 
 def _port_from_env() -> int:
-    value = os.environ.get("PORT", "").strip()
-    if not value:
-        return 3000
-    try:
-        return _port(value)
-    except (ValueError, argparse.ArgumentTypeError):
-        raise SettingsError("PORT", f"should be a TCP port number, got {value!r}") from None
+    return PORT.read(os.environ, slack=False)
