@@ -28,7 +28,7 @@ from bot.engine import Engine, InputFile, Job
 from bot.errors import StreamBroken, UserFacingError, describe_anthropic_error, describe_slack_error
 from bot.events import Done, Event, Failed, OutputFile, Usage
 from bot.files_api import FilesApi
-from bot.filetypes import FileRefused
+from bot.filetypes import FileRefused, display_name
 from bot.intake import FileIntake, as_input
 from bot.people import People
 from bot.publish_slack import SlackPublisher, SlackThread
@@ -508,7 +508,8 @@ class AnalystService:
         )
         for file in new_files:
             await self.conversations.add_file(key, file)
-        job = await self._job(request, conversation, new_files, question, truncated, run_id)
+        left_out: list[str] = []  # thread files Slack no longer lets the bot fetch again
+        job = await self._job(request, conversation, new_files, question, truncated, run_id, left_out)
         await publisher.prepared()
 
         async def retained(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
@@ -535,6 +536,13 @@ class AnalystService:
             container_id=outcome.container_id,
             files_out=result.files_posted,
         )
+        if left_out:
+            names = ", ".join(f"*{display_name(name)}*" for name in dict.fromkeys(left_out))
+            await self._try_post(
+                publisher,
+                f":information_source: I couldn't bring {names} back into this analysis: Slack no longer has it "
+                "here (deleted, or no longer shared in this conversation). Share it again to include it.",
+            )
         if isinstance(outcome, Failed):
             return "failed", outcome.detail or outcome.message
         await self.conversations.record_exchange(
@@ -556,8 +564,12 @@ class AnalystService:
         question: str,
         truncated: bool,
         run_id: int,
+        left_out: list[str],
     ) -> Job:
-        """The engine's job: the question in its conversation, with the right container."""
+        """The engine's job: the question in its conversation, with the right container.
+
+        Thread files that can't be brought back when a fresh container needs them are named
+        in ``left_out`` (the caller tells the thread)."""
         earlier = conversation.files if conversation else ()
         # The stored container is always tried: the expires_at a response reports is a short
         # rolling value, while a checkpointed container stays restorable for 30 days. When the
@@ -578,6 +590,8 @@ class AnalystService:
             )
             for file in kept:
                 await self.conversations.add_file(key, file)
+            still_here = {file.sha256 for file in kept}
+            left_out.extend(file.filename for file in files if file.sha256 not in still_here)
             return tuple(kept)
 
         async def reattach() -> list[InputFile]:

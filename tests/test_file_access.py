@@ -223,6 +223,7 @@ async def test_re_attachment_leaves_out_a_file_deleted_in_slack(
     assert len(claude.uploads_of(streaming_csv)) == 1
     body = claude.message_requests[-1].body
     assert not [b for m in body["messages"] for b in m["content"] if b.get("type") == "container_upload"]
+    assert "couldn't bring *streaming.csv* back" in harness.thread_text(first)
 
 
 async def test_the_assistant_panes_context_channel_is_never_read(
