@@ -47,7 +47,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Usage:
+class LedgerState:
     """What the ledger says, as of ``now``."""
 
     run_starts: Sequence[float]  # the person's admitted runs in the last hour (start times)
@@ -98,7 +98,7 @@ def _tokens_refusal(
     return Refusal(setting, f"{who} used {used:,} of {whose} {limit:,} tokens for the last 24 hours.{when}", frees_at)
 
 
-def check(usage: Usage, limits: Limits, *, now: float, exempt: bool = False) -> Refusal | None:
+def check(usage: LedgerState, limits: Limits, *, now: float, exempt: bool = False) -> Refusal | None:
     """The first limit this request would break, or None to admit it.
 
     ``exempt`` (admins) skips the per-user limits; the workspace's still applies.

@@ -21,8 +21,7 @@ from typing import Any, TypedDict, TypeVar
 import sqlite_utils
 
 from bot.events import Usage
-from bot.quotas import DAY, HOUR, Limits, Refusal, check, run_tokens
-from bot.quotas import Usage as QuotaUsage
+from bot.quotas import DAY, HOUR, LedgerState, Limits, Refusal, check, run_tokens
 from bot.schema import (
     POST_KINDS,
     RUN_COLUMNS,
@@ -253,7 +252,7 @@ class Store:
                 "SELECT COUNT(*) FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
                 [fields.get("user_id")],
             ).fetchone()[0]
-            usage = QuotaUsage(
+            usage = LedgerState(
                 run_starts=[started for started, _ in mine if started >= now - HOUR],
                 active=active,
                 user_tokens=mine,

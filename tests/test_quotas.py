@@ -6,7 +6,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from bot.quotas import Limits, Usage, check, slack_time
+from bot.quotas import LedgerState, Limits, check, slack_time
 from bot.store import Store
 from bot.workqueue import WorkQueue
 from tests.fakes.anthropic import FakeAnthropic
@@ -27,7 +27,7 @@ def fields(user: str = "U0ALICE", team: str = "T0TEAM") -> dict[str, str]:
 
 
 def test_runs_per_hour_names_the_limit_and_the_next_slot() -> None:
-    usage = Usage(run_starts=[NOW - 3000, NOW - 1200, NOW - 600], active=0, user_tokens=[], workspace_tokens=[])
+    usage = LedgerState(run_starts=[NOW - 3000, NOW - 1200, NOW - 600], active=0, user_tokens=[], workspace_tokens=[])
     refusal = check(usage, LIMITS, now=NOW)
     assert refusal is not None and refusal.limit == "ANALYST_RUNS_PER_HOUR"
     assert refusal.next_slot_at == NOW - 3000 + 3600
@@ -36,7 +36,9 @@ def test_runs_per_hour_names_the_limit_and_the_next_slot() -> None:
 
 
 def test_daily_tokens_free_up_as_old_runs_age_out() -> None:
-    usage = Usage(run_starts=[], active=0, user_tokens=[(NOW - 80_000, 600), (NOW - 3600, 500)], workspace_tokens=[])
+    usage = LedgerState(
+        run_starts=[], active=0, user_tokens=[(NOW - 80_000, 600), (NOW - 3600, 500)], workspace_tokens=[]
+    )
     refusal = check(usage, LIMITS, now=NOW)
     assert refusal is not None and refusal.limit == "ANALYST_DAILY_TOKENS_PER_USER"
     assert refusal.next_slot_at == NOW - 80_000 + 86_400  # dropping the oldest run gets under 1,000
@@ -44,11 +46,11 @@ def test_daily_tokens_free_up_as_old_runs_age_out() -> None:
 
 
 def test_concurrency_and_workspace_limits_and_admins() -> None:
-    busy = Usage(run_starts=[], active=10, user_tokens=[], workspace_tokens=[])
+    busy = LedgerState(run_starts=[], active=10, user_tokens=[], workspace_tokens=[])
     refusal = check(busy, LIMITS, now=NOW)
     assert refusal is not None and refusal.limit == "ANALYST_MAX_CONCURRENT_PER_USER"
     assert check(busy, LIMITS, now=NOW, exempt=True) is None  # admins skip per-person limits
-    full = Usage(run_starts=[], active=0, user_tokens=[], workspace_tokens=[(NOW - 10, 5_000)])
+    full = LedgerState(run_starts=[], active=0, user_tokens=[], workspace_tokens=[(NOW - 10, 5_000)])
     refusal = check(full, LIMITS, now=NOW, exempt=True)
     assert refusal is not None and refusal.limit == "ANALYST_DAILY_TOKENS_PER_WORKSPACE"
 
