@@ -11,6 +11,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import anthropic
 
@@ -33,6 +34,21 @@ class FilesApi:
         self.store = store
         # Uploads also carry an expiry at Anthropic (a safety net behind the sweeper).
         self.expires_in = int(min(ttl_seconds, MAX_EXPIRY_S)) if ttl_seconds and ttl_seconds >= MIN_EXPIRY_S else None
+
+    async def delete(self, file_id: str) -> Literal["deleted", "gone", "failed"]:
+        """Delete a file at Anthropic and record it: "gone" when Anthropic no longer had it
+        (recorded all the same), "failed" when it must be tried again later (logged)."""
+        try:
+            await self.client.files.delete(file_id)
+            outcome: Literal["deleted", "gone"] = "deleted"
+        except anthropic.NotFoundError:
+            log.info("%s was already gone at Anthropic; updating our record", file_id)
+            outcome = "gone"
+        except anthropic.APIError as error:
+            log.warning("could not delete %s yet: %r", file_id, error)
+            return "failed"
+        await self.store.mark_file_deleted(file_id)
+        return outcome
 
     async def ensure_uploaded(
         self,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import anthropic
 
+from bot.files_api import FilesApi
 from bot.settings import Settings
 from bot.store import ConversationStore, Store, utc_iso
 
@@ -31,30 +33,20 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(
-        self, settings: Settings, store: Store, conversations: ConversationStore, claude: anthropic.AsyncAnthropic
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, conversations: ConversationStore, files_api: FilesApi) -> None:
         self.settings = settings
         self.store = store
         self.conversations = conversations
-        self.claude = claude
+        self.files_api = files_api
         self.sweeps = 0
         self.swept = asyncio.Event()  # set after every sweep (for whoever wants to know)
 
     async def sweep_once(self) -> SweepReport:
         now = self.store.clock()
-        deleted = gone = failed = 0
+        outcomes: Counter[str] = Counter()
         for row in await self.store.files_created_before(utc_iso(now - self.settings.file_ttl_hours * 3600)):
-            try:
-                await self.claude.files.delete(row["id"])
-                deleted += 1
-            except anthropic.NotFoundError:
-                gone += 1
-            except anthropic.APIError as error:
-                log.warning("retention: could not delete %s yet: %r", row["id"], error)
-                failed += 1
-                continue
-            await self.store.mark_file_deleted(row["id"])
+            outcomes[await self.files_api.delete(row["id"])] += 1
+        deleted, gone, failed = outcomes["deleted"], outcomes["gone"], outcomes["failed"]
         conversations = await self.conversations.delete_idle_since(utc_iso(now - self.settings.history_days * 86400))
         await self.store.prune(
             events_before=utc_iso(now - EVENT_KEYS_DAYS * 86400),

@@ -117,7 +117,7 @@ class AnalystService:
         self.people = People(slack)
         self.tasks = TaskTracker()
         self.queue = WorkQueue(settings.max_concurrent)
-        self.sweeper = Sweeper(settings, store, self.conversations, claude)
+        self.sweeper = Sweeper(settings, store, self.conversations, self.files_api)
         self._stop = asyncio.Event()
         self.stopping = False  # set when shutdown begins: new requests are deferred
         self._sweeping: asyncio.Task[None] | None = None

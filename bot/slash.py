@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 
 import aiohttp
-import anthropic
 from slack_sdk.errors import SlackApiError
 
 from bot.access import NOT_YOURS_TO_ANALYSE, access_refusal, may_analyse_file
@@ -197,15 +196,9 @@ class SlashCommands:
         service = self.service
         deleted_uploads = deleted_outputs = failed = 0
         for row in await service.store.live_files_of_user(user_id):
-            try:
-                await service.claude.files.delete(row["id"])
-            except anthropic.NotFoundError:
-                log.info("%s was already gone at Anthropic; updating our record", row["id"])
-            except anthropic.APIError as error:
-                log.warning("could not delete %s: %r", row["id"], error)
+            if await service.files_api.delete(row["id"]) == "failed":
                 failed += 1
                 continue
-            await service.store.mark_file_deleted(row["id"])
             if row["origin"] == "upload":
                 deleted_uploads += 1
             else:
