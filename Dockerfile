@@ -10,8 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Dependencies from the hashed lock (its own layer: rebuilt only when the lock changes), then the
 # project itself without resolving anything (setuptools, its build backend, comes from the lock too).
-COPY requirements/runtime.lock ./requirements/
-RUN pip install --require-hashes -r requirements/runtime.lock
+COPY requirements-runtime.lock ./
+RUN pip install --require-hashes -r requirements-runtime.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY handlers ./handlers
