@@ -10,13 +10,15 @@ import anthropic
 from bot.clients import anthropic_client
 from bot.engine import Engine, InputFile, Job
 from bot.errors import describe_anthropic_error
-from bot.events import Done
 from bot.files_api import FilesApi, digest_file
 from bot.filetypes import FileRefused, mime_type_for, precheck, sniff
+from bot.ledger import Ledger, open_run
+from bot.progress import Done, Failed, Finished, Outcome, Started
 from bot.publish_terminal import TerminalPublisher
 from bot.sanitize import clean_question
 from bot.settings import Settings
-from bot.store import Store, usage_columns
+from bot.store import Store
+from bot.surface import Subscriber, broadcast
 
 
 async def ask(settings: Settings, files: list[Path], question: str, *, out: Path, show_code: bool = True) -> int:
@@ -45,24 +47,24 @@ async def ask(settings: Settings, files: list[Path], question: str, *, out: Path
                     size=size,
                 )
                 inputs.append(InputFile(file_id, path.name, kind.name, size))
-            run_id = await store.create_run(
-                source="cli",
-                question=cleaned.text,
-                status="running",
-                model=settings.model,
-                tool_version=settings.code_execution.type,
-                files_in=len(inputs),
-            )
+            run_id = await open_run(store, settings, question=cleaned.text, files_in=len(inputs))
             publisher = TerminalPublisher(sys.stdout, files_api, out, show_code=show_code)
-            outcome = await publisher.publish(Engine(claude, settings).run(Job(cleaned.text, inputs)))
-            usage = outcome.usage
-            await store.update_run(
-                run_id,
-                status="succeeded" if isinstance(outcome, Done) else "failed",
-                **usage_columns(usage),
-                container_id=outcome.container_id,
-                error=None if isinstance(outcome, Done) else outcome.detail,
+            subscribers: tuple[Subscriber, ...] = (Ledger(store, files_api, run_id), publisher)
+            await broadcast(subscribers, Started())
+            outcome: Outcome | None = None
+            async for event in Engine(claude, settings).run(Job(cleaned.text, inputs)):
+                await broadcast(subscribers, event)
+                if isinstance(event, Done | Failed):
+                    outcome = event
+            if outcome is None:  # pragma: no cover - the engine always ends with Done or Failed
+                raise RuntimeError("the analysis ended without Done or Failed")
+            finished = Finished(
+                outcome.status if isinstance(outcome, Failed) else "succeeded",
+                outcome.detail if isinstance(outcome, Failed) else None,
+                code_runs=outcome.code_runs,
+                files_posted=publisher.files_posted,
             )
+            await broadcast(subscribers, finished)
             return 0 if isinstance(outcome, Done) else 1
         except FileRefused as refusal:
             print(f"slack-analyst ask: {str(refusal).replace('*', '')}", file=sys.stderr)

@@ -16,9 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
 from dotenv import load_dotenv
-from slack_sdk.errors import SlackApiError
 
 from bot.settings import ANALYST_LOG_LEVEL, PORT, Settings, SettingsError
 
@@ -80,10 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ, slack=True, http=args.http or not os.environ.get("SLACK_APP_TOKEN")
             )
             port = args.port if args.port is not None else _port_from_env()
-            from handlers.server import serve  # the Slack edge, imported only to serve
+            # The Slack edge, imported only to serve (the one place bot/ reaches handlers/).
+            from handlers.server import run_server
 
-            asyncio.run(serve(settings, port=port, http=args.http))
-            return 0
+            return run_server(settings, port=port, http=args.http)
         settings = Settings.from_env(os.environ, slack=False)
         from bot.ask import ask
 
@@ -91,14 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"slack-analyst: {error}", file=sys.stderr)
         return 2
-    except SlackApiError as error:
-        code = error.response.get("error", "unknown error")
-        print(f"slack-analyst: Slack refused the bot's credentials ({code}); check SLACK_BOT_TOKEN.", file=sys.stderr)
-        return 2
-    except aiohttp.ClientConnectionError as error:
-        url = os.environ.get("SLACK_API_URL") or "Slack"
-        print(f"slack-analyst: could not reach {url} ({error}); check the network or SLACK_API_URL.", file=sys.stderr)
-        return 1
     except OSError as error:
         print(f"slack-analyst: could not start: {error}", file=sys.stderr)
         return 1

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, cast
 
 # A Slack file link as it arrives in command text: <https://x.slack.com/files/U…/F…/name|label> or bare.
 _FILE_LINK = re.compile(r"<?https://[^\s|>]*?/files/[A-Z0-9]+/(F[A-Z0-9]+)(?:/[^\s|>]*)?(?:\|[^>]*)?>?")
 SUBCOMMANDS = ("help", "usage", "forget")
+CommandKind = Literal["analyze", "help", "usage", "forget"]
 
 
 @dataclass(frozen=True)
 class Command:
-    kind: str  # "analyze", "help", "usage" or "forget"
+    kind: CommandKind
     question: str = ""
     file_ids: tuple[str, ...] = ()
 
@@ -22,7 +24,7 @@ def parse_command(text: str) -> Command:
     with any Slack file links in it taken out as the files to analyse."""
     stripped = text.strip()
     if stripped.lower() in SUBCOMMANDS:
-        return Command(stripped.lower())
+        return Command(cast(CommandKind, stripped.lower()))
     file_ids = tuple(dict.fromkeys(_FILE_LINK.findall(stripped)))
     question = re.sub(r"\s{2,}", " ", _FILE_LINK.sub(" ", stripped)).strip()
     return Command("analyze", question=question, file_ids=file_ids)

@@ -28,9 +28,9 @@ import anthropic
 
 from bot.clients import anthropic_client
 from bot.engine import Engine, InputFile, Job
-from bot.events import Done, Failed
 from bot.files_api import FilesApi, digest_file
 from bot.pricing import estimated_cost
+from bot.progress import Done, Failed
 from bot.schema import MigrationError
 from bot.settings import Settings, SettingsError
 from bot.store import Store

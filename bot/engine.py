@@ -35,10 +35,10 @@ from bot.errors import (
     describe_tool_error,
     error_type,
 )
-from bot.events import (
+from bot.progress import (
+    AnalysisEvent,
     CodeWritten,
     Done,
-    Event,
     Failed,
     OutputFile,
     Retrying,
@@ -107,6 +107,7 @@ class _Turn:
 
     usage: Usage = field(default_factory=Usage)
     steps: int = 0
+    code_steps: set[int] = field(default_factory=set)  # steps that executed code
     step_of_tool_use: dict[str, int] = field(default_factory=dict)
     answer_parts: list[str] = field(default_factory=list)
     tool_errors: list[str] = field(default_factory=list)
@@ -320,7 +321,7 @@ class Engine:
         history = [{"role": m["role"], "content": [dict(b) for b in m["content"]]} for m in job.history]
         return [*history, {"role": "user", "content": content}]
 
-    async def run(self, job: Job) -> AsyncIterator[Event]:
+    async def run(self, job: Job) -> AsyncIterator[AnalysisEvent]:
         """Analyse ``job``, yielding progress events and ending with Done or Failed.
 
         A container the API no longer accepts (expired, unknown) is replaced by a fresh
@@ -354,7 +355,7 @@ class Engine:
                 yield self._failed(error, turn)
                 return
 
-    async def _converse(self, messages: list[dict[str, Any]], turn: _Turn, job: Job) -> AsyncIterator[Event]:
+    async def _converse(self, messages: list[dict[str, Any]], turn: _Turn, job: Job) -> AsyncIterator[AnalysisEvent]:
         """The API calls of one answer, continuing paused turns up to the cap."""
         turn.cache_anchors = cache_anchors(messages)
         for call in range(self.settings.max_continuations + 1):
@@ -388,7 +389,7 @@ class Engine:
 
     async def _call_with_retries(
         self, messages: list[dict[str, Any]], turn: _Turn
-    ) -> AsyncIterator[Event | anthropic.types.Message]:
+    ) -> AsyncIterator[AnalysisEvent | anthropic.types.Message]:
         """One API call, retried with backoff on overloads, rate limits, server errors and
         dropped connections — announcing each retry, so the thread can say Claude is busy.
         A partial answer from a broken attempt is discarded, never kept."""
@@ -415,7 +416,7 @@ class Engine:
 
     async def _stream_once(
         self, messages: list[dict[str, Any]], turn: _Turn
-    ) -> AsyncIterator[Event | anthropic.types.Message]:
+    ) -> AsyncIterator[AnalysisEvent | anthropic.types.Message]:
         """One streamed API call: yields events as blocks complete, then the final Message."""
         params = self.request_params(messages, turn.container_id, turn.cache_anchors)
         # The engine retries itself (announcing it), so the SDK's own retries are off here.
@@ -430,12 +431,14 @@ class Engine:
                         yield item
             yield await stream.get_final_message()
 
-    def _block_events(self, block: Any, turn: _Turn) -> list[Event]:
+    def _block_events(self, block: Any, turn: _Turn) -> list[AnalysisEvent]:
         if block.type == "server_tool_use":
             step = turn.step_of_tool_use.get(block.id, turn.steps)
             title, language, code = step_title(block)
             turn.answer_parts.clear()  # text before a step is narration, not the answer
             started = StepStarted(step, title, runs_code=block.name in ("code_execution", "bash_code_execution"))
+            if started.runs_code:
+                turn.code_steps.add(step)
             return [started, CodeWritten(step, language, code)] if code else [started]
         if block.type in WEB_RESULT_TYPES:
             step = turn.step_of_tool_use.get(block.tool_use_id, turn.steps)
@@ -511,6 +514,7 @@ class Engine:
             container_expires_at=turn.container_expires_at,
             usage=turn.usage,
             steps=turn.steps,
+            code_runs=len(turn.code_steps),
             container_id=turn.container_id,
         )
 
@@ -531,6 +535,7 @@ def _failure(turn: _Turn, message: str, *, retryable: bool, detail: str) -> Fail
         retryable=retryable,
         usage=turn.usage,
         steps=turn.steps,
+        code_runs=len(turn.code_steps),
         container_id=turn.container_id,
         detail=detail,
     )

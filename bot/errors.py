@@ -34,6 +34,10 @@ class UserFacingError(Exception):
         self.status = status
 
 
+class FileUnavailable(UserFacingError):
+    """The surface has no such file for the bot: never existed, deleted, or somewhere the bot isn't."""
+
+
 TOOL_ERRORS = {
     "execution_time_exceeded": "a step of the analysis ran longer than the sandbox allows",
     "output_file_too_large": "a file the analysis produced was too large to return",
@@ -131,27 +135,3 @@ def describe_anthropic_error(error: AnthropicFailure) -> Problem:
     if status >= 500:
         return Problem("Claude's service had an error. Try again in a few minutes.", True, detail)
     return Problem("Claude returned an unexpected error. Try again.", True, detail)
-
-
-SLACK_ERRORS = {
-    "ratelimited": ("Slack is rate-limiting the bot. Try again in a minute.", True),
-    "not_in_channel": ("I'm not a member of this channel. Invite me with `/invite @Analyst`.", False),
-    "channel_not_found": ("I can't see this channel. Invite me with `/invite @Analyst`.", False),
-    "file_not_found": ("Slack says that file no longer exists. Share it again.", False),
-    "missing_scope": (
-        "The bot lacks a Slack permission it needs; ask whoever runs it to reinstall it.",
-        False,
-    ),
-    "invalid_auth": (
-        "The bot's Slack token was rejected; ask whoever runs it to check SLACK_BOT_TOKEN.",
-        False,
-    ),
-    "not_authed": ("The bot's Slack token is missing; ask whoever runs it to check SLACK_BOT_TOKEN.", False),
-}
-
-
-def describe_slack_error(error_code: str) -> Problem:
-    message, retryable = SLACK_ERRORS.get(
-        error_code, (f"Slack returned an error (`{error_code}`). Try again in a minute.", True)
-    )
-    return Problem(message, retryable, f"slack: {error_code}")

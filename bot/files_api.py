@@ -15,8 +15,8 @@ from typing import Literal
 
 import anthropic
 
-from bot.events import OutputFile
 from bot.filetypes import safe_filename
+from bot.progress import OutputFile
 from bot.store import Store
 
 log = logging.getLogger(__name__)

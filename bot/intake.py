@@ -1,9 +1,9 @@
 """Getting a request's files into the Files API: checked, streamed, uploaded once.
 
 Every file is looked up and prechecked before anything is downloaded; accepted ones are
-streamed from Slack to a temporary file, checked by content and uploaded once per
-content. A conversation's files that Anthropic no longer has are fetched again from
-Slack when a fresh container needs them.
+streamed from the surface (:class:`bot.surface.FileSource`) to a temporary file, checked
+by content and uploaded once per content. A conversation's files that Anthropic no longer
+has are fetched again from the surface when a fresh container needs them.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-import aiohttp
 import anthropic
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import NOT_YOURS_TO_ANALYSE, may_analyse_file
 from bot.engine import InputFile
+from bot.errors import FileUnavailable
 from bot.files_api import FilesApi
 from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, safe_filename, sniff
 from bot.requests import SlackFile
 from bot.settings import Settings
-from bot.slack_files import FileUnavailable, complete_file, download
 from bot.store import ThreadFile
+from bot.surface import FileSource
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +32,9 @@ def as_input(file: ThreadFile) -> InputFile:
 
 
 class FileIntake:
-    def __init__(
-        self, settings: Settings, slack: AsyncWebClient, http: aiohttp.ClientSession, files_api: FilesApi
-    ) -> None:
+    def __init__(self, settings: Settings, source: FileSource, files_api: FilesApi) -> None:
         self.settings = settings
-        self.slack = slack
-        self.http = http
+        self.source = source
         self.files_api = files_api
 
     async def precheck(
@@ -50,7 +46,7 @@ class FileIntake:
         accepted: list[tuple[SlackFile, Kind]] = []
         refusals: list[str] = []
         for shared in files:
-            file = await complete_file(self.slack, shared)
+            file = await self.source.lookup(shared)
             if not may_analyse_file(file, asker=asker, conversation_id=conversation_id):
                 log.warning(
                     "refused file %s for %s in %s: not theirs, not shared here", file.id, asker, conversation_id
@@ -85,13 +81,7 @@ class FileIntake:
     async def _fetch_one(
         self, file: SlackFile, kind: Kind, workdir: Path, team_id: str, user_id: str, run_id: int | None
     ) -> ThreadFile:
-        local = await download(
-            self.http,
-            file,
-            token=self.settings.slack_bot_token or "",
-            max_bytes=self.settings.max_file_bytes,
-            directory=workdir,
-        )
+        local = await self.source.download(file, max_bytes=self.settings.max_file_bytes, directory=workdir)
         try:
             sniff(file.name, kind, local.head)
             file_id = await self.files_api.ensure_uploaded(

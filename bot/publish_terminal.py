@@ -1,19 +1,18 @@
 """The terminal publisher: the same progress events as Slack sees, printed for a person.
 
 Used by ``slack-analyst ask``: steps, code and output as they happen, then the answer,
-and the generated files saved to a folder.
+and the generated files saved to a folder. A subscriber of the run's events, beside the ledger.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
-from bot.events import CodeWritten, Done, Event, Failed, Retrying, StepOutput, StepStarted, TextWritten, Usage
 from bot.files_api import FilesApi
 from bot.filetypes import safe_filename
+from bot.progress import CodeWritten, Done, Failed, Retrying, RunEvent, StepOutput, StepStarted, Usage
 
 OUTPUT_LINES = 12
 
@@ -24,34 +23,30 @@ class TerminalPublisher:
         self.files_api = files_api
         self.save_to = save_to
         self.show_code = show_code
+        self.files_posted = 0  # files saved to ``save_to``
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
-    async def publish(self, events: AsyncIterator[Event]) -> Done | Failed:
-        async for event in events:
-            if isinstance(event, StepStarted):
-                self.say(f"▶ step {event.step}: {event.title}")
-            elif isinstance(event, CodeWritten) and self.show_code:
-                self.say(textwrap.indent(event.code.rstrip(), "    │ "))
-            elif isinstance(event, StepOutput):
-                self._output(event)
-            elif isinstance(event, Retrying):
-                self.say(f"  … {event.message} in {event.delay:.0f}s (attempt {event.attempt} of {event.of})")
-            elif isinstance(event, TextWritten):
-                continue  # the answer is printed whole at the end
-            elif isinstance(event, Usage):
-                self.say(
-                    f"  · tokens: {event.tokens:,} ({event.cache_read_tokens:,} read from the cache, "
-                    f"{event.output_tokens:,} out)"
-                )
-            elif isinstance(event, Done):
-                await self._done(event)
-                return event
-            elif isinstance(event, Failed):
-                self.say(f"\n✗ {event.message}")
-                return event
-        raise RuntimeError("the analysis ended without Done or Failed")
+    async def on(self, event: RunEvent) -> None:
+        if isinstance(event, StepStarted):
+            self.say(f"▶ step {event.step}: {event.title}")
+        elif isinstance(event, CodeWritten) and self.show_code:
+            self.say(textwrap.indent(event.code.rstrip(), "    │ "))
+        elif isinstance(event, StepOutput):
+            self._output(event)
+        elif isinstance(event, Retrying):
+            self.say(f"  … {event.message} in {event.delay:.0f}s (attempt {event.attempt} of {event.of})")
+        elif isinstance(event, Usage):
+            self.say(
+                f"  · tokens: {event.tokens:,} ({event.cache_read_tokens:,} read from the cache, "
+                f"{event.output_tokens:,} out)"
+            )
+        elif isinstance(event, Done):
+            await self._done(event)
+        elif isinstance(event, Failed):
+            self.say(f"\n✗ {event.message}")
+        # The answer is printed whole at the end, so TextWritten shows nothing.
 
     def _output(self, output: StepOutput) -> None:
         if output.error_code:
@@ -77,4 +72,5 @@ class TerminalPublisher:
                 path = await self.files_api.download(output, self.save_to)
                 target = self.save_to / safe_filename(output.filename, fallback="output")
                 path.replace(target)
+                self.files_posted += 1
                 self.say(f"saved {target}")

@@ -108,3 +108,13 @@ class AnalysisRequest:
     def dedupe_key(self) -> str:
         """One analysis per Slack message, however many events announce it."""
         return f"message:{self.channel_id}:{self.message_ts}"
+
+
+@dataclass(frozen=True)
+class Share:
+    """A person shared a file in a channel (remembered for ``/analyze`` without a link)."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    file_id: str

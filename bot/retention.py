@@ -69,3 +69,28 @@ class Sweeper:
                 log.warning("retention sweep failed; will try again: %r", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.sweep_interval_s)
+
+
+async def forget_user(store: Store, conversations: ConversationStore, files_api: FilesApi, user_id: str) -> str:
+    """Delete the person's files at Anthropic and their conversations; say what went."""
+    deleted_uploads = deleted_outputs = failed = 0
+    for row in await store.live_files_of_user(user_id):
+        if await files_api.delete(row["id"]) == "failed":
+            failed += 1
+            continue
+        if row["origin"] == "upload":
+            deleted_uploads += 1
+        else:
+            deleted_outputs += 1
+    forgotten = await conversations.delete_for_user(user_id)
+    parts = [
+        f"{deleted_uploads} file{'s' if deleted_uploads != 1 else ''} you shared",
+        f"{deleted_outputs} file{'s' if deleted_outputs != 1 else ''} your analyses produced",
+    ]
+    text = (
+        f"Deleted from Anthropic's Files API: {parts[0]} and {parts[1]}. "
+        f"Forgot the history of {forgotten} conversation{'s' if forgotten != 1 else ''} you started."
+    )
+    if failed:
+        text += f" {failed} file{'s' if failed != 1 else ''} could not be deleted just now; run this again later."
+    return text + " Messages already posted in Slack stay; delete them in Slack if you need to."

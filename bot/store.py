@@ -20,7 +20,7 @@ from typing import Any, TypedDict, TypeVar
 
 import sqlite_utils
 
-from bot.events import Usage
+from bot.progress import Usage
 from bot.quotas import DAY, HOUR, LedgerState, Limits, Refusal, check, run_tokens
 from bot.schema import (
     POST_KINDS,
@@ -51,7 +51,7 @@ class UsageColumns(TypedDict):
 
 
 def usage_columns(usage: Usage) -> UsageColumns:
-    """The ledger's usage columns of a run, from its total :class:`~bot.events.Usage`."""
+    """The ledger's usage columns of a run, from its total :class:`~bot.progress.Usage`."""
     return {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,

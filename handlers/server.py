@@ -12,22 +12,51 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 
-from bot.runtime import open_service
-from bot.service import AnalystService
+from bot.analyst import Analyst
+from bot.clients import anthropic_client
 from bot.settings import Settings
+from bot.store import Store
+from bot.surface import Clock
 from handlers.app import create_app
+from handlers.slack.clients import slack_client
+from handlers.slack.errors import slack_error_code
+from handlers.slack.surface import SlackSurface
 
 log = logging.getLogger(__name__)
 
 
-def http_app(app: AsyncApp, service: AnalystService, ready: asyncio.Event) -> web.Application:
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
+
+
+@contextlib.asynccontextmanager
+async def open_analyst(
+    settings: Settings, *, clock: Clock | None = None
+) -> AsyncIterator[tuple[Analyst, SlackSurface]]:
+    """The core, and Slack as its surface, ready for requests; the store and every client
+    close on exit."""
+    async with (
+        Store(settings.db_path, clock=clock) as store,
+        aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http,
+    ):
+        claude = anthropic_client(settings)
+        surface = SlackSurface(settings, slack_client(settings), http)
+        try:
+            yield Analyst(settings, store, claude, surface), surface
+        finally:
+            await claude.close()
+
+
+def http_app(app: AsyncApp, analyst: Analyst, ready: asyncio.Event) -> web.Application:
     """The aiohttp application for HTTP mode."""
 
     async def slack_events(request: web.Request) -> web.Response:
@@ -37,7 +66,7 @@ def http_app(app: AsyncApp, service: AnalystService, ready: asyncio.Event) -> we
     async def healthz(request: web.Request) -> web.Response:
         if not ready.is_set():
             return web.json_response({"ok": False, "status": "starting or stopping"}, status=503)
-        return web.json_response({"ok": True, "analyses_running": len(service.tasks)})
+        return web.json_response({"ok": True, "analyses_running": analyst.busy})
 
     web_app = web.Application(client_max_size=4 * 1024 * 1024)
     web_app.router.add_post("/slack/events", slack_events)
@@ -55,7 +84,7 @@ class RunningBot:
         http: bool,
         port: int = 3000,
         host: str = "0.0.0.0",  # noqa: S104 - a server listens on all interfaces
-        clock: Callable[[], float] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.http = http or not settings.socket_mode
@@ -66,7 +95,8 @@ class RunningBot:
         self._stack = contextlib.AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
-        self.service: AnalystService
+        self.analyst: Analyst
+        self.surface: SlackSurface
 
     @property
     def url(self) -> str:
@@ -77,16 +107,17 @@ class RunningBot:
         return f"http://{host}:{port}"
 
     async def start(self) -> RunningBot:
-        self.service = await self._stack.enter_async_context(open_service(self.settings, clock=self.clock))
-        await self.service.start()
-        app = create_app(self.settings, self.service, self.service.slack)
+        self.analyst, surface = await self._stack.enter_async_context(open_analyst(self.settings, clock=self.clock))
+        self.surface = surface
+        await self.analyst.start()
+        app = create_app(self.settings, self.analyst, surface)
         if self.http:
-            self._runner = web.AppRunner(http_app(app, self.service, self.ready), access_log=None)
+            self._runner = web.AppRunner(http_app(app, self.analyst, self.ready), access_log=None)
             await self._runner.setup()
             await web.TCPSite(self._runner, host=self.host, port=self.port).start()
             log.info("listening for Slack events at %s/slack/events", self.url)
         else:
-            self._socket = AsyncSocketModeHandler(app, self.settings.slack_app_token, web_client=self.service.slack)
+            self._socket = AsyncSocketModeHandler(app, self.settings.slack_app_token, web_client=surface.client)
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("connected to Slack over Socket Mode")
         self.ready.set()
@@ -97,17 +128,17 @@ class RunningBot:
         ``ANALYST_SHUTDOWN_GRACE_S``), then record the rest as interrupted and close."""
         grace = self.settings.shutdown_grace_s if grace is None else grace
         self.ready.clear()
-        self.service.stopping = True
+        self.analyst.stopping = True
         if self._runner is not None:
             await self._runner.shutdown()
         if self._socket is not None:
             await self._socket.disconnect_async()  # type: ignore[no-untyped-call]
-        if len(self.service.tasks):
-            log.info("waiting up to %.0fs for %d analyses to finish", grace, len(self.service.tasks))
-        if not await self.service.drain(grace):
+        if self.analyst.busy:
+            log.info("waiting up to %.0fs for %d analyses to finish", grace, self.analyst.busy)
+        if not await self.analyst.drain(grace):
             log.warning("analyses still running after the grace period; recording them as interrupted")
-            await self.service.tasks.cancel_all()
-        await self.service.stop_background()
+            await self.analyst.cancel_all()
+        await self.analyst.stop_background()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._socket is not None:
@@ -127,3 +158,19 @@ async def serve(settings: Settings, *, port: int, http: bool) -> None:
         log.info("shutting down")
     finally:
         await bot.stop()
+
+
+def run_server(settings: Settings, *, port: int, http: bool) -> int:
+    """``slack-analyst serve``: run the bot; the exit status, with a one-line reason on
+    stderr when Slack can't be reached or refuses the credentials."""
+    try:
+        asyncio.run(serve(settings, port=port, http=http))
+    except SlackApiError as error:
+        code = slack_error_code(error)
+        print(f"slack-analyst: Slack refused the bot's credentials ({code}); check SLACK_BOT_TOKEN.", file=sys.stderr)
+        return 2
+    except aiohttp.ClientConnectionError as error:
+        url = settings.slack_api_url or "Slack"
+        print(f"slack-analyst: could not reach {url} ({error}); check the network or SLACK_API_URL.", file=sys.stderr)
+        return 1
+    return 0

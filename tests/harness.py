@@ -83,7 +83,7 @@ class Harness:
 
         The limit only turns a hang into a failure; it is no speed assert, so it is far above
         what any test needs even on a loaded machine."""
-        assert await self.running.service.drain(timeout=SETTLE_LIMIT_S), (
+        assert await self.running.analyst.drain(timeout=SETTLE_LIMIT_S), (
             f"analyses still running after {SETTLE_LIMIT_S} s"
         )
 

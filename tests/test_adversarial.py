@@ -191,7 +191,7 @@ async def test_a_zero_row_csv_is_analysed_not_refused(harness: Harness, claude: 
     asked = await harness.mention("what drives churn?", files=[harness.file("none.csv", header_only)])
     assert len(claude.uploads_of(header_only)) == 1
     assert harness.replies(asked)
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] in ("succeeded", "failed") and run["finished_at"]
 
 
@@ -284,7 +284,7 @@ async def test_a_retried_event_runs_once(harness: Harness, slack: FakeSlack, cla
         assert status == 200
     await harness.settle()
     assert len(claude.message_requests) == requests
-    assert len(await harness.running.service.store.all_runs()) == 1
+    assert len(await harness.running.analyst.store.all_runs()) == 1
 
 
 # -- 9. Output file names with pings -------------------------------------------------------

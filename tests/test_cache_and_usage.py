@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, cast
@@ -19,9 +19,9 @@ import pytest
 
 from bot.conversation import cache_anchors, last_cacheable, with_cache_breakpoints
 from bot.engine import Engine
-from bot.events import Done, Event, Usage
 from bot.files_api import FilesApi
 from bot.pricing import estimated_cost, price_for
+from bot.progress import Done, Usage
 from bot.publish_terminal import TerminalPublisher
 from bot.quotas import tokens_used
 from bot.settings import Settings
@@ -112,7 +112,7 @@ async def test_a_five_turn_thread_reads_most_of_its_input_from_the_cache(
     assert split(answers[1])[0] >= split(answers[0])[1], "the first follow-up reads what the first call wrote"
     for turn, response in enumerate(answers[2:], start=3):
         assert read_share(response) >= 0.7, (turn, split(response))
-    runs = await harness.running.service.store.all_runs()
+    runs = await harness.running.analyst.store.all_runs()
     assert [r["status"] for r in runs] == ["succeeded"] * 5
     assert runs[-1]["cache_read_tokens"] > 2 * (runs[-1]["input_tokens"] + runs[-1]["cache_write_tokens"])
 
@@ -225,7 +225,7 @@ async def test_a_cached_follow_up_counts_its_cache_reads_against_the_daily_quota
     async with Harness(env, slack, claude) as harness:
         first = await harness.mention("what drives churn here?", files=[harness.file("s.csv", streaming_csv)])
         await harness.mention("now split that by country", thread_ts=first.thread_ts)
-        runs = await harness.running.service.store.all_runs()
+        runs = await harness.running.analyst.store.all_runs()
     assert runs[1]["cache_read_tokens"] > runs[1]["input_tokens"]  # the follow-up was mostly cached
     uncached = sum(r["input_tokens"] + r["output_tokens"] for r in runs)
     used = sum(r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"] + r["output_tokens"] for r in runs)
@@ -265,7 +265,7 @@ async def test_web_searches_and_fetches_reach_the_ledger_and_the_cost(
     ) as harness:
         asked = await harness.mention("how does our churn compare with the industry?")
         assert "above the industry" in harness.thread_text(asked)
-        [run] = await harness.running.service.store.all_runs()
+        [run] = await harness.running.analyst.store.all_runs()
         await slack.deliver_command(harness.events_url, text="usage")
         await harness.settle()
     assert (run["web_search_requests"], run["web_fetch_requests"]) == (3, 1)  # over both calls
@@ -289,12 +289,10 @@ def test_usage_events_add_up_server_tool_use() -> None:
 
 
 async def test_the_terminal_shows_every_token_of_a_call(tmp_path: Path) -> None:
-    async def events() -> AsyncIterator[Event]:
-        yield Usage(input_tokens=3, output_tokens=200, cache_read_tokens=9_000, cache_write_tokens=1_000)
-        yield Done(answer="ok", container_id=None, usage=Usage(), steps=0)
-
     out = io.StringIO()
-    await TerminalPublisher(out, cast(FilesApi, None), tmp_path).publish(events())
+    publisher = TerminalPublisher(out, cast(FilesApi, None), tmp_path)
+    await publisher.on(Usage(input_tokens=3, output_tokens=200, cache_read_tokens=9_000, cache_write_tokens=1_000))
+    await publisher.on(Done(answer="ok", container_id=None, usage=Usage(), steps=0))
     assert "tokens: 10,203 (9,000 read from the cache, 200 out)" in out.getvalue()
 
 

@@ -72,7 +72,7 @@ async def test_a_follow_up_reads_most_of_its_input_from_the_cache(
     harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
     await ask_then_follow_up(harness, streaming_csv)
-    _, second = await harness.running.service.store.all_runs()
+    _, second = await harness.running.analyst.store.all_runs()
     assert second["cache_read_tokens"] > 0
     assert second["cache_read_tokens"] > second["input_tokens"]
     body = claude.message_requests[-1].body
@@ -98,7 +98,7 @@ async def test_an_expired_container_is_replaced_without_the_user_noticing(
     assert len(uploads_in_newest_turn(retried.body)) == 1  # the thread's file, attached again
     assert "sandbox was reset" in prompt_text(retried.body["messages"][-1])
     assert len(claude.uploads_of(streaming_csv)) == 1  # still at the Files API: not uploaded again
-    runs = await harness.running.service.store.all_runs()
+    runs = await harness.running.analyst.store.all_runs()
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     assert runs[1]["container_id"] != old
 
@@ -108,7 +108,7 @@ async def test_a_container_past_its_reported_expiry_is_still_reused(
 ) -> None:
     first = await harness.mention("what drives churn here?", files=[harness.file("streaming.csv", streaming_csv)])
     container = claude.responses[0]["container"]["id"]
-    store = harness.running.service.store
+    store = harness.running.analyst.store
     await store.call(lambda: store.db.execute("UPDATE threads SET container_expires_at = '2020-01-01T00:00:00+00:00'"))
     claude.advance_clock(timedelta(days=20))  # long past expires_at, well within the 30 days it stays restorable
     await harness.mention("now split that by country", thread_ts=first.thread_ts)
@@ -157,7 +157,7 @@ async def test_files_attached_to_a_follow_up_join_the_thread(
     [new_upload] = uploads_in_newest_turn(body)
     assert claude.files[new_upload].data == prices
     assert body["container"] == claude.responses[0]["container"]["id"]
-    conversation = await harness.running.service.conversations.get(f"C0DATA:{first.thread_ts}")
+    conversation = await harness.running.analyst.parts.conversations.get(f"C0DATA:{first.thread_ts}")
     assert conversation is not None
     assert sorted(f.filename for f in conversation.files) == ["prices.csv", "streaming.csv"]
     container = claude.containers[body["container"]]

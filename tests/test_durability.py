@@ -37,7 +37,7 @@ async def test_a_duplicate_socket_mode_envelope_is_acknowledged_and_not_run_twic
         assert first["envelope_id"] != again["envelope_id"]  # both acknowledged
         await harness.settle()
         assert len(claude.message_requests) == 1
-        assert len(await harness.running.service.store.all_runs()) == 1
+        assert len(await harness.running.analyst.store.all_runs()) == 1
         answers = [m for m in slack.thread("C0DATA", message["ts"]) if m.bot_id and "The answer is 42." in m.text]
         assert len(answers) == 1
 
@@ -71,7 +71,7 @@ async def test_529_three_times_then_success(harness: Harness, claude: FakeAnthro
     assert "Claude is busy right now — trying again (attempt 4 of 5)" in text
     assert "The answer is 42." in text
     assert [r.status for r in claude.message_requests] == [529, 529, 529, 200]
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "succeeded"
 
 
@@ -102,7 +102,7 @@ async def test_a_run_past_its_deadline_is_stopped_with_a_message(
         asked = await harness.mention("what is 6 times 7?")
         gate.set()
         assert "took longer than its limit of 1 second, so I stopped it" in harness.thread_text(asked)
-        [run] = await harness.running.service.store.all_runs()
+        [run] = await harness.running.analyst.store.all_runs()
         assert run["status"] == "failed" and "deadline" in run["error"]
 
 
@@ -149,7 +149,7 @@ async def test_a_hundred_concurrent_analyses_from_fifty_people(
         results = await asyncio.gather(*(harness.deliver(e) for e in envelopes))
         assert all(status == 200 for status, _ in results)
         await harness.settle()
-        runs = await harness.running.service.store.all_runs()
+        runs = await harness.running.analyst.store.all_runs()
     assert len(runs) == 100 and {r["status"] for r in runs} == {"succeeded"}
     per_person = {p: sum(r["user_id"] == p for r in runs) for p in people}
     assert set(per_person.values()) == {2}

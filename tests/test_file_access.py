@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.access import may_analyse_file
 from bot.requests import AnalysisRequest, SlackFile
-from bot.slack_payloads import request_from_message
+from handlers.slack.payloads import request_from_message
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.harness import Harness

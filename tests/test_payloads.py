@@ -1,6 +1,6 @@
 """Slack event payloads → analysis requests."""
 
-from bot.slack_payloads import request_from_mention, request_from_message
+from handlers.slack.payloads import request_from_mention, request_from_message
 
 FILE = {
     "id": "F1",

@@ -120,7 +120,7 @@ async def test_over_the_limit_the_asker_is_told_privately_and_claude_is_not_call
         [note] = [e for e in slack.ephemerals("C0DATA", "U0ALICE") if "limit of 1 analyses per hour" in e.text]
         assert re.search(r"<!date\^\d+\^\{time\}\|\d\d:\d\d UTC>", note.text)
         assert "no_entry_sign" in slack.message("C0DATA", refused.ts).reactions
-        runs = await harness.running.service.store.all_runs()
+        runs = await harness.running.analyst.store.all_runs()
         assert [r["status"] for r in runs] == ["succeeded", "refused"]
         assert runs[1]["error"].startswith("ANALYST_RUNS_PER_HOUR")
 
@@ -138,7 +138,7 @@ async def test_twenty_concurrent_mentions_from_one_person_run_exactly_three(
         statuses = await asyncio.gather(*(harness.deliver(e) for e in asked))
         assert all(status == 200 for status, _ in statuses)
         await harness.settle()
-        runs = await harness.running.service.store.all_runs()
+        runs = await harness.running.analyst.store.all_runs()
         assert sum(r["status"] == "succeeded" for r in runs) == 3
         assert sum(r["status"] == "refused" for r in runs) == 17
         assert len({prompt_text(r.body["messages"][-1]) for r in claude.message_requests}) == 3
@@ -152,7 +152,7 @@ async def test_admins_are_exempt_from_per_person_limits(
     async with Harness({**env, "ANALYST_RUNS_PER_HOUR": "1", "ANALYST_ADMINS": "U0ALICE"}, slack, claude) as harness:
         for question in ("what is 2+2?", "what is 3+3?"):
             await harness.mention(question)
-        runs = await harness.running.service.store.all_runs()
+        runs = await harness.running.analyst.store.all_runs()
         assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
 
 
@@ -160,15 +160,15 @@ async def test_beyond_the_process_cap_requests_queue_and_are_told_their_place(
     env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
     async with Harness({**env, "ANALYST_MAX_CONCURRENT": "1"}, slack, claude) as harness:
-        queue = harness.running.service.queue
+        queue = harness.running.analyst.parts.queue
         async with queue.slot():  # another analysis holds the only slot
             asked = await harness.mention("what is 2+2?", settle=False)
             await slack.wait_for(lambda: "number 1 in the queue" in harness.thread_text(asked), what="queue notice")
             assert claude.requests == []
-            [run] = await harness.running.service.store.all_runs()
+            [run] = await harness.running.analyst.store.all_runs()
             assert run["status"] == "queued"
         await harness.settle()
-        [run] = await harness.running.service.store.all_runs()
+        [run] = await harness.running.analyst.store.all_runs()
         assert run["status"] == "succeeded"
 
 

@@ -1,6 +1,7 @@
 """Rendering Claude's Markdown for Slack: tables, splitting, neutralising."""
 
-from bot.render import (
+from bot.sanitize import ZWSP
+from handlers.slack.render import (
     MARKDOWN_BLOCK_LIMIT,
     answer_messages,
     code_listing,
@@ -8,7 +9,6 @@ from bot.render import (
     tables_to_monospace,
     title_from_filename,
 )
-from bot.sanitize import ZWSP
 
 TABLE = """## Churn by tier
 

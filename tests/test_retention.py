@@ -12,7 +12,7 @@ from tests.harness import Harness
 
 def later(harness: Harness, seconds: float) -> None:
     """Move the bot's clock forward (the ledger's and the sweeper's notion of now)."""
-    store = harness.running.service.store
+    store = harness.running.analyst.store
     start = store.clock()
     store.clock = lambda: start + seconds
 
@@ -21,9 +21,9 @@ async def test_the_sweeper_deletes_expired_files_and_is_idempotent(
     harness: Harness, claude: FakeAnthropic, streaming_csv: bytes
 ) -> None:
     await harness.mention("what drives churn?", files=[harness.file("s.csv", streaming_csv)])
-    ours = {r["id"] for r in await harness.running.service.store.files()}
+    ours = {r["id"] for r in await harness.running.analyst.store.files()}
     assert len(ours) >= 2  # the upload and the chart
-    sweeper = harness.running.service.sweeper
+    sweeper = harness.running.analyst.sweeper
     report = await sweeper.sweep_once()
     assert report.files_deleted == 0  # nothing is old enough yet
     later(harness, 25 * 3600)
@@ -43,9 +43,9 @@ async def test_a_file_already_gone_at_anthropic_is_just_recorded(
     [upload] = claude.uploads_of(streaming_csv)
     claude.files[upload.file_id].deleted = True
     later(harness, 25 * 3600)
-    report = await harness.running.service.sweeper.sweep_once()
+    report = await harness.running.analyst.sweeper.sweep_once()
     assert report.files_already_gone == 1 and report.files_failed == 0
-    rows = {r["id"]: r for r in await harness.running.service.store.files()}
+    rows = {r["id"]: r for r in await harness.running.analyst.store.files()}
     assert rows[upload.file_id]["deleted_at"] is not None
 
 
@@ -55,9 +55,9 @@ async def test_a_failed_delete_is_retried_on_the_next_sweep(
     await harness.mention("what drives churn?", files=[harness.file("s.csv", streaming_csv)])
     later(harness, 25 * 3600)
     claude.fail_next("files.delete", status=400, times=1)
-    first = await harness.running.service.sweeper.sweep_once()
+    first = await harness.running.analyst.sweeper.sweep_once()
     assert first.files_failed == 1
-    second = await harness.running.service.sweeper.sweep_once()
+    second = await harness.running.analyst.sweeper.sweep_once()
     assert second.files_deleted == 1 and all(f.deleted for f in claude.files.values())
 
 
@@ -74,7 +74,7 @@ async def test_fractional_ttl_and_the_sweep_survives_a_restart(
     restarted = Harness(settings, slack, claude)
     restarted.clock_offset = 3600
     async with restarted:
-        sweeper = restarted.running.service.sweeper
+        sweeper = restarted.running.analyst.sweeper
         await asyncio.wait_for(sweeper.swept.wait(), timeout=30)
     assert all(f.deleted for f in claude.files.values())
 
@@ -87,13 +87,13 @@ async def test_uploads_carry_an_expiry_when_the_ttl_allows(harness: Harness, cla
 
 async def test_history_is_deleted_after_its_days(harness: Harness, streaming_csv: bytes) -> None:
     asked = await harness.mention("what drives churn?", files=[harness.file("s.csv", streaming_csv)])
-    conversations = harness.running.service.conversations
+    conversations = harness.running.analyst.parts.conversations
     key = f"C0DATA:{asked.thread_ts}"
     later(harness, 29 * 86400)
-    await harness.running.service.sweeper.sweep_once()
+    await harness.running.analyst.sweeper.sweep_once()
     assert await conversations.get(key) is not None
     later(harness, 31 * 86400)
-    report = await harness.running.service.sweeper.sweep_once()
+    report = await harness.running.analyst.sweeper.sweep_once()
     assert report.conversations_deleted == 1 and await conversations.get(key) is None
 
 

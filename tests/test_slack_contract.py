@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from bot.clients import SLACK_TIMEOUT_S, slack_client, upload_client, upload_timeout_s
-from bot.events import StepOutput
-from bot.publish_slack import TASK_OUTPUT_LIMIT, render_progress, step_summary
+from bot.progress import StepOutput
 from bot.requests import AnalysisRequest
+from bot.schema import PostKind
 from bot.settings import Settings
+from handlers.slack.clients import SLACK_TIMEOUT_S, slack_client, upload_client, upload_timeout_s
+from handlers.slack.progress import TASK_OUTPUT_LIMIT, render_progress, step_summary
+from handlers.slack.publisher import SlackPublisher
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Code, Hold, Refuse, Text, output_files_code, scripted
 from tests.fakes.slack import FakeSlack
@@ -35,7 +37,7 @@ def generated_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def later(harness: Harness, seconds: float) -> None:
     """Move the bot's clock forward (the ledger's and the sweeper's notion of now)."""
-    store = harness.running.service.store
+    store = harness.running.analyst.store
     start = store.clock()
     store.clock = lambda: start + seconds
 
@@ -55,14 +57,14 @@ async def test_a_chart_whose_download_breaks_keeps_the_answer_the_conversation_a
     assert f"I couldn't attach *{CHART}* (fetching it from Claude's sandbox failed)" in text
     assert "ask me in this thread to post it again" in text
     assert not any(f["name"] == CHART for f in harness.thread_files(asked))
-    service = harness.running.service
-    [run] = await service.store.all_runs()
+    analyst = harness.running.analyst
+    [run] = await analyst.store.all_runs()
     assert run["status"] == "succeeded" and run["files_out"] == 0
     assert "white_check_mark" in slack.message("C0DATA", asked.ts).reactions
 
     # Every generated file is in the retention ledger, posted or not.
     [chart] = [f for f in claude.generated_files if f.filename == CHART]
-    assert [r["id"] for r in generated_rows(await service.store.files())] == [chart.id]
+    assert [r["id"] for r in generated_rows(await analyst.store.files())] == [chart.id]
 
     # The exchange was recorded: a follow-up continues in the same container, with the history.
     await harness.mention("now split that by country", thread_ts=asked.thread_ts)
@@ -73,7 +75,7 @@ async def test_a_chart_whose_download_breaks_keeps_the_answer_the_conversation_a
 
     # The retention sweep later deletes the file that was never posted.
     later(harness, 25 * 3600)
-    await service.sweeper.sweep_once()
+    await analyst.sweeper.sweep_once()
     assert claude.files[chart.id].deleted
 
 
@@ -81,18 +83,18 @@ async def test_files_of_a_run_that_then_fails_are_still_deleted_later(harness: H
     claude.script = scripted(Code(output_files_code("chart.png")), Refuse())
     asked = await harness.mention("chart it, then decline")
     assert "Claude declined" in harness.thread_text(asked)
-    service = harness.running.service
-    [run] = await service.store.all_runs()
+    analyst = harness.running.analyst
+    [run] = await analyst.store.all_runs()
     assert run["status"] == "failed"
     [chart] = claude.generated_files
-    assert [r["id"] for r in generated_rows(await service.store.files())] == [chart.id]
+    assert [r["id"] for r in generated_rows(await analyst.store.files())] == [chart.id]
     later(harness, 25 * 3600)
-    await service.sweeper.sweep_once()
+    await analyst.sweeper.sweep_once()
     assert claude.files[chart.id].deleted
 
 
 def stall_uploads(harness: Harness, slack: FakeSlack) -> None:
-    harness.running.service.uploads.timeout = 1  # the stalled upload times out quickly
+    harness.running.surface.uploads.timeout = 1  # the stalled upload times out quickly
     slack.fail_next("upload", mode="stall")
 
 
@@ -127,12 +129,12 @@ async def test_a_chart_that_fails_to_arrive_costs_only_that_file(
     assert "Free" in answers(harness, asked)[0]
     assert f"I couldn't attach *{CHART}* ({reason})" in harness.thread_text(asked)
     assert any(f["name"] == "analysis_code.py" for f in harness.thread_files(asked))  # the rest still arrives
-    service = harness.running.service
-    [run] = await service.store.all_runs()
+    analyst = harness.running.analyst
+    [run] = await analyst.store.all_runs()
     assert run["status"] == "succeeded", run["error"]
-    conversation = await service.conversations.get(f"C0DATA:{asked.thread_ts}")
+    conversation = await analyst.parts.conversations.get(f"C0DATA:{asked.thread_ts}")
     assert conversation is not None and [t["role"] for t in conversation.turns] == ["user", "assistant"]
-    assert {r["filename"] for r in generated_rows(await service.store.files())} == {CHART}
+    assert {r["filename"] for r in generated_rows(await analyst.store.files())} == {CHART}
 
 
 async def test_the_code_listing_failing_to_upload_is_said_too(
@@ -144,7 +146,7 @@ async def test_the_code_listing_failing_to_upload_is_said_too(
     text = harness.thread_text(asked)
     assert "The answer is 42." in text
     assert "I couldn't attach the code the analysis ran (the upload to Slack failed)" in text
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "succeeded"
 
 
@@ -166,11 +168,16 @@ def test_the_upload_timeout_fits_the_largest_output_file(env: dict[str, str]) ->
 
 
 async def test_uploads_go_through_the_client_sized_for_them(harness: Harness) -> None:
-    service = harness.running.service
+    surface, analyst = harness.running.surface, harness.running.analyst
     request = AnalysisRequest("T0TEAM", "C0DATA", "U0ALICE", "1.000100", "1.000100", "hi")
-    publisher = service.publisher_for(request)
-    assert publisher.uploads is service.uploads and publisher.client is service.slack
-    assert service.uploads.timeout == upload_timeout_s(service.settings.max_output_file_mb)
+
+    async def posted(kind: PostKind, ref: str) -> None:
+        return None
+
+    publisher = surface.publisher(request, posted, analyst.parts.files_api)
+    assert isinstance(publisher, SlackPublisher)
+    assert publisher.uploads is surface.uploads and publisher.client is surface.client
+    assert surface.uploads.timeout == upload_timeout_s(analyst.settings.max_output_file_mb)
 
 
 # -- progress that outlives Slack's stream ---------------------------------------------------
@@ -216,7 +223,7 @@ async def test_progress_that_outlives_the_stream_ends_in_the_same_message(
     assert all(task.startswith(":white_check_mark: ") for task in tasks), tasks
     assert summary == "Done: 4 steps."  # two files written, two runs
     assert "42" in answers(harness, asked)[0]
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "succeeded"
 
 

@@ -45,7 +45,7 @@ async def test_mention_with_csv_gets_interpretation_chart_and_code_in_the_thread
     uploads = [b for b in first["messages"][-1]["content"] if b["type"] == "container_upload"]
     assert len(uploads) == 1
     # The ledger has a finished run with its usage.
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "succeeded"
     assert run["input_tokens"] > 0 and run["output_tokens"] > 0
     assert run["files_out"] >= 1 and run["code_executions"] >= 1
@@ -77,7 +77,7 @@ async def test_a_mention_delivered_as_both_events_is_analysed_once(
     answers = [m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]
     assert len(answers) == 1
     assert len({prompt_text(r.body["messages"][0]) for r in claude.message_requests}) == 1
-    assert len(await harness.running.service.store.all_runs()) == 1
+    assert len(await harness.running.analyst.store.all_runs()) == 1
     assert len(slack.calls_to("reactions.add")) == 2  # :eyes: then ✅, once each
 
 
@@ -131,7 +131,7 @@ async def test_a_mention_with_no_file_and_no_question_gets_a_how_to(
     [reply] = harness.replies(asked)
     assert "Share a data file" in slack.visible_text(reply)
     assert claude.requests == []
-    assert await harness.running.service.store.all_runs() == []
+    assert await harness.running.analyst.store.all_runs() == []
 
 
 async def test_a_question_without_a_file_is_still_answered(harness: Harness, claude: FakeAnthropic) -> None:
@@ -139,7 +139,7 @@ async def test_a_question_without_a_file_is_still_answered(harness: Harness, cla
     assert claude.uploads == []
     assert all(b["type"] != "container_upload" for b in claude.message_requests[0].body["messages"][0]["content"])
     assert harness.replies(asked)
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] in ("succeeded", "failed") and run["finished_at"]
 
 
@@ -153,7 +153,7 @@ async def test_an_oversized_file_is_refused_before_download(
     assert len(harness.replies(asked)) == 1  # just the refusal: no work was started
     assert slack.downloads == []
     assert claude.requests == []
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "refused"
     assert "warning" in slack.message(asked.channel, asked.ts).reactions
 
@@ -249,7 +249,7 @@ async def test_a_login_page_instead_of_the_file_is_reported(
     progress = next(m for m in harness.replies(asked) if m.stream is not None)
     assert progress.stream.tasks["prepare"].status == "error"  # nothing is left spinning
     assert claude.requests == []
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "failed" and "text/html" in run["error"]
 
 
@@ -313,7 +313,7 @@ async def test_a_refusal_is_explained(harness: Harness, slack: FakeSlack, claude
     claude.script = scripted(Refuse())
     asked = await harness.mention("do something bad")
     assert "declined" in harness.thread_text(asked)
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "failed" and "refusal" in run["error"]
     assert "warning" in slack.message(asked.channel, asked.ts).reactions
 
@@ -343,7 +343,7 @@ async def test_anthropic_outage_ends_as_a_clear_message_and_a_failed_run(
     async with Harness({**env, "ANALYST_ANTHROPIC_MAX_RETRIES": "1"}, slack, claude) as harness:
         asked = await harness.mention("anything?")
         assert "Claude's service had an error. Try again in a few minutes." in harness.thread_text(asked)
-        [run] = await harness.running.service.store.all_runs()
+        [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "failed" and "500" in run["error"]
     assert len(claude.message_requests) == 2  # the first try and one SDK retry
 
@@ -415,7 +415,7 @@ async def test_a_stream_broken_mid_answer_is_reported_not_posted_half(
     async with Harness({**env, "ANALYST_ANTHROPIC_MAX_RETRIES": "0"}, slack, claude) as harness:
         asked = await harness.mention("churn?", files=[harness.file("s.csv", streaming_csv)])
         text = harness.thread_text(asked)
-        [run] = await harness.running.service.store.all_runs()
+        [run] = await harness.running.analyst.store.all_runs()
     assert "connection to Claude broke" in text
     assert not [m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]
     assert run["status"] == "failed" and "stream broken" in run["error"]
@@ -459,7 +459,7 @@ async def test_a_retried_delivery_is_not_run_twice(
     status, _ = await harness.deliver(asked.envelope, retry_num=1, retry_reason="http_timeout")
     assert status == 200
     await harness.settle()
-    assert len(await harness.running.service.store.all_runs()) == 1
+    assert len(await harness.running.analyst.store.all_runs()) == 1
     assert len([m for m in harness.replies(asked) if m.blocks and m.blocks[0]["type"] == "markdown"]) == 1
 
 
@@ -472,7 +472,7 @@ async def test_a_file_anthropic_no_longer_has_is_uploaded_again(
     asked = await harness.mention("again?", files=[harness.file("s.csv", streaming_csv)])
     assert len(claude.uploads_of(streaming_csv)) == 2
     assert "Free" in harness.thread_text(asked)
-    rows = {r["id"]: r for r in await harness.running.service.store.files()}
+    rows = {r["id"]: r for r in await harness.running.analyst.store.files()}
     assert rows[first.file_id]["deleted_at"] is not None
 
 
@@ -483,7 +483,7 @@ async def test_replies_never_unfurl_links_and_the_ledger_counts_code_runs(
     posts = slack.calls_to("chat.postMessage")
     assert posts and all(c.params.get("unfurl_links") in (False, "false", "0") for c in posts)
     assert all(c.params.get("unfurl_media") in (False, "false", "0") for c in posts)
-    [run] = await harness.running.service.store.all_runs()
+    [run] = await harness.running.analyst.store.all_runs()
     assert run["code_executions"] == 2  # the analyst script runs two programs (plus two file edits)
 
 

@@ -165,7 +165,7 @@ async def test_analyze_usage_matches_the_ledger(harness: Harness, slack: FakeSla
     await harness.mention("summarise", files=[harness.file("s2.csv", streaming_csv)])
     await command(harness, "usage")
     [usage] = [t for t in ephemeral_texts(slack) if "Your analyses" in t]
-    runs = [r for r in await harness.running.service.store.all_runs() if r["user_id"] == "U0ALICE"]
+    runs = [r for r in await harness.running.analyst.store.all_runs() if r["user_id"] == "U0ALICE"]
     total = sum(run_tokens(r) for r in runs)  # every input token, cached or not, and output
     assert f"last hour: 2 runs, {total:,} tokens" in usage
     assert re.search(r"≈ \$\d+\.\d\d", usage)
@@ -176,7 +176,7 @@ async def test_analyze_forget_deletes_files_and_history(
 ) -> None:
     asked = await harness.mention("what drives churn?", files=[harness.file("s.csv", streaming_csv)])
     bobs = await harness.mention("summarise", files=[harness.file("b.csv", b"a,b\n1,2\n3,4\n")], user="U0BOB")
-    alice_files = {r["id"] for r in await harness.running.service.store.live_files_of_user("U0ALICE")}
+    alice_files = {r["id"] for r in await harness.running.analyst.store.live_files_of_user("U0ALICE")}
     assert len(alice_files) >= 2  # her upload and the chart her analysis made
     await command(harness, "forget")
     [said] = [t for t in ephemeral_texts(slack) if "Deleted" in t]
@@ -184,6 +184,6 @@ async def test_analyze_forget_deletes_files_and_history(
     for file_id in alice_files:
         assert claude.files[file_id].deleted
     assert any(r.method == "DELETE" for r in claude.requests)
-    conversations = harness.running.service.conversations
+    conversations = harness.running.analyst.parts.conversations
     assert await conversations.get(f"C0DATA:{asked.thread_ts}") is None
     assert await conversations.get(f"C0DATA:{bobs.thread_ts}") is not None  # Bob's stays

@@ -66,11 +66,11 @@ async def bot(live_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Running
 
 async def forget_files(running: RunningBot) -> None:
     """Delete what the run left in the Files API (the retention sweep would, a day later)."""
-    store = running.service.store
+    store = running.analyst.store
     for row in await store.files():
         if not row.get("deleted_at"):
             try:
-                await running.service.claude.files.delete(row["id"])
+                await running.analyst.parts.files_api.client.files.delete(row["id"])
             except anthropic.APIError as error:  # cleanup must not hide the test's outcome
                 print(f"could not delete {row['id']}: {error!r}")
 
@@ -81,7 +81,7 @@ async def bot_replies(person: AsyncWebClient, channel: str, thread_ts: str, bot_
 
 
 async def finished_run(running: RunningBot, after: int) -> dict[str, Any] | None:
-    runs = [r for r in await running.service.store.all_runs() if r["id"] > after and r["status"] in TERMINAL_STATUSES]
+    runs = [r for r in await running.analyst.store.all_runs() if r["id"] > after and r["status"] in TERMINAL_STATUSES]
     return runs[-1] if runs else None
 
 
@@ -90,7 +90,7 @@ async def test_a_mention_with_a_csv_is_answered_and_a_follow_up_reuses_the_conta
 ) -> None:
     channel = live_env["LIVE_SLACK_CHANNEL"]
     person = AsyncWebClient(token=live_env["LIVE_SLACK_USER_TOKEN"])
-    bot_user = (await bot.service.slack.auth_test())["user_id"]
+    bot_user = (await bot.surface.client.auth_test())["user_id"]
 
     # A person shares streaming.csv with a mention of the bot.
     upload = await person.files_upload_v2(
@@ -118,12 +118,12 @@ async def test_a_mention_with_a_csv_is_answered_and_a_follow_up_reuses_the_conta
     assert "churn" in text.lower() and "%" in text, text[:2000]
     charts = [f for m in replies for f in m.get("files", []) if f.get("mimetype", "").startswith("image/")]
     assert charts, "no chart in the thread"
-    posts = await bot.service.store.posts_of_run(first["id"])
+    posts = await bot.analyst.store.posts_of_run(first["id"])
     assert {p["kind"] for p in posts} >= {"message", "file"}, posts
-    files = await bot.service.store.files()
+    files = await bot.analyst.store.files()
     assert {f["origin"] for f in files} >= {"upload", "generated"}, files
     assert first["input_tokens"] > 0 and first["code_executions"] > 0
-    conversation = await bot.service.conversations.get(thread_key(channel, thread_ts))
+    conversation = await bot.analyst.parts.conversations.get(thread_key(channel, thread_ts))
     assert conversation is not None and conversation.container_id
 
     # A follow-up in the thread runs in the same container.

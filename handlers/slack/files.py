@@ -1,4 +1,5 @@
-"""Fetching the files people share: metadata from Slack, bytes streamed to disk.
+"""Fetching the files people share: metadata from Slack, bytes streamed to disk (the
+core's :class:`bot.surface.FileSource`, for Slack).
 
 A download never holds the file in memory: it is streamed in chunks into a temporary
 file while its SHA-256 is computed and its size is checked against the limit (Slack's
@@ -10,37 +11,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import UserFacingError, describe_slack_error
+from bot.errors import FileUnavailable, UserFacingError
 from bot.filetypes import FileRefused, describe_size, display_name
 from bot.requests import SlackFile
+from bot.surface import DownloadedFile
+from handlers.slack.errors import describe_slack_error
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
 SNIFF_BYTES = 8 * 1024
-
-
-@dataclass(frozen=True)
-class DownloadedFile:
-    """A Slack file on local disk."""
-
-    slack_id: str
-    name: str
-    path: Path
-    size: int
-    sha256: str
-    head: bytes  # the first bytes, for type sniffing
-
-
-class FileUnavailable(UserFacingError):
-    """Slack has no such file for the bot: never existed, deleted, or somewhere the bot isn't."""
 
 
 # files.info's documented errors for a file that isn't there (docs: api.slack.com/methods/files.info).
@@ -126,3 +112,18 @@ async def download(
         path.unlink(missing_ok=True)
         raise
     return DownloadedFile(file.id, file.name, path, size, digest.hexdigest(), head)
+
+
+class SlackFiles:
+    """The :class:`bot.surface.FileSource` of a Slack workspace."""
+
+    def __init__(self, client: AsyncWebClient, http: aiohttp.ClientSession, *, token: str) -> None:
+        self.client = client
+        self.http = http
+        self._token = token
+
+    async def lookup(self, file: SlackFile) -> SlackFile:
+        return await complete_file(self.client, file)
+
+    async def download(self, file: SlackFile, *, max_bytes: int, directory: Path) -> DownloadedFile:
+        return await download(self.http, file, token=self._token, max_bytes=max_bytes, directory=directory)

@@ -1,4 +1,4 @@
-"""``/analyze``: acknowledged at once (Slack waits 3 s), the work handed to the service."""
+"""``/analyze``: acknowledged at once (Slack waits 3 s), the work handed to the analyst."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.analyst import Analyst
 from bot.commands import parse_command
-from bot.service import AnalystService
-from bot.slash import SlashCommands, SlashRequest
+from handlers.slack.slash import SlashCommands, SlashRequest
+from handlers.slack.surface import SlackSurface
 
 ACK_TEXT = {
     "analyze": "On it — I'll post the analysis in this channel.",
@@ -17,8 +18,8 @@ ACK_TEXT = {
 }
 
 
-def register(app: AsyncApp, service: AnalystService) -> None:
-    commands = SlashCommands(service)
+def register(app: AsyncApp, analyst: Analyst, surface: SlackSurface) -> None:
+    commands = SlashCommands(analyst, surface)
 
     @app.command("/analyze")
     async def on_analyze(ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -36,4 +37,4 @@ def register(app: AsyncApp, service: AnalystService) -> None:
             await ack(response_type="ephemeral", text=commands.help(request.command))
             return
         await ack(response_type="ephemeral", text=ACK_TEXT[kind])
-        service.tasks.spawn(commands.handle(request), name=f"{request.command} {kind}")
+        analyst.spawn(commands.handle(request), name=f"{request.command} {kind}")

@@ -7,10 +7,9 @@ request (same channel and ts), and the service runs it once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from bot.requests import AnalysisRequest, SlackFile
+from bot.requests import AnalysisRequest, Share, SlackFile
 from bot.sanitize import mentions_user
 from bot.schema import RunSource
 
@@ -94,16 +93,6 @@ def request_from_assistant_message(
     if is_from_a_bot(event, bot_user_id) or event.get("subtype") not in (None, "file_share"):
         return None
     return _request(event, team_id=team_id, source="assistant", event_id=event_id)
-
-
-@dataclass(frozen=True)
-class Share:
-    """A person shared a file in a channel (remembered for ``/analyze`` without a link)."""
-
-    team_id: str
-    channel_id: str
-    user_id: str
-    file_id: str
 
 
 def shares_in_message(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> list[Share]:

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import NOT_YOURS_TO_ANALYSE, access_refusal, may_analyse_file
+from bot.analyst import Analyst
 from bot.commands import Command, help_text, parse_command
-from bot.errors import UserFacingError, describe_slack_error
-from bot.quotas import DAY
+from bot.errors import UserFacingError
 from bot.requests import AnalysisRequest, SlackFile
 from bot.sanitize import clean_question, neutralize
-from bot.service import AnalystService
-from bot.slack_files import complete_file
-from bot.store import parse_iso, utc_iso
-from bot.usage import WINDOWS, Quota, tally, top_users, usage_text
+from bot.store import utc_iso
+from handlers.slack.errors import describe_slack_error, slack_error_code
+from handlers.slack.files import complete_file
+from handlers.slack.surface import SlackSurface
 
 log = logging.getLogger(__name__)
 
@@ -49,31 +50,34 @@ def no_data_text(command: str, recent_hours: float) -> str:
 
 
 class SlashCommands:
-    def __init__(self, service: AnalystService) -> None:
-        self.service = service
+    def __init__(self, analyst: Analyst, surface: SlackSurface) -> None:
+        self.analyst = analyst
+        self.settings = analyst.settings
+        self.surface = surface
+        self.slack: AsyncWebClient = surface.client
+        self.http: aiohttp.ClientSession = surface.http
 
     async def handle(self, request: SlashRequest) -> None:
-        if request.trigger_id and not await self.service.store.claim(f"command:{request.trigger_id}"):
+        if request.trigger_id and not await self.analyst.store.claim(f"command:{request.trigger_id}"):
             log.info("%s %s already handled; ignoring the redelivery", request.command, request.trigger_id)
             return
         command = parse_command(request.text)
         if command.kind == "help":
             await self.reply(request, self.help(request.command))
-        elif command.kind == "usage":
-            await self.reply(request, await self.usage(request.user_id, request.team_id))
-        elif command.kind == "forget":
-            await self.reply(request, await self.forget(request.user_id))
+        elif command.kind == "usage" or command.kind == "forget":
+            text = await self.analyst.command(command.kind, user_id=request.user_id, team_id=request.team_id)
+            await self.reply(request, text)
         else:
             await self.analyze(request, command)
 
     def help(self, command: str = "/analyze") -> str:
-        settings = self.service.settings
+        settings = self.settings
         return help_text(max_file_mb=settings.max_file_mb, recent_hours=settings.recent_files_hours, command=command)
 
     async def reply(self, request: SlashRequest, text: str) -> None:
         """An ephemeral reply to the caller, through the command's response_url."""
         try:
-            async with self.service.http.post(
+            async with self.http.post(
                 request.response_url, json={"response_type": "ephemeral", "text": text}
             ) as response:
                 if response.status == 200:
@@ -82,14 +86,14 @@ class SlashCommands:
         except aiohttp.ClientError as error:
             log.warning("response_url failed: %r", error)
         try:
-            await self.service.slack.chat_postEphemeral(channel=request.channel_id, user=request.user_id, text=text)
+            await self.slack.chat_postEphemeral(channel=request.channel_id, user=request.user_id, text=text)
         except SlackApiError as error:
-            log.error("could not reply to %s: %s", request.command, error.response.get("error"))
+            log.error("could not reply to %s: %s", request.command, slack_error_code(error))
 
     async def analyze(self, request: SlashRequest, command: Command) -> None:
-        settings = self.service.settings
-        external = await self.service.people.is_external(
-            request.user_id, team_id=self.service.team_id or request.team_id
+        settings = self.settings
+        external = await self.surface.people.is_external(
+            request.user_id, team_id=self.surface.team_id or request.team_id
         )
         refusal = access_refusal(settings, user_id=request.user_id, channel_id=request.channel_id, external=external)
         if refusal is not None:
@@ -97,8 +101,8 @@ class SlashCommands:
             return
         file_ids = list(command.file_ids)
         if not file_ids:
-            since = utc_iso(self.service.store.clock() - settings.recent_files_hours * 3600)
-            file_ids = await self.service.conversations.recent_shares(
+            since = utc_iso(self.analyst.store.clock() - settings.recent_files_hours * 3600)
+            file_ids = await self.analyst.parts.conversations.recent_shares(
                 channel_id=request.channel_id, user_id=request.user_id, since=since
             )
         if not file_ids:
@@ -109,12 +113,12 @@ class SlashCommands:
             return
         question = clean_question(
             command.question,
-            bot_user_id=self.service.bot_user_id,
-            user_names=await self.service.people.names_in(command.question, skip=self.service.bot_user_id),
+            bot_user_id=self.surface.bot_user_id,
+            user_names=await self.surface.people.names_in(command.question, skip=self.surface.bot_user_id),
         )
         shown = neutralize(question.text) if question.text else "a general analysis of the data"
         try:
-            root = await self.service.slack.chat_postMessage(
+            root = await self.slack.chat_postMessage(
                 channel=request.channel_id,
                 text=f"<@{request.user_id}> asked: {shown}",
                 unfurl_links=False,
@@ -125,7 +129,7 @@ class SlashCommands:
             await self.reply(request, f"I couldn't start the analysis here. {problem.message}")
             return
         ts = str(root["ts"])
-        outcome = await self.service.handle(
+        outcome = await self.analyst.handle(
             AnalysisRequest(
                 team_id=request.team_id,
                 channel_id=request.channel_id,
@@ -139,7 +143,7 @@ class SlashCommands:
         )
         if outcome == "refused":  # the caller was told why; the public "asked:" message goes
             try:
-                await self.service.slack.chat_delete(channel=request.channel_id, ts=ts)
+                await self.slack.chat_delete(channel=request.channel_id, ts=ts)
             except SlackApiError as error:
                 log.warning("could not remove the refused command's message: %s", error.response.get("error"))
 
@@ -153,7 +157,7 @@ class SlashCommands:
         found: list[SlackFile] = []
         for file_id in file_ids:
             try:
-                file = await complete_file(self.service.slack, SlackFile(id=file_id))
+                file = await complete_file(self.slack, SlackFile(id=file_id))
             except UserFacingError as problem:
                 await self.reply(request, f":warning: {problem.message}")
                 return None
@@ -168,50 +172,3 @@ class SlashCommands:
                 return None
             found.append(file)
         return tuple(found)
-
-    async def usage(self, user_id: str, team_id: str) -> str:
-        store = self.service.store
-        settings = self.service.settings
-        now = store.clock()
-        since = utc_iso(now - max(seconds for _, seconds in WINDOWS))
-        rows = await store.admitted_runs_of_user_since(user_id, since)
-        started = {row["id"]: parse_iso(row["started_at"]) for row in rows}
-        tallies = tally(rows, now=now, started=started)
-        admin = user_id in settings.admins
-        quota = Quota(
-            runs_last_hour=tallies[0].runs,
-            runs_per_hour=settings.runs_per_hour,
-            tokens_last_day=tallies[1].tokens,
-            daily_tokens=settings.daily_tokens_per_user,
-            exempt=admin,
-        )
-        top = None
-        if admin:
-            day = await store.admitted_runs_of_team_since(team_id, utc_iso(now - DAY))
-            top = top_users(day)
-        return usage_text(tallies, quota, top)
-
-    async def forget(self, user_id: str) -> str:
-        """Delete the person's files at Anthropic and their conversations; say what went."""
-        service = self.service
-        deleted_uploads = deleted_outputs = failed = 0
-        for row in await service.store.live_files_of_user(user_id):
-            if await service.files_api.delete(row["id"]) == "failed":
-                failed += 1
-                continue
-            if row["origin"] == "upload":
-                deleted_uploads += 1
-            else:
-                deleted_outputs += 1
-        conversations = await service.conversations.delete_for_user(user_id)
-        parts = [
-            f"{deleted_uploads} file{'s' if deleted_uploads != 1 else ''} you shared",
-            f"{deleted_outputs} file{'s' if deleted_outputs != 1 else ''} your analyses produced",
-        ]
-        text = (
-            f"Deleted from Anthropic's Files API: {parts[0]} and {parts[1]}. "
-            f"Forgot the history of {conversations} conversation{'s' if conversations != 1 else ''} you started."
-        )
-        if failed:
-            text += f" {failed} file{'s' if failed != 1 else ''} could not be deleted just now; run this again later."
-        return text + " Messages already posted in Slack stay; delete them in Slack if you need to."

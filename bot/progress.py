@@ -1,8 +1,14 @@
-"""The progress events an analysis yields, in order, to whoever is watching.
+"""The progress events of one run, in order, as its subscribers see them.
 
-The engine produces them; the Slack publisher and the terminal ``ask`` command are two
-consumers of the same stream. Every stream ends with exactly one :class:`Done` or
-:class:`Failed`.
+A run is one stream. The run lifecycle (:mod:`bot.run`) emits the events around the
+analysis: :class:`Queued`, :class:`Started`, :class:`Preparing`, :class:`FilesRefused`,
+:class:`FilesReady`, :class:`QuestionTruncated`; the engine (:mod:`bot.engine`) emits the
+analysis itself: steps, code, outputs, text, files, retries and usage, ending with exactly
+one :class:`Done` or :class:`Failed`. The run then says :class:`FilesLeftOut` if it had to,
+and ends the stream with :class:`Finished` (or :class:`Interrupted` when the process is
+shutting down). Subscribers — a surface's publisher, the ledger — consume the same stream.
+
+These are *progress* events, not Slack events: Slack's payloads never get past ``handlers/``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.quotas import tokens_used
+from bot.schema import RunStatus
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class Done:
     usage: Usage
     steps: int
     files: tuple[OutputFile, ...] = ()
+    code_runs: int = 0  # steps that executed code (file edits and views execute nothing)
     notes: tuple[str, ...] = field(default=())  # e.g. "the answer was cut off"
     # The exchange as API content, for the conversation's history.
     user_content: list[dict[str, Any]] = field(default_factory=list)
@@ -133,7 +141,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    """The analysis could not finish. ``message`` is written for the person who asked."""
+    """The analysis could not finish. ``message`` is written for the person who asked.
+
+    The engine emits it when Claude's side fails; the run emits it for everything else
+    (a refused file, a download that broke, a deadline), with the ledger ``status``.
+    """
 
     message: str
     retryable: bool
@@ -141,6 +153,91 @@ class Failed:
     steps: int = 0
     container_id: str | None = None
     detail: str = ""  # for the ledger and logs, never shown
+    code_runs: int = 0
+    status: RunStatus = "failed"  # "refused" when it was the data, not the work
 
 
-Event = StepStarted | CodeWritten | StepOutput | TextWritten | OutputFile | Retrying | Usage | Done | Failed
+# -- the run around the analysis ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuestionTruncated:
+    """The question was longer than the limit; its first ``limit`` characters are used."""
+
+    limit: int
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Every slot is taken: the run waits, ``position`` in line."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class Started:
+    """The run has its slot and begins."""
+
+
+@dataclass(frozen=True)
+class Preparing:
+    """The files are being fetched and checked; ``title`` names the work."""
+
+    title: str
+
+
+@dataclass(frozen=True)
+class FilesRefused:
+    """Some of the files can't be used (each reason says why); the rest are analysed."""
+
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FilesReady:
+    """The data is in the Files API, ready for the sandbox; the analysis begins."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FilesLeftOut:
+    """Thread files that couldn't be brought back into a fresh container."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run is over. ``status`` is the ledger's; ``files_posted`` what the surface delivered."""
+
+    status: RunStatus
+    error: str | None = None
+    code_runs: int = 0
+    files_posted: int = 0
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """The process is shutting down mid-run: the run stays queued for the next start."""
+
+
+Outcome = Done | Failed
+
+
+AnalysisEvent = StepStarted | CodeWritten | StepOutput | TextWritten | OutputFile | Retrying | Usage | Done | Failed
+"""What the engine emits."""
+
+RunEvent = (
+    AnalysisEvent
+    | QuestionTruncated
+    | Queued
+    | Started
+    | Preparing
+    | FilesRefused
+    | FilesReady
+    | FilesLeftOut
+    | Finished
+    | Interrupted
+)
+"""Everything a run's subscribers see."""

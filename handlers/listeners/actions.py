@@ -13,12 +13,13 @@ import re
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.service import AnalystService
+from bot.analyst import Analyst
+from handlers.slack.surface import SlackSurface
 
 EVERY_ACTION = re.compile(".*")
 
 
-def register(app: AsyncApp, service: AnalystService) -> None:
+def register(app: AsyncApp, analyst: Analyst, surface: SlackSurface) -> None:
     @app.action(EVERY_ACTION)
     async def acknowledge(ack: AsyncAck) -> None:
         await ack()

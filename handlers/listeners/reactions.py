@@ -6,23 +6,21 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.service import AnalystService
+from bot.analyst import Analyst
+from handlers.slack.surface import SlackSurface
 
 
-def register(app: AsyncApp, service: AnalystService) -> None:
+def register(app: AsyncApp, analyst: Analyst, surface: SlackSurface) -> None:
     @app.event("reaction_added")
     async def on_reaction_added(event: dict[str, Any], context: AsyncBoltContext) -> None:
         item = event.get("item") or {}
         if item.get("type") != "message" or event.get("item_user") != context.bot_user_id:
             return
-        service.tasks.spawn(
-            service.on_reaction(
-                channel_id=str(item.get("channel", "")),
-                ts=str(item.get("ts", "")),
-                user_id=str(event.get("user", "")),
-                reaction=str(event.get("reaction", "")),
-            ),
-            name="reaction",
+        analyst.react(
+            channel_id=str(item.get("channel", "")),
+            ts=str(item.get("ts", "")),
+            user_id=str(event.get("user", "")),
+            reaction=str(event.get("reaction", "")),
         )
 
     @app.event("reaction_removed")

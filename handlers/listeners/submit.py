@@ -1,4 +1,4 @@
-"""The one thing every event listener does: payload → request → service, at once."""
+"""The one thing every event listener does: payload → request → analyst, at once."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from slack_bolt.async_app import AsyncBoltContext
 
+from bot.analyst import Analyst
 from bot.requests import AnalysisRequest
-from bot.service import AnalystService
 
 
 class Parser(Protocol):
@@ -18,7 +18,7 @@ class Parser(Protocol):
 
 
 def submitting(
-    parse: Parser, service: AnalystService
+    parse: Parser, analyst: Analyst
 ) -> Callable[[dict[str, Any], dict[str, Any], AsyncBoltContext], Awaitable[None]]:
     """A Bolt event listener that parses the event and submits any request it yields."""
 
@@ -30,6 +30,6 @@ def submitting(
             event_id=body.get("event_id"),
         )
         if request is not None:
-            service.submit(request)
+            analyst.submit(request)
 
     return listener

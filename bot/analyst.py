@@ -1,0 +1,201 @@
+"""The analyst: the one face the core shows a surface's handlers.
+
+Handlers call :meth:`Analyst.submit` (or ``note_shares``, ``react``, ``command``) and
+return at once; the work runs in a task the supervisor tracks. A request goes
+claim → admission → run: each Slack message is analysed once, every admitted run ends in
+a terminal ledger status, and every failure ends as a message in the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine
+from typing import Any, Literal
+
+import anthropic
+
+from bot.admission import Admission, Admitted, Duplicate, Gate, HowTo, Refused
+from bot.engine import Engine
+from bot.files_api import FilesApi
+from bot.intake import FileIntake
+from bot.quotas import DAY
+from bot.requests import AnalysisRequest, Share
+from bot.retention import Sweeper, forget_user
+from bot.run import Parts, Run
+from bot.schema import RunStatus
+from bot.settings import Settings
+from bot.store import ConversationStore, Store, parse_iso, utc_iso
+from bot.supervisor import Supervisor
+from bot.surface import Surface
+from bot.usage import WINDOWS, Quota, tally, top_users, usage_text
+from bot.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+Ending = RunStatus | Literal["duplicate", "how-to"]
+"""How a request ended: its run's status, or no run at all."""
+
+
+class Analyst:
+    """Owns the core's parts for one process; serves requests from one surface."""
+
+    def __init__(self, settings: Settings, store: Store, claude: anthropic.AsyncAnthropic, surface: Surface) -> None:
+        conversations = ConversationStore(store)
+        files_api = FilesApi(claude, store, ttl_seconds=settings.file_ttl_hours * 3600)
+        self.parts = Parts(
+            settings=settings,
+            store=store,
+            conversations=conversations,
+            files_api=files_api,
+            intake=FileIntake(settings, surface.files, files_api),
+            engine=Engine(claude, settings),
+            queue=WorkQueue(settings.max_concurrent),
+            surface=surface,
+        )
+        self.settings = settings
+        self.store = store
+        self.surface = surface
+        self.gate = Gate(settings, store, conversations, surface)
+        self.sweeper = Sweeper(settings, store, conversations, files_api)
+        self.supervisor = Supervisor(self.parts, self.gate, self.sweeper)
+
+    async def start(self) -> None:
+        """Check the surface's credentials, start the sweeper, resume interrupted runs."""
+        await self.surface.connect()
+        await self.supervisor.start()
+
+    @property
+    def stopping(self) -> bool:
+        """True once shutdown began: new requests are deferred to the next start."""
+        return self.supervisor.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self.supervisor.stopping = value
+
+    # -- what handlers call --------------------------------------------------------------
+
+    def submit(self, request: AnalysisRequest) -> None:
+        """Start work on ``request`` in the background and return immediately (while
+        shutting down, record it for the next start instead)."""
+        if self.stopping:
+            self.spawn(self.supervisor.defer(request), name=f"defer {request.dedupe_key}")
+            return
+        self.spawn(self.handle(request), name=f"analysis {request.dedupe_key}")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
+        """Run ``coro`` as a tracked background task (drained at shutdown)."""
+        self.supervisor.spawn(coro, name=name)
+
+    def note_shares(self, shares: list[Share]) -> None:
+        """Remember files people shared (for ``/analyze`` without a link), in the background."""
+        if shares:
+            self.spawn(self._record_shares(shares), name="record shares")
+
+    async def _record_shares(self, shares: list[Share]) -> None:
+        for share in shares:
+            await self.parts.conversations.record_share(
+                team_id=share.team_id, channel_id=share.channel_id, user_id=share.user_id, slack_file_id=share.file_id
+            )
+
+    def react(self, *, channel_id: str, ts: str, user_id: str, reaction: str) -> None:
+        """A reaction on one of the bot's replies (handled in the background)."""
+        if reaction == "x":
+            self.spawn(self.retract(channel_id=channel_id, ts=ts, user_id=user_id), name="reaction")
+
+    async def command(self, kind: Literal["usage", "forget"], *, user_id: str, team_id: str) -> str:
+        """The reply to a command that needs no analysis."""
+        if kind == "usage":
+            return await self.usage(user_id, team_id)
+        return await forget_user(self.store, self.parts.conversations, self.parts.files_api, user_id)
+
+    # -- one request ---------------------------------------------------------------------
+
+    async def handle(self, request: AnalysisRequest) -> Ending:
+        """Run ``request`` now; returns how it ended."""
+        if not await self.gate.claim(request):
+            log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
+            return "duplicate"
+        async with self.supervisor.thread_lock(request):
+            admission = await self.gate.admit(request)
+            return await self._carry_out(request, admission)
+
+    async def _carry_out(self, request: AnalysisRequest, admission: Admission) -> Ending:
+        surface = self.surface
+        if isinstance(admission, Duplicate):
+            return "duplicate"
+        if isinstance(admission, Refused):
+            await surface.tell_privately(request, admission.message)
+            if admission.by == "quota":
+                await surface.react(request, "no_entry_sign")
+            return "refused"
+        if isinstance(admission, HowTo):
+            await surface.tell_thread(request, admission.text)
+            await surface.react(request, "wave")
+            return "how-to"
+        assert isinstance(admission, Admitted)
+        await surface.react(request, "eyes")
+        run = Run(
+            self.parts,
+            request,
+            admission.run_id,
+            question=admission.question.text,
+            truncated=admission.question.truncated,
+            conversation=admission.conversation,
+        )
+        return await run.execute()
+
+    async def retract(self, *, channel_id: str, ts: str, user_id: str) -> None:
+        """:x: on one of the bot's replies, by the asker or an admin, deletes that run's replies."""
+        run_id = await self.store.run_of_post(channel_id, ts)
+        if run_id is None:
+            return
+        run = await self.store.get_run(run_id)
+        if user_id != run["user_id"] and user_id not in self.settings.admins:
+            log.info("%s reacted :x: on run %s's reply but is neither its asker nor an admin", user_id, run_id)
+            return
+        posts = await self.store.posts_of_run(run_id)
+        await self.surface.delete_replies(
+            channel_id,
+            str(run["thread_ts"]),
+            messages={p["ref"] for p in posts if p["kind"] == "message"},
+            files={p["ref"] for p in posts if p["kind"] == "file"},
+        )
+        await self.store.forget_posts(run_id)
+        log.info("deleted the replies of run %s at %s's request", run_id, user_id)
+
+    async def usage(self, user_id: str, team_id: str) -> str:
+        """The person's runs, tokens and cost; for admins, the workspace's top users too."""
+        store, settings = self.store, self.settings
+        now = store.clock()
+        since = utc_iso(now - max(seconds for _, seconds in WINDOWS))
+        rows = await store.admitted_runs_of_user_since(user_id, since)
+        started = {row["id"]: parse_iso(row["started_at"]) for row in rows}
+        tallies = tally(rows, now=now, started=started)
+        admin = user_id in settings.admins
+        quota = Quota(
+            runs_last_hour=tallies[0].runs,
+            runs_per_hour=settings.runs_per_hour,
+            tokens_last_day=tallies[1].tokens,
+            daily_tokens=settings.daily_tokens_per_user,
+            exempt=admin,
+        )
+        top = top_users(await store.admitted_runs_of_team_since(team_id, utc_iso(now - DAY))) if admin else None
+        return usage_text(tallies, quota, top)
+
+    # -- shutting down -------------------------------------------------------------------
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait for the running work; True if it all finished within ``timeout``."""
+        return await self.supervisor.drain(timeout)
+
+    @property
+    def busy(self) -> int:
+        """Background tasks running now (analyses among them)."""
+        return len(self.supervisor.tasks)
+
+    async def cancel_all(self) -> None:
+        await self.supervisor.tasks.cancel_all()
+
+    async def stop_background(self) -> None:
+        await self.supervisor.stop_background()

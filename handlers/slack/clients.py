@@ -1,0 +1,56 @@
+"""The Slack Web API clients the bot uses, built once from the settings.
+
+Every client gets slack-sdk's retry handlers (rate limits honour ``Retry-After``; server
+errors and dropped connections are retried with backoff) and the configured API base URL.
+"""
+
+from __future__ import annotations
+
+import math
+
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.settings import Settings
+
+# slack-sdk's default: long enough for any Web API call.
+SLACK_TIMEOUT_S = 30
+# The slowest uplink an upload should still finish on. slack-sdk applies its client timeout
+# to the whole POST of a file's bytes, so uploads get a timeout sized for the largest file.
+SLOWEST_UPLOAD_BYTES_PER_S = 512 * 1024
+
+
+def upload_timeout_s(max_file_mb: float) -> int:
+    """Seconds an upload of a ``max_file_mb`` file may take: the API's own allowance plus
+    the transfer at :data:`SLOWEST_UPLOAD_BYTES_PER_S`."""
+    transfer = math.ceil(max(max_file_mb, 0.0) * 1024 * 1024 / SLOWEST_UPLOAD_BYTES_PER_S)
+    return SLACK_TIMEOUT_S + transfer
+
+
+def slack_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token or settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=SLACK_TIMEOUT_S,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def upload_client(client: AsyncWebClient, settings: Settings) -> AsyncWebClient:
+    """A twin of ``client`` (same token, API, retries and session) for ``files_upload_v2``,
+    with a timeout that lets a file of ``ANALYST_MAX_OUTPUT_FILE_MB`` through."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=upload_timeout_s(settings.max_output_file_mb),
+        session=client.session,
+        retry_handlers=client.retry_handlers,
+    )
