@@ -378,14 +378,14 @@ class Engine:
                 async for file_event in self._collect_files(block, turn):
                     yield file_event
             if message.stop_reason != "pause_turn":
-                yield self._finish(message.stop_reason, turn, messages)
+                yield finish(message.stop_reason, turn, messages, rounds=self.settings.max_continuations + 1)
                 return
             # The continuation reads this call's entry (at its end) and writes one at the echo's end.
             if (end := last_cacheable(messages)) is not None:
                 turn.cache_anchors.append(end)
             _echo(messages, message)
             log.info("pause_turn: continuing (%d of %d)", call + 1, self.settings.max_continuations)
-        yield self._finish("pause_turn_cap", turn, messages)
+        yield finish("pause_turn_cap", turn, messages, rounds=self.settings.max_continuations + 1)
 
     async def _call_with_retries(
         self, messages: list[dict[str, Any]], turn: _Turn
@@ -469,55 +469,6 @@ class Engine:
             known.add(file_id)
             yield output
 
-    def _finish(self, stop_reason: str | None, turn: _Turn, messages: list[dict[str, Any]]) -> Done | Failed:
-        answer = turn.answer
-        notes: list[str] = []
-        errors = sorted(set(turn.tool_errors))
-        if stop_reason == "refusal":
-            return _failure(
-                turn,
-                "Claude declined to carry out this analysis. Rephrase the question if you think that's a mistake.",
-                retryable=False,
-                detail="stop_reason=refusal",
-            )
-        if stop_reason == "model_context_window_exceeded":
-            return _failure(
-                turn,
-                "The analysis outgrew Claude's context window. Ask a narrower question or share a smaller extract.",
-                retryable=False,
-                detail="stop_reason=model_context_window_exceeded",
-            )
-        if stop_reason == "max_tokens":
-            notes.append("The answer hit the length limit and was cut off; ask a narrower follow-up for the rest.")
-        if stop_reason == "pause_turn_cap":
-            notes.append(
-                f"The analysis was stopped after {self.settings.max_continuations + 1} rounds of work; "
-                "the answer may be incomplete."
-            )
-        if errors:
-            notes.append("Some steps failed: " + "; ".join(describe_tool_error(code) for code in errors) + ".")
-        if not answer and not turn.files:
-            reason = notes[-1] if notes else "Claude finished without an answer."
-            return _failure(
-                turn,
-                f"The analysis finished without an answer. {reason} Try again, perhaps with a more specific question.",
-                retryable=True,
-                detail=f"empty answer, stop_reason={stop_reason}, tool_errors={errors}",
-            )
-        newest_user = next(m for m in reversed(messages) if m["role"] == "user")
-        return Done(
-            answer=answer,
-            files=tuple(turn.files),
-            notes=tuple(notes),
-            user_content=storable(newest_user["content"]),
-            assistant_content=storable(turn.content),
-            container_expires_at=turn.container_expires_at,
-            usage=turn.usage,
-            steps=turn.steps,
-            code_runs=len(turn.code_steps),
-            container_id=turn.container_id,
-        )
-
 
 async def _unbroken(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
     """The stream's events; a connection that drops once it has begun raises :class:`StreamBroken`,
@@ -527,6 +478,54 @@ async def _unbroken(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
             yield event
     except (httpx2.TransportError, anthropic.APIConnectionError) as error:
         raise StreamBroken(repr(error)) from error
+
+
+def finish(stop_reason: str | None, turn: _Turn, messages: list[dict[str, Any]], *, rounds: int) -> Done | Failed:
+    """The outcome of an answer that ended with ``stop_reason`` after ``rounds`` API calls at most."""
+    answer = turn.answer
+    notes: list[str] = []
+    errors = sorted(set(turn.tool_errors))
+    if stop_reason == "refusal":
+        return _failure(
+            turn,
+            "Claude declined to carry out this analysis. Rephrase the question if you think that's a mistake.",
+            retryable=False,
+            detail="stop_reason=refusal",
+        )
+    if stop_reason == "model_context_window_exceeded":
+        return _failure(
+            turn,
+            "The analysis outgrew Claude's context window. Ask a narrower question or share a smaller extract.",
+            retryable=False,
+            detail="stop_reason=model_context_window_exceeded",
+        )
+    if stop_reason == "max_tokens":
+        notes.append("The answer hit the length limit and was cut off; ask a narrower follow-up for the rest.")
+    if stop_reason == "pause_turn_cap":
+        notes.append(f"The analysis was stopped after {rounds} rounds of work; the answer may be incomplete.")
+    if errors:
+        notes.append("Some steps failed: " + "; ".join(describe_tool_error(code) for code in errors) + ".")
+    if not answer and not turn.files:
+        reason = notes[-1] if notes else "Claude finished without an answer."
+        return _failure(
+            turn,
+            f"The analysis finished without an answer. {reason} Try again, perhaps with a more specific question.",
+            retryable=True,
+            detail=f"empty answer, stop_reason={stop_reason}, tool_errors={errors}",
+        )
+    newest_user = next(m for m in reversed(messages) if m["role"] == "user")
+    return Done(
+        answer=answer,
+        files=tuple(turn.files),
+        notes=tuple(notes),
+        user_content=storable(newest_user["content"]),
+        assistant_content=storable(turn.content),
+        container_expires_at=turn.container_expires_at,
+        usage=turn.usage,
+        steps=turn.steps,
+        code_runs=len(turn.code_steps),
+        container_id=turn.container_id,
+    )
 
 
 def _failure(turn: _Turn, message: str, *, retryable: bool, detail: str) -> Failed:

@@ -1,4 +1,5 @@
-"""Retention: files deleted from the Files API after their TTL, history after its days.
+"""Retention: files deleted from the Files API after their TTL, history after its days, and
+everything of one person's on request (`/analyze forget`, :func:`forget_user`).
 
 Driven entirely from the ``files`` and ``threads`` tables, so it survives restarts: a
 sweep after a restart picks up whatever the last process left. Idempotent: a file that

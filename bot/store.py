@@ -242,48 +242,7 @@ class Store:
         return await self.call(self._admit, limits, exempt, fields)
 
     def _admit(self, limits: Limits, exempt: bool, fields: dict[str, Any]) -> tuple[int, Refusal | None]:
-        now = self.clock()
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            day_ago = utc_iso(now - DAY)
-            mine = self._tokens_since(conn, "user_id", fields.get("user_id"), day_ago)
-            active = conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
-                [fields.get("user_id")],
-            ).fetchone()[0]
-            usage = LedgerState(
-                run_starts=[started for started, _ in mine if started >= now - HOUR],
-                active=active,
-                user_tokens=mine,
-                workspace_tokens=self._tokens_since(conn, "team_id", fields.get("team_id"), day_ago),
-            )
-            refusal = check(usage, limits, now=now, exempt=exempt)
-            row = {**fields, "started_at": utc_iso(now), "status": "refused" if refusal else "queued"}
-            if refusal is not None:
-                row.update(finished_at=row["started_at"], error=f"{refusal.limit}: {refusal.message}")
-            columns = ", ".join(row)
-            cursor = conn.execute(
-                f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in row)})",  # noqa: S608 - known columns
-                list(row.values()),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return int(cursor.lastrowid or 0), refusal
-
-    @staticmethod
-    def _tokens_since(conn: sqlite3.Connection, column: str, value: Any, since: str) -> list[tuple[float, int]]:
-        """(start, tokens used) of the admitted runs with ``column = value`` started since ``since``."""
-        cursor = conn.execute(
-            f"SELECT started_at, {USAGE_COUNT_COLUMNS} FROM runs "  # noqa: S608 - fixed column names
-            f"WHERE {column} = ? AND started_at >= ? AND status != 'refused'",
-            [value, since],
-        )
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-        return [(parse_iso(row["started_at"]), run_tokens(row)) for row in rows]
+        return admit_run(self.db.conn, self.clock(), limits, exempt, fields)
 
     async def update_run(self, run_id: int, *, status: RunStatus | None = None, **fields: Any) -> None:
         """Set a run's columns; a terminal ``status`` also stamps ``finished_at`` (unless given)."""
@@ -362,6 +321,52 @@ class Store:
     async def schema_state(self) -> SchemaState:
         """Which migrations this database has had (``Store.open`` applies every pending one)."""
         return await self.call(schema_state, self.db)
+
+
+def admit_run(
+    conn: sqlite3.Connection, now: float, limits: Limits, exempt: bool, fields: dict[str, Any]
+) -> tuple[int, Refusal | None]:
+    """Count the ledger and insert the run in one ``BEGIN IMMEDIATE`` transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        day_ago = utc_iso(now - DAY)
+        mine = _tokens_since(conn, "user_id", fields.get("user_id"), day_ago)
+        active = conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
+            [fields.get("user_id")],
+        ).fetchone()[0]
+        usage = LedgerState(
+            run_starts=[started for started, _ in mine if started >= now - HOUR],
+            active=active,
+            user_tokens=mine,
+            workspace_tokens=_tokens_since(conn, "team_id", fields.get("team_id"), day_ago),
+        )
+        refusal = check(usage, limits, now=now, exempt=exempt)
+        row = {**fields, "started_at": utc_iso(now), "status": "refused" if refusal else "queued"}
+        if refusal is not None:
+            row.update(finished_at=row["started_at"], error=f"{refusal.limit}: {refusal.message}")
+        columns = ", ".join(row)
+        cursor = conn.execute(
+            f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in row)})",  # noqa: S608 - known columns
+            list(row.values()),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(cursor.lastrowid or 0), refusal
+
+
+def _tokens_since(conn: sqlite3.Connection, column: str, value: Any, since: str) -> list[tuple[float, int]]:
+    """(start, tokens used) of the admitted runs with ``column = value`` started since ``since``."""
+    cursor = conn.execute(
+        f"SELECT started_at, {USAGE_COUNT_COLUMNS} FROM runs "  # noqa: S608 - fixed column names
+        f"WHERE {column} = ? AND started_at >= ? AND status != 'refused'",
+        [value, since],
+    )
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    return [(parse_iso(row["started_at"]), run_tokens(row)) for row in rows]
 
 
 def _check_run_fields(fields: dict[str, Any]) -> None:

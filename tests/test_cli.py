@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bot.store import Store
 from tests.conftest import STREAMING_CSV
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
@@ -130,6 +131,15 @@ async def test_ask_in_the_terminal(tmp_path: Path, claude: FakeAnthropic) -> Non
     saved = tmp_path / "out" / "churn_by_tier.png"
     assert saved.read_bytes().startswith(b"\x89PNG")
     assert f"saved {saved}" in output
+
+    # The ledger follows the terminal run as it follows Slack's: code runs and files included.
+    async with Store(tmp_path / "db.sqlite") as store:
+        [run] = await store.all_runs()
+        generated = [f for f in await store.files() if f["origin"] == "generated"]
+    assert run["source"] == "cli" and run["status"] == "succeeded"
+    assert run["code_executions"] >= 1 and run["input_tokens"] > 0
+    assert run["files_out"] == len(list((tmp_path / "out").iterdir())) >= 1
+    assert {f["filename"] for f in generated} >= {"churn_by_tier.png"}  # kept for the retention sweep
 
 
 async def test_ask_refuses_a_file_it_cannot_read(tmp_path: Path, claude: FakeAnthropic) -> None:
