@@ -101,9 +101,10 @@ async def test_what_slack_sdk_itself_adds_or_moves_is_conformant(
         filename="t.csv",
         blocks=json.dumps([{"type": "markdown", "text": "**the table**"}]),
     )
-    # lists joined by commas and booleans as "1"/"0" in form encodings
-    await client.conversations_open(users=["U0ALICE"], return_im=True)
-    await client.conversations_replies(channel="C0DATA", ts=posted["ts"], limit=10)
+    # lists joined by commas, and booleans as "1"/"0" and numbers as strings, in form encodings
+    slack.add_channel("C0TEAM", "team")
+    await client.files_upload_v2(channels=["C0DATA", "C0TEAM"], content="a\n1\n", filename="u.csv")
+    await client.conversations_replies(channel="C0DATA", ts=posted["ts"], limit=10, include_all_metadata=True)
 
     assert slack_conformance.take() == []
     assert all(call.response and call.response["ok"] for call in slack.calls)

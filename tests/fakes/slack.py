@@ -324,15 +324,13 @@ class FakeSlack:
             is_ext_shared=is_ext_shared,
             members=set(members) | ({self.bot_user_id} if bot_is_member else set()),
             im_user=next((m for m in members if m != self.bot_user_id), None) if is_im else None,
-            created=self.workspace.clock.now_seconds(),
         )
         self.workspace.add_channel(channel)
         self._changed()
         return channel
 
     def open_dm(self, user: str) -> str:
-        """The id of the bot's DM with ``user`` ("D…"), opened if it does not exist yet
-        (``conversations.open`` opens the same one)."""
+        """The id of the bot's DM with ``user`` ("D…"), opened if it does not exist yet."""
         if user not in self.workspace.users or user == self.bot_user_id:
             raise ValueError(f"no person {user} to open a DM with: add_user() first")
         channel, created = self.workspace.open_dm(user)

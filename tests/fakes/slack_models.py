@@ -158,7 +158,6 @@ class Channel:
     is_ext_shared: bool = False
     members: set[str] = field(default_factory=set)
     im_user: str | None = None  # the person on the other side of a DM
-    created: int = BASE_EPOCH
 
     @property
     def channel_type(self) -> Literal["im", "group", "channel"]:
@@ -166,53 +165,6 @@ class Channel:
         if self.is_im:
             return "im"
         return "group" if self.is_private else "channel"
-
-    def to_api(self, *, team_id: str, bot_user_id: str) -> JSON:
-        """The ``channel`` object of ``conversations.info``."""
-        if self.is_im:
-            return {
-                "id": self.id,
-                "created": self.created,
-                "is_archived": False,
-                "is_im": True,
-                "is_org_shared": False,
-                "is_ext_shared": self.is_ext_shared,
-                "is_private": True,
-                "context_team_id": team_id,
-                "updated": self.created * 1000,
-                "user": self.im_user,
-                "is_user_deleted": False,
-                "priority": 0,
-                "is_open": True,
-            }
-        return {
-            "id": self.id,
-            "name": self.name,
-            "name_normalized": self.name,
-            "is_channel": True,
-            "is_group": False,
-            "is_im": False,
-            "is_mpim": False,
-            "is_private": self.is_private,
-            "created": self.created,
-            "is_archived": False,
-            "is_general": False,
-            "unlinked": 0,
-            "is_shared": self.is_ext_shared,
-            "is_org_shared": False,
-            "is_ext_shared": self.is_ext_shared,
-            "is_pending_ext_shared": False,
-            "pending_shared": [],
-            "context_team_id": team_id,
-            "updated": self.created * 1000,
-            "parent_conversation": None,
-            "creator": next((m for m in sorted(self.members) if m != bot_user_id), bot_user_id),
-            "is_member": bot_user_id in self.members,
-            "shared_team_ids": [team_id],
-            "topic": {"value": "", "creator": "", "last_set": 0},
-            "purpose": {"value": "", "creator": "", "last_set": 0},
-            "previous_names": [],
-        }
 
 
 # --------------------------------------------------------------------------- messages

@@ -127,9 +127,6 @@ class WebApi:
             "files.getUploadURLExternal": (self.files_get_upload_url_external, "bot"),
             "files.completeUploadExternal": (self.files_complete_upload_external, "bot"),
             "conversations.replies": (self.conversations_replies, "bot"),
-            "conversations.history": (self.conversations_history, "bot"),
-            "conversations.info": (self.conversations_info, "bot"),
-            "conversations.open": (self.conversations_open, "bot"),
             "users.info": (self.users_info, "bot"),
             "assistant.threads.setStatus": (self.assistant_threads_set_status, "bot"),
             "assistant.threads.setSuggestedPrompts": (self.assistant_threads_set_suggested_prompts, "bot"),
@@ -538,60 +535,12 @@ class WebApi:
         shown = [m for m in thread if not m.deleted or m.ts == root]  # a deleted root shows as a tombstone
         return paginate([self._listed(m, p) for m in shown], p)
 
-    def conversations_history(self, p: JSON) -> JSON:
-        channel = self._member_channel(text_arg(p, "channel"))
-        oldest, latest = text_arg(p, "oldest"), text_arg(p, "latest")
-        inclusive = bool_arg(p, "inclusive")
-        messages = [
-            self._listed(m, p)
-            for m in reversed(self.ws.top_level(channel.id))
-            if in_window(m.ts, oldest=oldest, latest=latest, inclusive=inclusive)
-        ]
-        return paginate(messages, p)
-
     def _listed(self, message: Message, p: JSON) -> JSON:
         """A message in a history/replies listing: ``metadata`` only with ``include_all_metadata``."""
         body = self.ws.message_api(message)
         if not bool_arg(p, "include_all_metadata"):
             body.pop("metadata", None)
         return body
-
-    def conversations_open(self, p: JSON) -> JSON:
-        """``conversations.open`` for the bot's 1:1 DM with a person (``users``) or an existing
-        DM (``channel``).
-
-        A new DM answers ``{"channel": {"id"}}`` (the whole DM with ``return_im``); an existing
-        one answers ``no_op``/``already_open`` with the whole DM, as in Slack's examples.
-        Multi-person DMs are not modelled (``invalid_arguments``); an external person whose
-        organisation shares no channel with the bot is ``invalid_user_combination``.
-        ``prevent_creation`` is ignored.
-        """
-        if channel_id := text_arg(p, "channel"):
-            channel = self._readable_channel(channel_id)
-            if not channel.is_im:
-                raise ApiError("method_not_supported_for_channel_type")
-            return self._opened(channel, created=False, full=True)
-        users = [u for u in (text_arg(p, "users") or "").split(",") if u and u != self.ws.bot_user_id]
-        if not users:
-            raise ApiError("users_list_not_supplied")
-        if any(u not in self.ws.users for u in users):
-            raise ApiError("user_not_found")
-        if len(users) > 1:
-            raise ApiError("invalid_arguments", response_metadata={"messages": ["fake: MPIMs are not modelled"]})
-        if self.ws.is_stranger(users[0]):
-            raise ApiError("invalid_user_combination")
-        channel, created = self.ws.open_dm(users[0])
-        return self._opened(channel, created=created, full=bool_arg(p, "return_im"))
-
-    def _opened(self, channel: Channel, *, created: bool, full: bool) -> JSON:
-        api = channel.to_api(team_id=self.ws.team_id, bot_user_id=self.ws.bot_user_id)
-        if created:
-            return {"ok": True, "channel": api if full else {"id": channel.id}}
-        return {"ok": True, "no_op": True, "already_open": True, "channel": api}
-
-    def conversations_info(self, p: JSON) -> JSON:
-        channel = self._readable_channel(text_arg(p, "channel"))
-        return {"ok": True, "channel": channel.to_api(team_id=self.ws.team_id, bot_user_id=self.ws.bot_user_id)}
 
     def users_info(self, p: JSON) -> JSON:
         user = self.ws.users.get(text_arg(p, "user") or "")
@@ -903,13 +852,6 @@ def decode_json_arguments(params: JSON) -> JSON:
             with contextlib.suppress(ValueError):
                 decoded[name] = json.loads(value)
     return decoded
-
-
-def in_window(ts: str, *, oldest: str | None, latest: str | None, inclusive: bool) -> bool:
-    value = float(ts)
-    if oldest and (value < float(oldest) or (value == float(oldest) and not inclusive)):
-        return False
-    return not (latest and (value > float(latest) or (value == float(latest) and not inclusive)))
 
 
 def paginate(messages: list[JSON], p: JSON) -> JSON:

@@ -110,7 +110,6 @@ class Workspace:
             is_ext_shared=self.is_external(user_id),
             members={user_id, self.bot_user_id},
             im_user=user_id,
-            created=self.clock.now_seconds(),
         )
         return self.add_channel(channel), True
 
