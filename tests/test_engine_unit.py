@@ -15,8 +15,9 @@ import pytest
 from bot import engine as engine_module
 from bot.conversation import SHORTENED_NOTE, halved
 from bot.engine import Engine, InputFile, Job
-from bot.events import CodeWritten, Done, Event, Failed, OutputFile, Retrying, StepOutput, StepStarted, TextWritten
-from bot.events import Usage as RunUsage
+from bot.progress import AnalysisEvent as Event
+from bot.progress import CodeWritten, Done, Failed, OutputFile, Retrying, StepOutput, StepStarted, TextWritten
+from bot.progress import Usage as RunUsage
 from bot.settings import Settings
 from tests.fakes.memory_model import MemoryModel, api_error, bash, reply, text
 
@@ -84,6 +85,7 @@ async def test_a_bash_step_yields_its_step_code_output_and_files() -> None:
     ]
     result = done(events)
     assert (result.answer, result.steps, result.files) == ("Churn is 29.1%.", 1, (steps[-1],))
+    assert result.code_runs == 1  # the step ran code (the ledger's code_executions)
     assert model.options == [{"max_retries": 0}]  # the engine retries itself, announcing it
 
 
@@ -123,7 +125,7 @@ async def test_an_answer_without_text_or_files_fails_retryably() -> None:
     events = await run(MemoryModel(reply(bash("ls"))), Job("churn?", files=[CSV]))
     result = failed(events)
     assert result.retryable and result.message.startswith("The analysis finished without an answer.")
-    assert result.steps == 1
+    assert result.steps == 1 and result.code_runs == 1
 
 
 # -- paused turns and usage ------------------------------------------------------------------------

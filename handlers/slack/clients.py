@@ -7,6 +7,7 @@ errors and dropped connections are retried with backoff) and the configured API 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -54,3 +55,17 @@ def upload_client(client: AsyncWebClient, settings: Settings) -> AsyncWebClient:
         session=client.session,
         retry_handlers=client.retry_handlers,
     )
+
+
+async def post_message(
+    client: AsyncWebClient, channel: str, text: str, *, thread_ts: str | None = None, **kwargs: Any
+) -> str:
+    """Post the bot's message (in ``thread_ts``'s thread, if given); returns its ts.
+
+    Links are never unfurled: the bot's messages quote questions and Claude's words, and a
+    link in them must not fetch a preview of anything.
+    """
+    response = await client.chat_postMessage(
+        channel=channel, thread_ts=thread_ts, text=text, unfurl_links=False, unfurl_media=False, **kwargs
+    )
+    return str(response["ts"])

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.progress import StepOutput
 from bot.sanitize import neutralize
+from handlers.slack.clients import post_message
 from handlers.slack.errors import slack_error_code
 
 log = logging.getLogger(__name__)
@@ -155,14 +156,10 @@ class MessageProgress:
 
     @classmethod
     async def start(cls, client: AsyncWebClient, thread: SlackThread, title: str) -> MessageProgress:
-        response = await client.chat_postMessage(
-            channel=thread.channel_id,
-            thread_ts=thread.thread_ts,
-            text=f":hourglass_flowing_sand: {title}…",
-            unfurl_links=False,
-            unfurl_media=False,
+        ts = await post_message(
+            client, thread.channel_id, f":hourglass_flowing_sand: {title}…", thread_ts=thread.thread_ts
         )
-        return cls(client, thread, title, str(response["ts"]))
+        return cls(client, thread, title, ts)
 
     def _render(self, footer: str = "") -> str:
         return render_progress(self.title, list(self.tasks.values()), footer)

@@ -44,6 +44,7 @@ from bot.progress import (
 )
 from bot.sanitize import neutralize
 from bot.surface import PostLog
+from handlers.slack.clients import post_message
 from handlers.slack.errors import slack_error_code
 from handlers.slack.progress import PROGRESS_ERRORS, ProgressView, SlackThread, step_summary
 from handlers.slack.render import answer_messages, code_listing, title_from_filename
@@ -140,15 +141,7 @@ class SlackPublisher:
     # -- posting ---------------------------------------------------------------------
 
     async def post(self, text: str, **kwargs: Any) -> str:
-        response = await self.client.chat_postMessage(
-            channel=self.thread.channel_id,
-            thread_ts=self.thread.thread_ts,
-            text=text,
-            unfurl_links=False,
-            unfurl_media=False,
-            **kwargs,
-        )
-        ts = str(response["ts"])
+        ts = await post_message(self.client, self.thread.channel_id, text, thread_ts=self.thread.thread_ts, **kwargs)
         await self._posted_message(ts)
         return ts
 

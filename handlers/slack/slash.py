@@ -23,6 +23,7 @@ from bot.errors import UserFacingError
 from bot.requests import AnalysisRequest, SlackFile
 from bot.sanitize import clean_question, neutralize
 from bot.store import utc_iso
+from handlers.slack.clients import post_message
 from handlers.slack.errors import describe_slack_error, slack_error_code
 from handlers.slack.files import complete_file
 from handlers.slack.surface import SlackSurface
@@ -118,17 +119,11 @@ class SlashCommands:
         )
         shown = neutralize(question.text) if question.text else "a general analysis of the data"
         try:
-            root = await self.slack.chat_postMessage(
-                channel=request.channel_id,
-                text=f"<@{request.user_id}> asked: {shown}",
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            ts = await post_message(self.slack, request.channel_id, f"<@{request.user_id}> asked: {shown}")
         except SlackApiError as error:
             problem = describe_slack_error(str(error.response.get("error", "unknown")))
             await self.reply(request, f"I couldn't start the analysis here. {problem.message}")
             return
-        ts = str(root["ts"])
         outcome = await self.analyst.handle(
             AnalysisRequest(
                 team_id=request.team_id,

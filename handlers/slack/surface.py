@@ -14,7 +14,7 @@ from bot.files_api import FilesApi
 from bot.requests import AnalysisRequest
 from bot.settings import Settings
 from bot.surface import PostLog, Publisher
-from handlers.slack.clients import upload_client
+from handlers.slack.clients import post_message, upload_client
 from handlers.slack.errors import describe_slack_failure, slack_error_code
 from handlers.slack.files import SlackFiles
 from handlers.slack.people import People
@@ -57,13 +57,7 @@ class SlackSurface:
 
     async def tell_thread(self, request: AnalysisRequest, text: str) -> None:
         try:
-            await self.client.chat_postMessage(
-                channel=request.channel_id,
-                thread_ts=request.thread_ts,
-                text=text,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            await post_message(self.client, request.channel_id, text, thread_ts=request.thread_ts)
         except SlackApiError as error:
             log.error("could not post to %s: %s", request.thread_ts, slack_error_code(error))
 
