@@ -8,7 +8,7 @@ Admins pass the allow-lists (but not the external rule).
 
 from __future__ import annotations
 
-from bot.requests import SlackFile
+from bot.requests import SharedFile
 from bot.settings import Settings
 
 NOT_YOURS_TO_ANALYSE = (
@@ -48,7 +48,7 @@ def access_refusal(settings: Settings, *, user_id: str, channel_id: str, externa
     return None
 
 
-def may_analyse_file(file: SlackFile, *, asker: str, conversation_id: str) -> bool:
+def may_analyse_file(file: SharedFile, *, asker: str, conversation_id: str) -> bool:
     """The rule for every file the bot reads on someone's behalf.
 
     The bot's token sees every conversation the bot is in, which is more than any one

@@ -69,9 +69,9 @@ class Analyst:
         """True once shutdown began: new requests are deferred to the next start."""
         return self.supervisor.stopping
 
-    @stopping.setter
-    def stopping(self, value: bool) -> None:
-        self.supervisor.stopping = value
+    def stop_taking_work(self) -> None:
+        """From now on, requests are recorded for the next start instead of run."""
+        self.supervisor.stopping = True
 
     # -- what handlers call --------------------------------------------------------------
 
@@ -102,6 +102,15 @@ class Analyst:
         """A reaction on one of the bot's replies (handled in the background)."""
         if reaction == "x":
             self.spawn(self.retract(channel_id=channel_id, ts=ts, user_id=user_id), name="reaction")
+
+    async def claim_command(self, trigger_id: str) -> bool:
+        """True the first time a command invocation (by Slack's ``trigger_id``) is seen."""
+        return await self.store.claim(f"command:{trigger_id}")
+
+    async def recent_shares(self, *, channel_id: str, user_id: str) -> list[str]:
+        """The files of the person's latest share in the channel (within ``ANALYST_RECENT_FILES_HOURS``)."""
+        since = utc_iso(self.store.clock() - self.settings.recent_files_hours * 3600)
+        return await self.parts.conversations.recent_shares(channel_id=channel_id, user_id=user_id, since=since)
 
     async def command(self, kind: Literal["usage", "forget"], *, user_id: str, team_id: str) -> str:
         """The reply to a command that needs no analysis."""
@@ -194,8 +203,6 @@ class Analyst:
         """Background tasks running now (analyses among them)."""
         return len(self.supervisor.tasks)
 
-    async def cancel_all(self) -> None:
-        await self.supervisor.tasks.cancel_all()
-
-    async def stop_background(self) -> None:
-        await self.supervisor.stop_background()
+    async def shutdown(self, grace: float) -> None:
+        """Finish or interrupt the running work (see :meth:`Supervisor.shutdown`)."""
+        await self.supervisor.shutdown(grace)

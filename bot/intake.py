@@ -19,7 +19,7 @@ from bot.engine import InputFile
 from bot.errors import FileUnavailable
 from bot.files_api import FilesApi
 from bot.filetypes import FileRefused, Kind, mime_type_for, precheck, safe_filename, sniff
-from bot.requests import SlackFile
+from bot.requests import SharedFile
 from bot.settings import Settings
 from bot.store import ThreadFile
 from bot.surface import FileSource
@@ -38,12 +38,12 @@ class FileIntake:
         self.files_api = files_api
 
     async def precheck(
-        self, files: tuple[SlackFile, ...], *, asker: str, conversation_id: str
-    ) -> tuple[list[tuple[SlackFile, Kind]], list[str]]:
+        self, files: tuple[SharedFile, ...], *, asker: str, conversation_id: str
+    ) -> tuple[list[tuple[SharedFile, Kind]], list[str]]:
         """Look every file up and refuse, before any download, those we can't take — first
         of all any that ``asker`` may not have analysed in ``conversation_id`` (the file rule,
         ``bot.access.may_analyse_file``: their own upload, or shared in that conversation)."""
-        accepted: list[tuple[SlackFile, Kind]] = []
+        accepted: list[tuple[SharedFile, Kind]] = []
         refusals: list[str] = []
         for shared in files:
             file = await self.source.lookup(shared)
@@ -61,7 +61,7 @@ class FileIntake:
 
     async def fetch(
         self,
-        files: list[tuple[SlackFile, Kind]],
+        files: list[tuple[SharedFile, Kind]],
         *,
         team_id: str,
         user_id: str,
@@ -79,7 +79,7 @@ class FileIntake:
         return uploaded
 
     async def _fetch_one(
-        self, file: SlackFile, kind: Kind, workdir: Path, team_id: str, user_id: str, run_id: int | None
+        self, file: SharedFile, kind: Kind, workdir: Path, team_id: str, user_id: str, run_id: int | None
     ) -> ThreadFile:
         local = await self.source.download(file, max_bytes=self.settings.max_file_bytes, directory=workdir)
         try:
@@ -127,7 +127,7 @@ class FileIntake:
                 continue
             try:
                 accepted, refusals = await self.precheck(
-                    (SlackFile(id=file.slack_file_id),), asker=owner, conversation_id=conversation_id
+                    (SharedFile(id=file.slack_file_id),), asker=owner, conversation_id=conversation_id
                 )
             except FileUnavailable as gone:
                 log.info("thread file %s can't be fetched again: %s", file.filename, gone.detail)

@@ -10,8 +10,9 @@ from bot.schema import RunSource
 
 
 @dataclass(frozen=True)
-class SlackFile:
-    """A file shared in Slack, as far as the event told us about it."""
+class SharedFile:
+    """A file someone shared, as far as the surface told us about it (the fields follow
+    Slack's file object, the one surface today)."""
 
     id: str
     name: str = ""
@@ -30,7 +31,7 @@ class SlackFile:
         return bool(self.name and self.url_private_download and self.size is not None)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], *, shared_in: tuple[str, ...] = ()) -> SlackFile:
+    def from_payload(cls, payload: dict[str, Any], *, shared_in: tuple[str, ...] = ()) -> SharedFile:
         """A file object as Slack sends it (in an event, or from ``files.info``).
 
         ``shared_in`` adds conversations known from elsewhere: the channel of the message
@@ -84,7 +85,7 @@ class AnalysisRequest:
     message_ts: str
     thread_ts: str
     text: str
-    files: tuple[SlackFile, ...] = ()
+    files: tuple[SharedFile, ...] = ()
     source: RunSource = "mention"
     event_id: str | None = None
     user_team: str | None = None  # the person's own workspace (differs for Slack Connect guests)
@@ -100,7 +101,7 @@ class AnalysisRequest:
     def from_json(cls, text: str) -> AnalysisRequest:
         data = json.loads(text)
         data["files"] = tuple(
-            SlackFile(**{**f, "shared_in": tuple(f.get("shared_in") or ())}) for f in data.get("files") or ()
+            SharedFile(**{**f, "shared_in": tuple(f.get("shared_in") or ())}) for f in data.get("files") or ()
         )
         return cls(**data)
 

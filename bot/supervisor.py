@@ -147,6 +147,18 @@ class Supervisor:
     async def drain(self, timeout: float | None = None) -> bool:
         return await self.tasks.drain(timeout)
 
+    async def shutdown(self, grace: float) -> None:
+        """Let running work finish within ``grace`` seconds, then interrupt the rest (each
+        run left queued for the next start, its thread told) and stop the sweeper. New
+        requests are deferred from the moment shutdown begins."""
+        self.stopping = True
+        if self.tasks:
+            log.info("waiting up to %.0fs for %d analyses to finish", grace, len(self.tasks))
+        if not await self.tasks.drain(grace):
+            log.warning("analyses still running after the grace period; recording them as interrupted")
+            await self.tasks.cancel_all()
+        await self.stop_background()
+
     async def stop_background(self) -> None:
         """Stop the sweeper (analyses are drained separately)."""
         self._stop.set()

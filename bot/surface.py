@@ -18,7 +18,7 @@ from typing import Protocol
 from bot.errors import Problem
 from bot.files_api import FilesApi
 from bot.progress import RunEvent
-from bot.requests import AnalysisRequest, SlackFile
+from bot.requests import AnalysisRequest, SharedFile
 from bot.schema import PostKind
 
 Clock = Callable[[], float]
@@ -60,12 +60,12 @@ class DownloadedFile:
 
 
 class FileSource(Protocol):
-    async def lookup(self, file: SlackFile) -> SlackFile:
+    async def lookup(self, file: SharedFile) -> SharedFile:
         """``file`` with what the event left out (name, size, download link, owner, shares).
         Raises :class:`bot.errors.FileUnavailable` when there is no such file for the bot."""
         ...
 
-    async def download(self, file: SlackFile, *, max_bytes: int, directory: Path) -> DownloadedFile:
+    async def download(self, file: SharedFile, *, max_bytes: int, directory: Path) -> DownloadedFile:
         """Stream ``file`` into ``directory``; raises :class:`bot.filetypes.FileRefused` past
         ``max_bytes`` and :class:`bot.errors.UserFacingError` when the surface won't serve it."""
         ...

@@ -128,17 +128,12 @@ class RunningBot:
         ``ANALYST_SHUTDOWN_GRACE_S``), then record the rest as interrupted and close."""
         grace = self.settings.shutdown_grace_s if grace is None else grace
         self.ready.clear()
-        self.analyst.stopping = True
+        self.analyst.stop_taking_work()
         if self._runner is not None:
             await self._runner.shutdown()
         if self._socket is not None:
             await self._socket.disconnect_async()  # type: ignore[no-untyped-call]
-        if self.analyst.busy:
-            log.info("waiting up to %.0fs for %d analyses to finish", grace, self.analyst.busy)
-        if not await self.analyst.drain(grace):
-            log.warning("analyses still running after the grace period; recording them as interrupted")
-            await self.analyst.cancel_all()
-        await self.analyst.stop_background()
+        await self.analyst.shutdown(grace)
         if self._runner is not None:
             await self._runner.cleanup()
         if self._socket is not None:

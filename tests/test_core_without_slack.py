@@ -22,7 +22,7 @@ from bot.clients import anthropic_client
 from bot.errors import FileUnavailable, Problem
 from bot.files_api import FilesApi
 from bot.progress import Done, Failed, FilesReady, Finished, Preparing, RunEvent, Started, StepStarted
-from bot.requests import AnalysisRequest, SlackFile
+from bot.requests import AnalysisRequest, SharedFile
 from bot.schema import PostKind
 from bot.settings import Settings
 from bot.store import Store
@@ -37,14 +37,14 @@ class DiskFiles:
     def __init__(self, files: dict[str, Path]) -> None:
         self.files = files
 
-    async def lookup(self, file: SlackFile) -> SlackFile:
+    async def lookup(self, file: SharedFile) -> SharedFile:
         path = self.files.get(file.id)
         if path is None:
             raise FileUnavailable("no such file", detail=f"lookup {file.id}")
         size = path.stat().st_size
-        return SlackFile(file.id, path.name, size=size, url_private_download=str(path), owner="U1", shared_in=("C1",))
+        return SharedFile(file.id, path.name, size=size, url_private_download=str(path), owner="U1", shared_in=("C1",))
 
-    async def download(self, file: SlackFile, *, max_bytes: int, directory: Path) -> DownloadedFile:
+    async def download(self, file: SharedFile, *, max_bytes: int, directory: Path) -> DownloadedFile:
         source = self.files[file.id]
         target = directory / f"{file.id}.part"
         shutil.copyfile(source, target)
@@ -132,7 +132,7 @@ async def core(tmp_path: Path, claude: FakeAnthropic) -> AsyncIterator[tuple[Ana
         try:
             yield analyst, surface
         finally:
-            await analyst.stop_background()
+            await analyst.shutdown(grace=0)
             await client.close()
 
 
@@ -140,7 +140,7 @@ def ask(
     text: str, *, ts: str = "1.000100", thread_ts: str | None = None, files: tuple[str, ...] = ()
 ) -> AnalysisRequest:
     return AnalysisRequest(
-        "T1", "C1", "U1", ts, thread_ts or ts, text, files=tuple(SlackFile(id=f) for f in files), source="mention"
+        "T1", "C1", "U1", ts, thread_ts or ts, text, files=tuple(SharedFile(id=f) for f in files), source="mention"
     )
 
 

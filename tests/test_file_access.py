@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.access import may_analyse_file
-from bot.requests import AnalysisRequest, SlackFile
+from bot.requests import AnalysisRequest, SharedFile
 from handlers.slack.payloads import request_from_message
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
@@ -52,17 +52,17 @@ def nothing_happened(slack: FakeSlack, claude: FakeAnthropic, channel: str = "C0
 
 
 def test_the_rule_is_own_upload_or_shared_here() -> None:
-    file = SlackFile(id="F1", owner="U0BOB", shared_in=("C0SECRET",))
+    file = SharedFile(id="F1", owner="U0BOB", shared_in=("C0SECRET",))
     assert not may_analyse_file(file, asker="U0ALICE", conversation_id="C0DATA")
     assert may_analyse_file(file, asker="U0BOB", conversation_id="C0DATA")  # their own upload
     assert may_analyse_file(file, asker="U0ALICE", conversation_id="C0SECRET")  # shared where it's asked
-    assert not may_analyse_file(SlackFile(id="F2"), asker="", conversation_id="")  # knowing nothing is no
+    assert not may_analyse_file(SharedFile(id="F2"), asker="", conversation_id="")  # knowing nothing is no
 
 
 def test_shares_are_read_from_both_forms_of_the_file_object() -> None:
     """docs: api.slack.com/types/file lists shares as ``shares.public/private`` and as the flat
     ``channels``/``groups``/``ims``; a channel in either counts."""
-    file = SlackFile.from_payload(
+    file = SharedFile.from_payload(
         {"id": "F1", "user": "U0BOB", "shares": {"private": {"C0SECRET": [{"ts": "1.0"}]}}, "ims": ["D0BOB"]}
     )
     assert file.owner == "U0BOB" and set(file.shared_in) == {"C0SECRET", "D0BOB"}
@@ -82,7 +82,7 @@ def test_a_messages_files_count_as_shared_in_its_conversation() -> None:
 
 def test_what_a_file_is_known_to_be_shared_in_survives_a_restart() -> None:
     request = AnalysisRequest(
-        "T1", "C0DATA", "U0ALICE", "1.1", "1.1", "churn?", files=(SlackFile(id="F1", shared_in=("C0DATA",)),)
+        "T1", "C0DATA", "U0ALICE", "1.1", "1.1", "churn?", files=(SharedFile(id="F1", shared_in=("C0DATA",)),)
     )
     assert AnalysisRequest.from_json(request.to_json()) == request
 

@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import FileUnavailable, UserFacingError
 from bot.filetypes import FileRefused, describe_size, display_name
-from bot.requests import SlackFile
+from bot.requests import SharedFile
 from bot.surface import DownloadedFile
 from handlers.slack.errors import describe_slack_error
 
@@ -39,7 +39,7 @@ UNAVAILABLE = {
 }
 
 
-async def complete_file(client: AsyncWebClient, file: SlackFile) -> SlackFile:
+async def complete_file(client: AsyncWebClient, file: SharedFile) -> SharedFile:
     """Fill in what the event left out (name, size, download URL, owner, shares) from ``files.info``."""
     if file.complete:
         return file
@@ -56,12 +56,12 @@ async def complete_file(client: AsyncWebClient, file: SlackFile) -> SlackFile:
             detail=problem.detail,
         ) from error
     info = response.get("file") or {}
-    return SlackFile.from_payload({**info, "id": file.id}, shared_in=file.shared_in)
+    return SharedFile.from_payload({**info, "id": file.id}, shared_in=file.shared_in)
 
 
 async def download(
     session: aiohttp.ClientSession,
-    file: SlackFile,
+    file: SharedFile,
     *,
     token: str,
     max_bytes: int,
@@ -122,8 +122,8 @@ class SlackFiles:
         self.http = http
         self._token = token
 
-    async def lookup(self, file: SlackFile) -> SlackFile:
+    async def lookup(self, file: SharedFile) -> SharedFile:
         return await complete_file(self.client, file)
 
-    async def download(self, file: SlackFile, *, max_bytes: int, directory: Path) -> DownloadedFile:
+    async def download(self, file: SharedFile, *, max_bytes: int, directory: Path) -> DownloadedFile:
         return await download(self.http, file, token=self._token, max_bytes=max_bytes, directory=directory)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.requests import AnalysisRequest, Share, SlackFile
+from bot.requests import AnalysisRequest, Share, SharedFile
 from bot.sanitize import mentions_user
 from bot.schema import RunSource
 
@@ -24,13 +24,13 @@ def is_from_a_bot(event: dict[str, Any], bot_user_id: str | None = None) -> bool
     )
 
 
-def files_of(event: dict[str, Any]) -> tuple[SlackFile, ...]:
+def files_of(event: dict[str, Any]) -> tuple[SharedFile, ...]:
     """The files a message carries. Slack delivers a message's files only to conversations
     the message is in, so each is shared in the event's channel (the file rule relies on it)."""
     channel = event.get("channel")
     here = (str(channel),) if channel else ()
     return tuple(
-        SlackFile.from_payload(f, shared_in=here)
+        SharedFile.from_payload(f, shared_in=here)
         for f in event.get("files") or ()
         if isinstance(f, dict) and f.get("id")
     )

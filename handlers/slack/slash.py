@@ -20,9 +20,8 @@ from bot.access import NOT_YOURS_TO_ANALYSE, access_refusal, may_analyse_file
 from bot.analyst import Analyst
 from bot.commands import Command, help_text, parse_command
 from bot.errors import UserFacingError
-from bot.requests import AnalysisRequest, SlackFile
+from bot.requests import AnalysisRequest, SharedFile
 from bot.sanitize import clean_question, neutralize
-from bot.store import utc_iso
 from handlers.slack.clients import post_message
 from handlers.slack.errors import describe_slack_error, slack_error_code
 from handlers.slack.files import complete_file
@@ -59,7 +58,7 @@ class SlashCommands:
         self.http: aiohttp.ClientSession = surface.http
 
     async def handle(self, request: SlashRequest) -> None:
-        if request.trigger_id and not await self.analyst.store.claim(f"command:{request.trigger_id}"):
+        if request.trigger_id and not await self.analyst.claim_command(request.trigger_id):
             log.info("%s %s already handled; ignoring the redelivery", request.command, request.trigger_id)
             return
         command = parse_command(request.text)
@@ -102,10 +101,7 @@ class SlashCommands:
             return
         file_ids = list(command.file_ids)
         if not file_ids:
-            since = utc_iso(self.analyst.store.clock() - settings.recent_files_hours * 3600)
-            file_ids = await self.analyst.parts.conversations.recent_shares(
-                channel_id=request.channel_id, user_id=request.user_id, since=since
-            )
+            file_ids = await self.analyst.recent_shares(channel_id=request.channel_id, user_id=request.user_id)
         if not file_ids:
             await self.reply(request, no_data_text(request.command, settings.recent_files_hours))
             return
@@ -142,17 +138,17 @@ class SlashCommands:
             except SlackApiError as error:
                 log.warning("could not remove the refused command's message: %s", error.response.get("error"))
 
-    async def files_to_analyse(self, request: SlashRequest, file_ids: list[str]) -> tuple[SlackFile, ...] | None:
+    async def files_to_analyse(self, request: SlashRequest, file_ids: list[str]) -> tuple[SharedFile, ...] | None:
         """The files looked up in Slack, if the caller may have every one analysed here.
 
         A link names any file the bot can see, and the bot sees more than the caller: so each
         file must pass the file rule (``bot.access.may_analyse_file``) before anything else
         happens — no download, no upload, no Claude call, no public message. Otherwise the
         caller alone is told why, and None is returned."""
-        found: list[SlackFile] = []
+        found: list[SharedFile] = []
         for file_id in file_ids:
             try:
-                file = await complete_file(self.slack, SlackFile(id=file_id))
+                file = await complete_file(self.slack, SharedFile(id=file_id))
             except UserFacingError as problem:
                 await self.reply(request, f":warning: {problem.message}")
                 return None
