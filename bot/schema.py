@@ -16,23 +16,27 @@ from typing import Literal, get_args
 
 import sqlite_utils
 
-#: What ``runs.status`` holds. ``queued`` → ``running`` → one of the terminal three; a request over
-#: its quota is recorded straight as ``refused``. A run the process stopped under (shutdown, crash)
-#: is left — or put back — ``queued`` with a note in ``error``, and the next start resumes it or
-#: marks it ``failed``: "interrupted" is how a run *ended in this process*, never a stored status.
-RunStatus = Literal["queued", "running", "succeeded", "failed", "refused"]
+#: What ``runs.status`` holds. ``queued`` → ``running`` → one of the terminal four (``cancelled``:
+#: stopped by its asker or an admin); a request over its quota is recorded straight as ``refused``.
+#: A run the process stopped under (shutdown, crash) is left — or put back — ``queued`` with a note
+#: in ``error``, and the next start resumes it or marks it ``failed``: "interrupted" is how a run
+#: *ended in this process*, never a stored status.
+RunStatus = Literal["queued", "running", "succeeded", "failed", "refused", "cancelled"]
 #: Where a run came from: an @mention, a DM, the assistant pane, ``/analyze``, or ``slack-analyst ask``.
 RunSource = Literal["mention", "dm", "assistant", "command", "cli"]
 #: What ``posts.ref`` names: a message (its ts) or a file (its Slack file id).
 PostKind = Literal["message", "file"]
+#: A person's rating of an answer (Slack's feedback buttons).
+Rating = Literal["good", "bad"]
 #: What ``files.origin`` holds: a person's file we uploaded, or one code execution made.
 FileOrigin = Literal["upload", "generated"]
 
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
-TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"succeeded", "failed", "refused"})
+TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"succeeded", "failed", "refused", "cancelled"})
 UNFINISHED_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 RUN_SOURCES: tuple[RunSource, ...] = get_args(RunSource)
 POST_KINDS: tuple[PostKind, ...] = get_args(PostKind)
+RATINGS: tuple[Rating, ...] = get_args(Rating)
 
 EVENT_COLUMNS: dict[str, type] = {
     "key": str,  # "event:<Slack event id>" or a request's dedupe key
@@ -132,6 +136,15 @@ POST_COLUMNS: dict[str, type] = {
     "posted_at": str,
 }
 
+FEEDBACK_COLUMNS: dict[str, type] = {
+    "run_id": int,
+    "user_id": str,
+    "team_id": str,
+    "rating": str,  # a Rating; the last one the person gave (Slack sends every toggle, no state)
+    "comment": str,  # what was wrong, from the 👎 form (optional)
+    "updated_at": str,
+}
+
 MIGRATIONS = sqlite_utils.Migrations("slack-analyst")
 #: The names of :data:`MIGRATIONS`, in order (``mNNN_what_it_does``).
 MIGRATION_NAMES: list[str] = []
@@ -177,6 +190,14 @@ def m001_initial_schema(db: sqlite_utils.Database) -> None:
     table("shares", SHARE_COLUMNS, "id").create_index(
         ["channel_id", "user_id", "slack_file_id"], unique=True, if_not_exists=True
     )
+
+
+@migration
+def m002_feedback(db: sqlite_utils.Database) -> None:
+    """Ratings of answers, one row per run and person (the latest rating and comment)."""
+    feedback = db.table("feedback")
+    feedback.create(FEEDBACK_COLUMNS, pk=("run_id", "user_id"))
+    feedback.create_index(["team_id", "updated_at"])
 
 
 class MigrationError(Exception):

@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from bot.feedback import FeedbackStore
 from bot.schema import (
     EVENT_COLUMNS,
+    FEEDBACK_COLUMNS,
     FILE_COLUMNS,
     MIGRATION_NAMES,
+    MIGRATIONS,
     POST_COLUMNS,
     RUN_COLUMNS,
     SHARE_COLUMNS,
@@ -101,12 +104,12 @@ def columns(path: Path) -> dict[str, set[str]]:
         return {table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")} for table in tables}
 
 
-def indexes(path: Path) -> set[tuple[str, tuple[str, ...]]]:
+def indexes(path: Path, *, tables: tuple[str, ...] = tuple(SCHEMA)) -> set[tuple[str, tuple[str, ...]]]:
     db = sqlite_utils.Database(path)
     try:
         return {
             (table, tuple(index.columns))
-            for table in SCHEMA
+            for table in tables
             for index in db.table(table).indexes
             if not index.name.startswith("sqlite_autoindex_")  # a text primary key's own
         }
@@ -114,13 +117,19 @@ def indexes(path: Path) -> set[tuple[str, tuple[str, ...]]]:
         db.close()
 
 
-def schema_sql(path: Path) -> set[tuple[str, str]]:
+def schema_sql(path: Path, *, without: tuple[str, ...] = ()) -> set[tuple[str, str]]:
+    """The database's tables and indexes, except those of the tables in ``without``."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        return set(conn.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE '%sqlite_migrations%'"))
+        rows = conn.execute("SELECT name, sql, tbl_name FROM sqlite_master WHERE name NOT LIKE '%sqlite_migrations%'")
+        return {(name, sql) for name, sql, table in rows if table not in without}
+
+
+#: The tables migrations after m001 added (absent from the code before migrations).
+LATER_TABLES = ("feedback",)
 
 
 def test_the_migrations_are_numbered_in_order() -> None:
-    assert MIGRATION_NAMES == ["m001_initial_schema"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback"]
     assert all(name.startswith(f"m{n:03d}_") for n, name in enumerate(MIGRATION_NAMES, start=1))
 
 
@@ -128,9 +137,9 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
     def m007_skips_ahead(db: sqlite_utils.Database) -> None:
         raise AssertionError("never registered, never run")
 
-    with pytest.raises(ValueError, match="must be named m002_"):
+    with pytest.raises(ValueError, match="must be named m003_"):
         migration(m007_skips_ahead)
-    assert MIGRATION_NAMES == ["m001_initial_schema"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback"]
 
 
 # -- m001_initial_schema -----------------------------------------------------------------------
@@ -139,10 +148,10 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
 async def test_m001_on_an_empty_database_makes_the_schema_the_previous_code_made(tmp_path: Path) -> None:
     async with Store(tmp_path / "new.db") as store:
         state = await store.schema_state()
-    assert state.applied == ("m001_initial_schema",) and state.current and state.describe() == "migration 1 of 1"
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current and state.describe() == "migration 2 of 2"
     with contextlib.closing(sqlite3.connect(tmp_path / "old.db", isolation_level=None)) as conn:
         previous_code_schema(sqlite_utils.Database(conn))
-    assert schema_sql(tmp_path / "new.db") == schema_sql(tmp_path / "old.db")
+    assert schema_sql(tmp_path / "new.db", without=LATER_TABLES) == schema_sql(tmp_path / "old.db")
     found = columns(tmp_path / "new.db")
     assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
     assert indexes(tmp_path / "new.db") == INDEXES
@@ -170,7 +179,7 @@ async def test_m001_brings_the_previous_codes_database_to_the_schema_and_keeps_i
         )
         conversation = await conversations.get("C0DATA:1.0")
 
-    assert state.current and state.describe() == "migration 1 of 1"
+    assert state.current and state.describe() == "migration 2 of 2"
     found = columns(path)
     assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
     assert indexes(path) == INDEXES
@@ -179,13 +188,42 @@ async def test_m001_brings_the_previous_codes_database_to_the_schema_and_keeps_i
     assert conversation.container_id == "container_1" and len(conversation.turns) == 2
 
 
+# -- m002_feedback ------------------------------------------------------------------------------
+
+
+async def test_m002_adds_feedback_to_a_database_at_m001_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "analyst.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        db = sqlite_utils.Database(conn)
+        MIGRATIONS.apply(db, stop_before="m002_feedback")
+        db.table("runs").insert({"id": 3, "user_id": "U0ALICE", "status": "succeeded", "source": "mention"})
+    assert "feedback" not in columns(path)
+
+    async with Store(path, clock=lambda: NOW) as store:
+        state = await store.schema_state()
+        feedback = FeedbackStore(store)
+        await feedback.rate(run_id=3, user_id="U0BOB", team_id="T0TEAM", rating="bad")
+        await feedback.comment(run_id=3, user_id="U0BOB", team_id="T0TEAM", comment="wrong column")
+        await feedback.rate(run_id=3, user_id="U0BOB", team_id="T0TEAM", rating="good")  # toggled: last wins
+        [row] = await feedback.of_run(3)
+        [run] = await store.all_runs()
+        ratings = await feedback.ratings_since(utc_iso(NOW - 60), team_id="T0TEAM")
+
+    assert state.applied == ("m001_initial_schema", "m002_feedback") and state.current
+    assert columns(path)["feedback"] == set(FEEDBACK_COLUMNS)
+    assert ("feedback", ("team_id", "updated_at")) in indexes(path, tables=("feedback",))
+    assert run["id"] == 3
+    assert (row["rating"], row["comment"]) == ("good", "wrong column")
+    assert (ratings.good, ratings.bad) == (1, 0) and ratings.describe() == "👍 1 · 👎 0 (100 % positive)"
+
+
 async def test_opening_a_current_database_applies_nothing(tmp_path: Path) -> None:
     path = tmp_path / "analyst.db"
     async with Store(path):
         pass
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         assert migrate(sqlite_utils.Database(conn)) == ()
-        assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (len(MIGRATION_NAMES),)
 
 
 async def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Path) -> None:
