@@ -16,13 +16,14 @@ import anthropic
 
 from bot.admission import Admission, Admitted, Duplicate, Gate, HowTo, Refused
 from bot.engine import Engine
+from bot.feedback import FeedbackStore
 from bot.files_api import FilesApi
 from bot.intake import FileIntake
 from bot.quotas import DAY
 from bot.requests import AnalysisRequest, Share
 from bot.retention import Sweeper, forget_user
 from bot.run import Parts, Run
-from bot.schema import RunStatus
+from bot.schema import Rating, RunStatus
 from bot.settings import Settings
 from bot.store import ConversationStore, Store, parse_iso, utc_iso
 from bot.supervisor import Supervisor
@@ -33,6 +34,8 @@ from bot.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 Ending = RunStatus | Literal["duplicate", "how-to"]
+
+NO_SUCH_RUN = "I can't find that analysis any more; its record may have been deleted."
 """How a request ended: its run's status, or no run at all."""
 
 
@@ -56,6 +59,7 @@ class Analyst:
         self.store = store
         self.surface = surface
         self.gate = Gate(settings, store, conversations, surface)
+        self.feedback = FeedbackStore(store)
         self.sweeper = Sweeper(settings, store, conversations, files_api)
         self.supervisor = Supervisor(self.parts, self.gate, self.sweeper)
 
@@ -157,12 +161,19 @@ class Analyst:
     async def retract(self, *, channel_id: str, ts: str, user_id: str) -> None:
         """:x: on one of the bot's replies, by the asker or an admin, deletes that run's replies."""
         run_id = await self.store.run_of_post(channel_id, ts)
-        if run_id is None:
-            return
-        run = await self.store.get_run(run_id)
-        if user_id != run["user_id"] and user_id not in self.settings.admins:
-            log.info("%s reacted :x: on run %s's reply but is neither its asker nor an admin", user_id, run_id)
-            return
+        if run_id is not None:
+            await self.delete_answer(run_id, user_id=user_id)
+
+    async def delete_answer(self, run_id: int, *, user_id: str) -> str | None:
+        """Delete run ``run_id``'s replies and files, if ``user_id`` asked for it or is an
+        admin; otherwise the words to tell them privately."""
+        run = await self._run_row(run_id)
+        if run is None:
+            return NO_SUCH_RUN
+        if not self._may_control(run, user_id):
+            log.info("%s asked to delete run %s's replies but is neither its asker nor an admin", user_id, run_id)
+            return f"Only <@{run['user_id']}>, who asked, or an admin can delete this answer."
+        channel_id = str(run["channel_id"])
         posts = await self.store.posts_of_run(run_id)
         await self.surface.delete_replies(
             channel_id,
@@ -172,6 +183,38 @@ class Analyst:
         )
         await self.store.forget_posts(run_id)
         log.info("deleted the replies of run %s at %s's request", run_id, user_id)
+        return None
+
+    async def stop(self, run_id: int, *, user_id: str) -> str | None:
+        """Stop run ``run_id`` for ``user_id`` (its asker or an admin): its in-flight API call
+        is closed and it ends ``cancelled``. Otherwise the words to tell them privately."""
+        run = await self._run_row(run_id)
+        if run is None:
+            return NO_SUCH_RUN
+        if not self._may_control(run, user_id):
+            log.info("%s tried to stop run %s but is neither its asker nor an admin", user_id, run_id)
+            return f"Only <@{run['user_id']}>, who asked, or an admin can stop this analysis."
+        running = self.parts.running.get(run_id)
+        if running is None:
+            return "That analysis has already finished."
+        running.stop(by=user_id)
+        return None
+
+    async def rate(self, run_id: int, *, user_id: str, team_id: str, rating: Rating) -> None:
+        """A person's 👍/👎 on run ``run_id``'s answer (the latest one counts)."""
+        if await self._run_row(run_id) is not None:
+            await self.feedback.rate(run_id=run_id, user_id=user_id, team_id=team_id, rating=rating)
+
+    async def comment(self, run_id: int, *, user_id: str, team_id: str, comment: str) -> None:
+        """What a person said was wrong with run ``run_id``'s answer."""
+        if comment.strip() and await self._run_row(run_id) is not None:
+            await self.feedback.comment(run_id=run_id, user_id=user_id, team_id=team_id, comment=comment.strip())
+
+    async def _run_row(self, run_id: int) -> dict[str, Any] | None:
+        return await self.store.find_run(run_id)
+
+    def _may_control(self, run: dict[str, Any], user_id: str) -> bool:
+        return user_id == run["user_id"] or user_id in self.settings.admins
 
     async def usage(self, user_id: str, team_id: str) -> str:
         """The person's runs, tokens and cost; for admins, the workspace's top users too."""

@@ -99,6 +99,9 @@ class Job:
     # Called when the container turns out to be gone: the thread's files, each made
     # available in the Files API again (the engine can't fetch them from Slack itself).
     reattach: Callable[[], Awaitable[Sequence[InputFile]]] | None = field(default=None, compare=False)
+    # Told what the API call being streamed has used so far, as it grows, and Usage() once the
+    # call's whole usage has been reported (as a Usage event): a run stopped midway counts it too.
+    meter: Callable[[Usage], None] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -108,6 +111,7 @@ class _Turn:
     usage: Usage = field(default_factory=Usage)
     steps: int = 0
     code_steps: set[int] = field(default_factory=set)  # steps that executed code
+    meter: Callable[[Usage], None] | None = None  # Job.meter
     step_of_tool_use: dict[str, int] = field(default_factory=dict)
     answer_parts: list[str] = field(default_factory=list)
     tool_errors: list[str] = field(default_factory=list)
@@ -327,7 +331,7 @@ class Engine:
         A container the API no longer accepts (expired, unknown) is replaced by a fresh
         one with the conversation's files attached again, once, before any work began.
         """
-        turn = _Turn(container_id=job.container_id)
+        turn = _Turn(container_id=job.container_id, meter=job.meter)
         reset = job.container_reset
         while True:
             messages = self.messages_for(job, fresh_container=turn.container_id is None, reset=reset)
@@ -421,7 +425,13 @@ class Engine:
         params = self.request_params(messages, turn.container_id, turn.cache_anchors)
         # The engine retries itself (announcing it), so the SDK's own retries are off here.
         async with self.client.with_options(max_retries=0).messages.stream(**params) as stream:
+            in_flight = Usage()
             async for event in _unbroken(stream):
+                if turn.meter is not None and event.type == "message_start":
+                    in_flight = _usage_of(event.message.usage)
+                    turn.meter(in_flight)
+                elif turn.meter is not None and event.type == "message_delta":
+                    turn.meter(replace(in_flight, output_tokens=event.usage.output_tokens))
                 if event.type == "content_block_start" and event.content_block.type == "server_tool_use":
                     turn.steps += 1
                     turn.step_of_tool_use[event.content_block.id] = turn.steps
@@ -429,7 +439,10 @@ class Engine:
                 elif event.type == "content_block_stop":
                     for item in self._block_events(event.content_block, turn):
                         yield item
-            yield await stream.get_final_message()
+            final = await stream.get_final_message()
+            if turn.meter is not None:
+                turn.meter(Usage())  # counted whole, from the final message, by the caller
+            yield final
 
     def _block_events(self, block: Any, turn: _Turn) -> list[AnalysisEvent]:
         if block.type == "server_tool_use":
@@ -542,7 +555,10 @@ def _failure(turn: _Turn, message: str, *, retryable: bool, detail: str) -> Fail
 
 def _usage(message: anthropic.types.Message) -> Usage:
     """The usage the API reports for one call (docs: api/messages — ``usage``)."""
-    usage = message.usage
+    return _usage_of(message.usage)
+
+
+def _usage_of(usage: anthropic.types.Usage) -> Usage:
     server_tools = usage.server_tool_use
     return Usage(
         input_tokens=usage.input_tokens,

@@ -5,8 +5,9 @@ analysis: :class:`Queued`, :class:`Started`, :class:`Preparing`, :class:`FilesRe
 :class:`FilesReady`, :class:`QuestionTruncated`; the engine (:mod:`bot.engine`) emits the
 analysis itself: steps, code, outputs, text, files, retries and usage, ending with exactly
 one :class:`Done` or :class:`Failed`. The run then says :class:`FilesLeftOut` if it had to,
-and ends the stream with :class:`Finished` (or :class:`Interrupted` when the process is
-shutting down). Subscribers — a surface's publisher, the ledger — consume the same stream.
+and ends the stream with :class:`Finished` (after :class:`Cancelled` when someone stopped
+it), or with :class:`Interrupted` when the process is shutting down. Subscribers — a
+surface's publisher, the ledger — consume the same stream.
 
 These are *progress* events, not Slack events: Slack's payloads never get past ``handlers/``.
 """
@@ -218,6 +219,13 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Cancelled:
+    """The run was stopped by ``by`` (its asker or an admin); Finished follows, ``cancelled``."""
+
+    by: str
+
+
+@dataclass(frozen=True)
 class Interrupted:
     """The process is shutting down mid-run: the run stays queued for the next start."""
 
@@ -237,6 +245,7 @@ RunEvent = (
     | FilesRefused
     | FilesReady
     | FilesLeftOut
+    | Cancelled
     | Finished
     | Interrupted
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import anthropic
 import httpx2
@@ -25,6 +25,7 @@ from bot.intake import FileIntake
 from bot.jobs import JobPlan, plan_job
 from bot.ledger import Ledger
 from bot.progress import (
+    Cancelled,
     Done,
     Failed,
     FilesLeftOut,
@@ -38,6 +39,8 @@ from bot.progress import (
     Queued,
     RunEvent,
     Started,
+    StepStarted,
+    Usage,
 )
 from bot.requests import AnalysisRequest
 from bot.schema import RunStatus
@@ -61,6 +64,7 @@ class Parts:
     engine: Engine
     queue: WorkQueue
     surface: Surface
+    running: dict[int, Run] = field(default_factory=dict)  # the runs this process is carrying out, by id
 
 
 class Run:
@@ -85,17 +89,36 @@ class Run:
         self.key = thread_key(request.channel_id, request.thread_ts)
         ledger = Ledger(parts.store, parts.files_api, run_id, team_id=request.team_id)
         self.publisher: Publisher = parts.surface.publisher(
-            request, ledger.posts_in(request.channel_id), parts.files_api
+            request, run_id, ledger.posts_in(request.channel_id), parts.files_api
         )
         self.subscribers: Sequence[Subscriber] = (ledger, self.publisher)
         self.code_runs = 0
+        self._code_steps: set[int] = set()
+        self.stopped_by: str | None = None
+        self.cut_short = Usage()  # what the call being streamed has used so far (counted if stopped)
+        self._task: asyncio.Task[object] | None = None
+
+    def stop(self, by: str) -> None:
+        """Cancel the run (its in-flight API call is closed); it ends ``cancelled``, stopped by ``by``."""
+        if self.stopped_by is None and self._task is not None:
+            self.stopped_by = by
+            self._task.cancel()
 
     async def emit(self, event: RunEvent) -> None:
         await broadcast(self.subscribers, event)
 
     async def execute(self) -> RunStatus:
-        """Run to a terminal ledger status; on cancellation (shutdown) the run is left
-        queued, the thread is told, and the cancellation goes on."""
+        """Run to a terminal ledger status. Stopped (:meth:`stop`), it ends ``cancelled``; on
+        any other cancellation (shutdown) it is left queued, the thread is told, and the
+        cancellation goes on."""
+        self._task = asyncio.current_task()
+        self.parts.running[self.run_id] = self
+        try:
+            return await self._execute()
+        finally:
+            self.parts.running.pop(self.run_id, None)
+
+    async def _execute(self) -> RunStatus:
         outcome: Outcome | None = None
         try:
             if self.truncated:
@@ -108,8 +131,10 @@ class Run:
                 await self.emit(Started())
                 outcome = await self._analyse()
         except asyncio.CancelledError:
-            await self.emit(Interrupted())
-            raise
+            if self.stopped_by is None:
+                await self.emit(Interrupted())
+                raise
+            return await self._cancelled(self.stopped_by)
         except Exception as error:  # noqa: BLE001 - every failure ends as a message in the thread (logged in _failure)
             outcome = self._failure(error)
             await self._tell_failure(outcome)
@@ -119,6 +144,26 @@ class Run:
             Finished(status, error_detail, code_runs=self.code_runs, files_posted=self.publisher.files_posted)
         )
         return status
+
+    async def _cancelled(self, by: str) -> RunStatus:
+        """Finish a run someone stopped: what the cut-short call used is counted, the thread
+        says who stopped it, and the ledger records it ``cancelled``."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        log.info("run %s stopped by %s", self.run_id, by)
+        if self.cut_short != Usage():
+            await self.emit(self.cut_short)
+        await self.emit(Cancelled(by))
+        await self.emit(
+            Finished(
+                "cancelled",
+                f"stopped by {by}",
+                code_runs=self.code_runs,
+                files_posted=self.publisher.files_posted,
+            )
+        )
+        return "cancelled"
 
     def _failure(self, error: Exception) -> Failed:
         """Any failure of the run around the analysis, as the :class:`Failed` the thread sees."""
@@ -177,6 +222,7 @@ class Run:
         for file in new_files:
             await parts.conversations.add_file(self.key, file)
         plan = await plan_job(parts, request, self.conversation, new_files, self.question, self.truncated, self.run_id)
+        plan.job = replace(plan.job, meter=self._meter)
         await self.emit(FilesReady(tuple(f.filename for f in plan.job.thread_files)))
         outcome = await self._relay(plan)
         if plan.left_out:
@@ -193,12 +239,21 @@ class Run:
             )
         return outcome
 
+    def _meter(self, in_flight: Usage) -> None:
+        self.cut_short = in_flight
+
     async def _relay(self, plan: JobPlan) -> Outcome:
         """The engine's events, to every subscriber, within the run's deadline."""
         deadline = self.parts.settings.run_deadline_s
         try:
             async with asyncio.timeout(deadline):
                 async for event in self.parts.engine.run(plan.job):
+                    if isinstance(event, StepStarted):  # counted here too, for a run stopped midway
+                        if event.runs_code:
+                            self._code_steps.add(event.step)
+                        else:
+                            self._code_steps.discard(event.step)
+                        self.code_runs = len(self._code_steps)
                     await self.emit(event)
                     if isinstance(event, Done | Failed):
                         self.code_runs = event.code_runs

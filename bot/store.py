@@ -295,6 +295,11 @@ class Store:
     async def get_run(self, run_id: int) -> dict[str, Any]:
         return await self.call(lambda: dict(self.db.table("runs").get(run_id)))
 
+    async def find_run(self, run_id: int) -> dict[str, Any] | None:
+        """The run, or None if there is no such run (an id from a button, say)."""
+        rows = await self._runs_where("id = ?", [run_id])
+        return rows[0] if rows else None
+
     async def _runs_where(self, where: str | None, params: list[Any]) -> list[dict[str, Any]]:
         return await self.call(lambda: list(self.db.table("runs").rows_where(where, params, order_by="id")))
 

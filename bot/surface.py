@@ -108,9 +108,9 @@ class Surface(Protocol):
         """Check the credentials and learn who the bot is (``bot_user_id``, ``team_id``)."""
         ...
 
-    def publisher(self, request: AnalysisRequest, posted: PostLog, outputs: FilesApi) -> Publisher:
-        """A publisher for one run of ``request``: every post it makes is told to ``posted``;
-        the files the analysis generates are fetched from ``outputs``."""
+    def publisher(self, request: AnalysisRequest, run_id: int, posted: PostLog, outputs: FilesApi) -> Publisher:
+        """A publisher for run ``run_id`` of ``request``: every post it makes is told to
+        ``posted``; the files the analysis generates are fetched from ``outputs``."""
         ...
 
     async def tell_thread(self, request: AnalysisRequest, text: str) -> None:

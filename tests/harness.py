@@ -124,6 +124,16 @@ class Harness:
             await self.settle()
         return Asked(message, envelope, channel)
 
+    async def click(
+        self, user: str, message: Message, action_id: str, *, positive: bool = True, settle: bool = True
+    ) -> None:
+        """``user`` presses ``action_id`` on the bot's ``message``, delivered as Slack would."""
+        payload = self.slack.click(user, message.channel, message.ts, action_id, positive=positive)
+        status, _, _ = await self.slack.deliver_interaction(self.events_url, payload)
+        assert status == 200, status
+        if settle:
+            await self.settle()
+
     def replies(self, asked: Asked) -> list[Message]:
         """The bot's messages in the thread of ``asked``."""
         return [m for m in self.slack.thread(asked.channel, asked.thread_ts) if m.bot_id]

@@ -1,25 +1,116 @@
-"""Interactions with the bot's messages (``block_actions``): acknowledged, whatever they are.
+"""Interactions with the bot's messages: Stop, 👍/👎 (and the "what was wrong?" form), delete.
 
-Slack shows the person an error when an interaction is not answered with HTTP 200 within
-3 seconds (docs: interactivity/handling-user-interaction — "you must send an
-acknowledgement response"); Bolt answers 404 to an interaction no listener matches. The
-bot acts on no interaction yet, so every action is acknowledged here. Registered last:
-a listener for specific actions registered before it handles those instead.
+Every interaction is acknowledged at once — Slack shows the person an error when one is not
+answered with HTTP 200 within 3 seconds (docs: interactivity/handling-user-interaction) —
+and the work goes on in the background. What an action needs comes from its button's value
+and the store, so buttons keep working after a restart. A 👎 opens its form right away,
+while the click's ``trigger_id`` is fresh. Interactions with no listener of their own are
+acknowledged by the catch-all, registered last.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.analyst import Analyst
+from handlers.slack.controls import COMMENT_FORM, DELETE, RATE, STOP, comment_form, comment_of, rating_of, run_of
+from handlers.slack.errors import slack_error_code
 from handlers.slack.surface import SlackSurface
+
+log = logging.getLogger(__name__)
 
 EVERY_ACTION = re.compile(".*")
 
 
+def _action(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions") or [{}]
+    return dict(actions[0])
+
+
+def _where(body: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(user, channel, thread) of a click on a message."""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
+    message = body.get("message") or {}
+    thread = message.get("thread_ts") or (body.get("container") or {}).get("thread_ts")
+    return str((body.get("user") or {}).get("id") or ""), str(channel), thread
+
+
+async def _tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None:
+    """A note only the person who clicked sees, next to the message they clicked."""
+    user, channel, thread = _where(body)
+    try:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread)
+    except SlackApiError as error:
+        log.warning("could not answer %s's click privately: %s", user, slack_error_code(error))
+
+
 def register(app: AsyncApp, analyst: Analyst, surface: SlackSurface) -> None:
+    client = surface.client
+
+    @app.action(STOP)
+    async def on_stop(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        run_id = run_of(_action(body).get("value"))
+        if run_id is None:
+            return
+        user, _, _ = _where(body)
+
+        async def stop() -> None:
+            refusal = await analyst.stop(run_id, user_id=user)
+            if refusal:
+                await _tell(client, body, f":no_entry_sign: {refusal}")
+
+        analyst.spawn(stop(), name=f"stop {run_id}")
+
+    @app.action(RATE)
+    async def on_rate(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        rated = rating_of(_action(body).get("value"))
+        if rated is None:
+            return
+        rating, run_id = rated
+        user, channel, _ = _where(body)
+        team = str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or "")
+        if rating == "bad" and body.get("trigger_id"):
+            try:
+                await client.views_open(trigger_id=body["trigger_id"], view=comment_form(run_id, channel_id=channel))
+            except SlackApiError as error:
+                log.warning("the feedback form could not be opened: %s", slack_error_code(error))
+        analyst.spawn(analyst.rate(run_id, user_id=user, team_id=team, rating=rating), name=f"rate {run_id}")
+
+    @app.view(COMMENT_FORM)
+    async def on_comment(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        submitted = comment_of(body.get("view") or {})
+        if submitted is None:
+            return
+        run_id, _, comment = submitted
+        user = str((body.get("user") or {}).get("id") or "")
+        team = str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or "")
+        analyst.spawn(analyst.comment(run_id, user_id=user, team_id=team, comment=comment), name=f"comment {run_id}")
+
+    @app.action(DELETE)
+    async def on_delete(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        run_id = run_of(_action(body).get("value"))
+        if run_id is None:
+            return
+        user, _, _ = _where(body)
+
+        async def delete() -> None:
+            refusal = await analyst.delete_answer(run_id, user_id=user)
+            if refusal:
+                await _tell(client, body, f":no_entry_sign: {refusal}")
+
+        analyst.spawn(delete(), name=f"delete {run_id}")
+
     @app.action(EVERY_ACTION)
     async def acknowledge(ack: AsyncAck) -> None:
+        """Any other interaction (a link button, say): acknowledged, nothing to do."""
         await ack()

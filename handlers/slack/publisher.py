@@ -25,6 +25,7 @@ from bot.errors import describe_anthropic_error
 from bot.files_api import FilesApi
 from bot.filetypes import describe_size, display_name, safe_filename
 from bot.progress import (
+    Cancelled,
     CodeWritten,
     Done,
     Failed,
@@ -45,9 +46,10 @@ from bot.progress import (
 from bot.sanitize import neutralize
 from bot.surface import PostLog
 from handlers.slack.clients import post_message
+from handlers.slack.controls import answer_actions, stop_blocks
 from handlers.slack.errors import slack_error_code
 from handlers.slack.progress import PROGRESS_ERRORS, ProgressView, SlackThread, step_summary
-from handlers.slack.render import answer_messages, code_listing, title_from_filename
+from handlers.slack.render import SlackMessage, answer_messages, code_listing, title_from_filename
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,9 @@ async def react(client: AsyncWebClient, channel_id: str, ts: str, name: str, *, 
         log.info("reaction %s not set: %s", name, slack_error_code(error))
 
 
+# The reaction a run's asking message ends with (any other ending: "warning").
+FINAL_MARKS = {"succeeded": "white_check_mark", "cancelled": "black_square_for_stop"}
+
 RESTARTING = ":arrows_counterclockwise: I'm restarting; I'll pick this up again in a moment."
 
 
@@ -122,6 +127,7 @@ class SlackPublisher:
         on_post: PostLog | None = None,
         uploads: AsyncWebClient | None = None,
         message_ts: str | None = None,
+        run_id: int | None = None,
     ) -> None:
         self.client = client
         # files_upload_v2 goes through a client whose timeout fits the largest file.
@@ -137,6 +143,10 @@ class SlackPublisher:
         self.titles: dict[int, str] = {}
         self.files_posted = 0
         self.message_ts = message_ts  # the asking message, marked when the run ends
+        self.run_id = run_id  # carried by the buttons (Stop, feedback, delete), which work after a restart
+        self.control_ts: str | None = None  # the message with the Stop button, while the run goes
+        self.uploaded: list[dict[str, Any]] = []  # every file this publisher posted, as Slack describes it
+        self.last_answer: tuple[str, SlackMessage] | None = None  # (ts, message) of the answer's last part
 
     # -- posting ---------------------------------------------------------------------
 
@@ -162,6 +172,7 @@ class SlackPublisher:
             channel=self.thread.channel_id, thread_ts=self.thread.thread_ts, **kwargs
         )
         for file in response.get("files") or ():
+            self.uploaded.append(file)
             if file.get("id") and self.on_post is not None:
                 await self.on_post("file", str(file["id"]))
 
@@ -189,6 +200,7 @@ class SlackPublisher:
             )
         elif isinstance(event, Preparing):
             await view.start(event.title)
+            await self._offer_stop()
         elif isinstance(event, FilesReady):
             await view.prepared()
         elif isinstance(event, FilesRefused):
@@ -196,6 +208,7 @@ class SlackPublisher:
         elif isinstance(event, Done):
             await self._done(event)
         elif isinstance(event, Failed):
+            await self._withdraw_stop()
             await self.post_error(event.message)
         elif isinstance(event, Queued):
             await self.note(queued_note(event.position))
@@ -203,11 +216,19 @@ class SlackPublisher:
             await self.note(truncated_note(event.limit))
         elif isinstance(event, FilesLeftOut):
             await self.note(left_out_note(event.names))
+        elif isinstance(event, Cancelled):
+            await self._withdraw_stop()
+            await view.finish(f":black_square_for_stop: Stopped by <@{event.by}>.", ok=False)
         elif isinstance(event, Interrupted):
+            await self._withdraw_stop()
             await self.note(RESTARTING)
-        elif isinstance(event, Finished) and self.message_ts:
-            mark = "white_check_mark" if event.status == "succeeded" else "warning"
-            await react(self.client, self.thread.channel_id, self.message_ts, mark, remove="eyes")
+        elif isinstance(event, Finished):
+            await self._withdraw_stop()
+            if self.message_ts:
+                mark = {"succeeded": "white_check_mark", "cancelled": "black_square_for_stop"}.get(
+                    event.status, "warning"
+                )
+                await react(self.client, self.thread.channel_id, self.message_ts, mark, remove="eyes")
 
     async def _done(self, done: Done) -> None:
         charts = sum(f.mime_type.startswith("image/") for f in done.files)
@@ -215,11 +236,53 @@ class SlackPublisher:
         if charts:
             summary += f", {charts} chart{'s' if charts != 1 else ''}"
         await self.view.finish(summary + ".", ok=True)
+        await self._withdraw_stop()
         if done.answer or done.notes:
             for message in answer_messages(done.answer or "Here is what the analysis produced.", done.notes):
-                await self.post(message.text, blocks=message.blocks)
+                self.last_answer = (await self.post(message.text, blocks=message.blocks), message)
         await self._post_files(done.files)
         await self._post_code()
+        await self._offer_actions()
+
+    # -- controls ----------------------------------------------------------------------
+
+    async def _offer_stop(self) -> None:
+        """The Stop button, in a message under the progress while the run goes."""
+        if self.run_id is None:
+            return
+        try:
+            self.control_ts = await post_message(
+                self.client,
+                self.thread.channel_id,
+                "Stop this analysis",
+                thread_ts=self.thread.thread_ts,
+                blocks=stop_blocks(self.run_id),
+            )
+        except PROGRESS_ERRORS as error:
+            log.warning("the Stop button could not be posted: %s", slack_error_code(error))
+
+    async def _withdraw_stop(self) -> None:
+        """The run is over (or no longer this process's): the Stop button goes."""
+        ts, self.control_ts = self.control_ts, None
+        if ts is None:
+            return
+        try:
+            await self.client.chat_delete(channel=self.thread.channel_id, ts=ts)
+        except PROGRESS_ERRORS as error:
+            log.warning("the Stop button could not be removed: %s", slack_error_code(error))
+
+    async def _offer_actions(self) -> None:
+        """Feedback, delete, and links to the code and notebook, under the answer's last part
+        (``chat.update`` once the files are posted, so the links can point at them)."""
+        if self.last_answer is None or self.run_id is None:
+            return
+        ts, message = self.last_answer
+        links = {str(f.get("name")): str(f.get("permalink")) for f in self.uploaded if f.get("permalink")}
+        blocks = [*message.blocks, *answer_actions(self.run_id, links)]
+        try:
+            await self.client.chat_update(channel=self.thread.channel_id, ts=ts, text=message.text, blocks=blocks)
+        except PROGRESS_ERRORS as error:
+            log.warning("the answer's buttons could not be added: %s", slack_error_code(error))
 
     async def _post_files(self, files: tuple[OutputFile, ...]) -> None:
         ordered = sorted(files, key=lambda f: not f.mime_type.startswith("image/"))

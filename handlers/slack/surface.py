@@ -42,7 +42,7 @@ class SlackSurface:
         self.team_id = identity.get("team_id")
         log.info("connected to Slack team %s as %s", self.team_id, self.bot_user_id)
 
-    def publisher(self, request: AnalysisRequest, posted: PostLog, outputs: FilesApi) -> Publisher:
+    def publisher(self, request: AnalysisRequest, run_id: int, posted: PostLog, outputs: FilesApi) -> Publisher:
         return SlackPublisher(
             self.client,
             outputs,
@@ -53,6 +53,7 @@ class SlackSurface:
             on_post=posted,
             uploads=self.uploads,
             message_ts=request.message_ts,
+            run_id=run_id,
         )
 
     async def tell_thread(self, request: AnalysisRequest, text: str) -> None:

@@ -38,6 +38,7 @@ one and is said so where it is implemented (see :data:`UNCONFIRMED`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -108,6 +109,8 @@ API_VERSION = "2023-06-01"
 #: ``anthropic-version`` values accepted: the long-standing one and the one anthropic 2.14 sends.
 API_VERSIONS = frozenset({API_VERSION, "2026-10-21"})
 DEFAULT_API_KEY = "sk-ant-test-key"
+# How often a stalled stream (a Hold) sends a ping, which is how the fake notices a client that left.
+PING_INTERVAL_S = 0.05
 
 #: Code execution tool types -> the beta header each one still needs (None: generally available).
 CODE_EXECUTION_TOOLS: dict[str, str | None] = {
@@ -1184,6 +1187,8 @@ class FakeAnthropic:
         self.containers: dict[str, ContainerState] = {}
         #: The final Message JSON of every completed messages request (streamed or not).
         self.responses: list[dict[str, Any]] = []
+        self.closed_by_client: list[str] = []  # ids of messages whose stream the client closed mid-way
+        self.client_closed = asyncio.Event()  # set when a client closes a stream mid-way
         #: Exceptions raised by scripts (also reported to the client as 500 api_error).
         self.script_errors: list[BaseException] = []
         #: Requests and responses the SDK's own types reject (see tests/fakes/anthropic_contract.py).
@@ -1877,7 +1882,7 @@ class FakeAnthropic:
         fault = self._stream_faults.popleft() if self._stream_faults else None
         sse = _SseWriter(request, response, fault, self._conform_event)
         container_json = container.response_json() if container is not None and parsed.tool_type else None
-        turn = _TurnRunner(self, parsed, ctx, container, sse.block)
+        turn = _TurnRunner(self, parsed, ctx, container, sse.block, ping=lambda: sse.send("ping", {"type": "ping"}))
         try:
             start: dict[str, Any] = {
                 "id": message_id,
@@ -1921,7 +1926,8 @@ class FakeAnthropic:
         except _StreamAborted:
             pass
         except ConnectionError:
-            pass  # the client went away
+            self.closed_by_client.append(message_id)  # the client went away mid-stream
+            self.client_closed.set()
         return response
 
     # -- code execution ------------------------------------------------------------------------
@@ -1979,12 +1985,15 @@ class _TurnRunner:
         ctx: ScriptContext,
         container: ContainerState | None,
         emit: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        ping: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.api = api
         self.parsed = parsed
         self.ctx = ctx
         self.container = container
         self._emit = emit
+        self._ping = ping
         self.stop_reason = "end_turn"
         self.stop_details: dict[str, Any] | None = None
         self.output_tokens = 0
@@ -2101,6 +2110,18 @@ class _TurnRunner:
             return position, self._run_from_result(source or str(tool_input.get("command", "")), result)
         return None
 
+    async def _hold(self, gate: asyncio.Event) -> None:
+        """Stall until ``gate`` is set, sending ``ping`` events meanwhile as the real API does on a
+        long stream (docs: build-with-claude/streaming — "Event streams may also include any number
+        of ping events"). A client that closed the stream makes the next ping fail: the stream ends
+        there (recorded in ``closed_by_client``)."""
+        while not gate.is_set():
+            try:
+                await asyncio.wait_for(gate.wait(), timeout=PING_INTERVAL_S)
+            except TimeoutError:
+                if self._ping is not None:
+                    await self._ping()
+
     def _run_from_result(self, source: str, result: Mapping[str, Any]) -> CodeRun:
         content = result.get("content") or {}
         if str(content.get("type", "")).endswith("_error"):
@@ -2150,7 +2171,7 @@ class _TurnRunner:
             return False
         if isinstance(action, Hold):
             action.reached.set()
-            await action.gate.wait()
+            await self._hold(action.gate)
             return False
         if isinstance(action, Pause):
             if self.blocks_emitted == 0:

@@ -777,6 +777,76 @@ class FakeSlack:
         self._changed()
         return status, body, answer_headers
 
+    def click(self, user: str, channel: str, ts: str, action_id: str, *, positive: bool = True) -> JSON:
+        """The ``block_actions`` payload of ``user`` clicking ``action_id`` on the bot's message
+        ``ts`` — built from the element the message really shows (a test can only press what is
+        there). For feedback buttons, ``positive`` picks 👍 or 👎. The payload's trigger_id can
+        open one view (``views.open``), as Slack's does.
+
+        Shape: docs interactivity/handling-user-interaction (block_actions payload); a feedback
+        button's action carries the pressed button's ``value`` (bolt-js FeedbackButtonsAction).
+        """
+        message = self.message(channel, ts)
+        found = [
+            (block, element)
+            for block in message.blocks or []
+            for element in block.get("elements") or []
+            if isinstance(element, dict) and element.get("action_id") == action_id
+        ]
+        if not found:
+            raise AssertionError(f"message {ts} shows no element {action_id!r}")
+        block, element = found[0]
+        action: JSON = {
+            "type": element["type"],
+            "action_id": action_id,
+            "block_id": block.get("block_id") or "",
+            "action_ts": f"{time.time():.6f}",
+        }
+        if element["type"] == "feedback_buttons":
+            pressed = element["positive_button" if positive else "negative_button"]
+            action.update(value=pressed["value"], text=pressed["text"])
+        else:
+            action.update(value=element.get("value", ""), text=element.get("text"))
+        trigger = f"{next(self._event_numbers)}.{self.team_id}.{uuid.uuid4().hex}"
+        self.api.issued_triggers[trigger] = user
+        person = self.workspace.users[user]
+        api_message: JSON = {"type": "message", "ts": message.ts, "text": message.text, "blocks": message.blocks}
+        if message.thread_ts:
+            api_message["thread_ts"] = message.thread_ts
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": person.name, "name": person.name, "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "container": {"type": "message", "message_ts": message.ts, "channel_id": channel, "is_ephemeral": False},
+            "trigger_id": trigger,
+            "team": {"id": self.team_id, "domain": self.workspace.team_domain},
+            "channel": {"id": channel, "name": self.workspace.channels[channel].name},
+            "message": api_message,
+            "response_url": self.new_response_url(channel, user, message_ts=message.ts),
+            "actions": [action],
+        }
+
+    def submit_view(self, view_id: str, values: dict[str, dict[str, str]]) -> JSON:
+        """The ``view_submission`` payload of the person a view was opened for, submitting it with
+        ``values``: block_id → action_id → typed text (docs: view-interactions-payload)."""
+        view = self.api.views[view_id]
+        user = str(view["user"])
+        state = {
+            block: {action: {"type": "plain_text_input", "value": text} for action, text in fields.items()}
+            for block, fields in values.items()
+        }
+        shown = {k: v for k, v in view.items() if k != "user"}
+        return {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": self.workspace.team_domain},
+            "user": {"id": user, "username": self.workspace.users[user].name, "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "trigger_id": f"{next(self._event_numbers)}.{self.team_id}.{uuid.uuid4().hex}",
+            "view": {**shown, "state": {"values": state}, "team_id": self.team_id, "app_id": self.app_id},
+        }
+
     async def deliver_interaction(
         self,
         url: str,

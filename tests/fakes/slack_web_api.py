@@ -131,8 +131,14 @@ class WebApi:
             "assistant.threads.setStatus": (self.assistant_threads_set_status, "bot"),
             "assistant.threads.setSuggestedPrompts": (self.assistant_threads_set_suggested_prompts, "bot"),
             "assistant.threads.setTitle": (self.assistant_threads_set_title, "bot"),
+            "views.open": (self.views_open, "bot"),
             "apps.connections.open": (self.apps_connections_open, "app"),
         }
+        # Interactivity: trigger ids issued with interactions (→ the person who clicked), those
+        # already used, and the views opened with them (by view id).
+        self.issued_triggers: dict[str, str] = {}
+        self.exchanged_triggers: set[str] = set()
+        self.views: dict[str, JSON] = {}
 
     # ----------------------------------------------------------------- dispatch
 
@@ -183,6 +189,44 @@ class WebApi:
         return {"ok": True, "url": f"{ws_base}/socket-mode?ticket={ticket}&app_id={self.ws.app_id}"}
 
     # ----------------------------------------------------------------- chat
+
+    def views_open(self, p: JSON) -> JSON:
+        """``views.open``: a modal for the person whose interaction issued ``trigger_id``.
+
+        docs: reference/methods/views.open — a trigger_id is exchanged once (``exchanged_trigger_id``)
+        and only within 3 seconds (``expired_trigger_id``); one Slack never issued is
+        ``invalid_trigger_id``. The view is checked as Slack checks a modal: its title, submit and
+        close are plain_text of at most 24 characters, private_metadata at most 3000 characters,
+        callback_id at most 255, and at most 100 blocks (docs: reference/views/modal-views).
+        """
+        trigger = text_arg(p, "trigger_id")
+        if not trigger:
+            raise missing("trigger_id")
+        if trigger in self.exchanged_triggers:
+            raise ApiError("exchanged_trigger_id")
+        user = self.issued_triggers.pop(trigger, None)
+        if user is None:
+            raise ApiError("invalid_trigger_id")
+        view = json_arg(p, "view", error="invalid_arguments")
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            raise ApiError("invalid_arguments")
+        for key in ("title", "submit", "close"):
+            text = view.get(key)
+            if key == "title" and text is None:
+                raise ApiError("invalid_arguments")
+            if text is not None and (
+                not isinstance(text, dict)
+                or text.get("type") != "plain_text"
+                or not 0 < len(str(text.get("text"))) <= 24
+            ):
+                raise ApiError("invalid_arguments")
+        if len(str(view.get("private_metadata") or "")) > 3000 or len(str(view.get("callback_id") or "")) > 255:
+            raise ApiError("invalid_arguments")
+        blocks = self._blocks({"blocks": view.get("blocks") or []}, too_many_error="invalid_arguments")
+        self.exchanged_triggers.add(trigger)
+        opened = {**view, "id": f"V{len(self.views) + 1:08d}", "blocks": blocks, "user": user, "state": {"values": {}}}
+        self.views[opened["id"]] = opened
+        return {"ok": True, "view": opened}
 
     def chat_post_message(self, p: JSON) -> JSON:
         """``chat.postMessage``.
