@@ -93,7 +93,7 @@ class MemorySurface:
     async def connect(self) -> None:
         self.bot_user_id, self.team_id = "UBOT", "T1"
 
-    def publisher(self, request: AnalysisRequest, posted: PostLog, outputs: FilesApi) -> Publisher:
+    def publisher(self, request: AnalysisRequest, run_id: int, posted: PostLog, outputs: FilesApi) -> Publisher:
         recorder = Recorder(posted)
         self.publishers.append(recorder)
         return recorder

@@ -174,7 +174,7 @@ async def test_uploads_go_through_the_client_sized_for_them(harness: Harness) ->
     async def posted(kind: PostKind, ref: str) -> None:
         return None
 
-    publisher = surface.publisher(request, posted, analyst.parts.files_api)
+    publisher = surface.publisher(request, 1, posted, analyst.parts.files_api)
     assert isinstance(publisher, SlackPublisher)
     assert publisher.uploads is surface.uploads and publisher.client is surface.client
     assert surface.uploads.timeout == upload_timeout_s(analyst.settings.max_output_file_mb)
