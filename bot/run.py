@@ -177,7 +177,11 @@ class Run:
         for file in new_files:
             await parts.conversations.add_file(self.key, file)
         plan = await plan_job(parts, request, self.conversation, new_files, self.question, self.truncated, self.run_id)
-        await self.emit(FilesReady(tuple(f.filename for f in plan.job.thread_files)))
+        await self.emit(
+            FilesReady(
+                tuple(f.filename for f in plan.job.thread_files), next((f.columns for f in new_files if f.columns), ())
+            )
+        )
         outcome = await self._relay(plan)
         if plan.left_out:
             await self.emit(FilesLeftOut(tuple(dict.fromkeys(plan.left_out))))
