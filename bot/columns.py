@@ -91,6 +91,6 @@ def header_columns(head: bytes, kind: str) -> tuple[str, ...]:
 def clean_name(cell: str) -> str:
     """A column name as it may be shown: no invisible or control characters, no backticks,
     whitespace collapsed, bounded length."""
-    name = "".join(ch for ch in strip_invisible(cell) if ch.isprintable()).replace("`", "'")
+    name = "".join(ch if ch.isprintable() else " " for ch in strip_invisible(cell)).replace("`", "'")
     name = " ".join(name.split())
     return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1] + "…"

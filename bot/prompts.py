@@ -149,6 +149,7 @@ _SEGMENT_WORDS = (
     "device",
     "source",
 )
+# Singular only: ``signup_month`` is a time, ``account_age_months`` a duration.
 _TIME_WORDS = ("date", "month", "week", "year", "day", "time", "timestamp", "period", "quarter", "created")
 
 
@@ -168,8 +169,8 @@ def _target_noun(name: str) -> str | None:
     return None
 
 
-def _has_word(name: str, words: Sequence[str]) -> bool:
-    return any(w in words or w.rstrip("s") in words for w in _words(name))
+def _has_word(name: str, words: Sequence[str], *, plurals: bool = True) -> bool:
+    return any(w in words or (plurals and w.rstrip("s") in words) for w in _words(name))
 
 
 def _human(name: str) -> str:
@@ -186,7 +187,7 @@ def column_prompts(
     passes them cleaned (:func:`bot.columns.clean_name`)."""
     target = next((c for c in columns if _target_noun(c) is not None), None)
     segment = next((c for c in columns if c != target and _has_word(c, _SEGMENT_WORDS)), None)
-    when = next((c for c in columns if c not in (target, segment) and _has_word(c, _TIME_WORDS)), None)
+    when = next((c for c in columns if c not in (target, segment) and _has_word(c, _TIME_WORDS, plurals=False)), None)
     about = f" in {file_name}" if file_name else ""
     prompts: list[dict[str, str]] = []
     if target and segment:
