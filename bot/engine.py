@@ -36,6 +36,7 @@ from bot.errors import (
     error_type,
 )
 from bot.progress import (
+    PENDING_STEP_TITLE,
     AnalysisEvent,
     CodeWritten,
     Done,
@@ -244,6 +245,17 @@ def result_output(step: int, block: Any) -> StepOutput:
     return StepOutput(step=step)
 
 
+def web_sources(block: Any) -> tuple[tuple[str, str], ...]:
+    """The pages of a web search or web fetch result block, as (url, title); none for an error."""
+    content = block.content
+    if isinstance(content, list):  # web search: the results
+        return tuple((str(r.url), str(getattr(r, "title", "") or r.url)) for r in content if getattr(r, "url", None))
+    if getattr(content, "type", "") == "web_fetch_result":
+        title = getattr(getattr(content, "content", None), "title", None)
+        return ((str(content.url), str(title or content.url)),)
+    return ()
+
+
 class Engine:
     """Runs analyses against the Anthropic API. One instance serves many analyses."""
 
@@ -435,7 +447,7 @@ class Engine:
                 if event.type == "content_block_start" and event.content_block.type == "server_tool_use":
                     turn.steps += 1
                     turn.step_of_tool_use[event.content_block.id] = turn.steps
-                    yield StepStarted(turn.steps, "Working in the sandbox")
+                    yield StepStarted(turn.steps, PENDING_STEP_TITLE)
                 elif event.type == "content_block_stop":
                     for item in self._block_events(event.content_block, turn):
                         yield item
@@ -456,7 +468,7 @@ class Engine:
         if block.type in WEB_RESULT_TYPES:
             step = turn.step_of_tool_use.get(block.tool_use_id, turn.steps)
             error = getattr(block.content, "error_code", None)
-            return [StepOutput(step=step, error_code=str(error) if error else None)]
+            return [StepOutput(step=step, error_code=str(error) if error else None, sources=web_sources(block))]
         if block.type in TOOL_RESULT_TYPES:
             step = turn.step_of_tool_use.get(block.tool_use_id, turn.steps)
             output = result_output(step, block)

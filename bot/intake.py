@@ -15,6 +15,7 @@ from pathlib import Path
 import anthropic
 
 from bot.access import NOT_YOURS_TO_ANALYSE, may_analyse_file
+from bot.columns import header_columns
 from bot.engine import InputFile
 from bot.errors import FileUnavailable
 from bot.files_api import FilesApi
@@ -96,7 +97,8 @@ class FileIntake:
             )
         finally:
             local.path.unlink(missing_ok=True)
-        return ThreadFile(local.sha256, file_id, file.id, safe_filename(file.name), kind.name, local.size)
+        columns = header_columns(local.head, kind.name)
+        return ThreadFile(local.sha256, file_id, file.id, safe_filename(file.name), kind.name, local.size, columns)
 
     async def still_available(
         self,

@@ -20,6 +20,9 @@ from typing import Any
 from bot.quotas import tokens_used
 from bot.schema import RunStatus
 
+#: The title a step is first announced with, before its input (and so its real title) is known.
+PENDING_STEP_TITLE = "Working in the sandbox"
+
 
 @dataclass(frozen=True)
 class StepStarted:
@@ -53,6 +56,8 @@ class StepOutput:
     return_code: int | None = None
     file_ids: tuple[str, ...] = ()
     error_code: str | None = None  # a tool-level error (execution_time_exceeded, …)
+    # The pages a web search found or a web fetch read, as (url, title).
+    sources: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -196,9 +201,13 @@ class FilesRefused:
 
 @dataclass(frozen=True)
 class FilesReady:
-    """The data is in the Files API, ready for the sandbox; the analysis begins."""
+    """The data is in the Files API, ready for the sandbox; the analysis begins.
+
+    ``columns`` are the header of the first new CSV/TSV file, when it could be read
+    (:func:`bot.columns.header_columns`): what the surface suggests questions about."""
 
     names: tuple[str, ...]
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
@@ -110,3 +111,128 @@ SUGGESTED_PROMPTS: tuple[dict[str, str], ...] = (
     },
     {"title": "Chart the trend over time", "message": "Chart the main trend over time in this data and explain it."},
 )
+
+
+# -- suggested prompts for a known table ---------------------------------------------------
+
+# Names that say a column is an outcome worth explaining (a yes/no or small-set target), a
+# way to split the rows, or time. Judged from the names alone: nothing of the data is read.
+_TARGET_WORDS = {
+    "churn": "Churn",
+    "attrition": "Attrition",
+    "cancel": "Cancellation",
+    "convert": "Conversion",
+    "conversion": "Conversion",
+    "retain": "Retention",
+    "retention": "Retention",
+    "default": "Default",
+    "fraud": "Fraud",
+    "target": "",
+    "label": "",
+    "outcome": "",
+    "success": "Success",
+}
+_SEGMENT_WORDS = (
+    "tier",
+    "plan",
+    "segment",
+    "category",
+    "group",
+    "cohort",
+    "region",
+    "country",
+    "channel",
+    "product",
+    "type",
+    "class",
+    "level",
+    "device",
+    "source",
+)
+# Singular only: ``signup_month`` is a time, ``account_age_months`` a duration.
+_TIME_WORDS = ("date", "month", "week", "year", "day", "time", "timestamp", "period", "quarter", "created")
+
+
+def _words(name: str) -> list[str]:
+    """``isChurned`` / ``is_churned`` / ``Churned?`` → ``["is", "churned"]``."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^0-9A-Za-z]+", spaced.lower()) if w]
+
+
+def _target_noun(name: str) -> str | None:
+    """The outcome a target-like column measures ("Churn" for ``churned``), "" when the
+    name is a target but says nothing more ("label"), None when it isn't one."""
+    for word in _words(name):
+        for stem, noun in _TARGET_WORDS.items():
+            if word == stem or (word.startswith(stem) and len(word) - len(stem) <= 3):
+                return noun
+    return None
+
+
+def _has_word(name: str, words: Sequence[str], *, plurals: bool = True) -> bool:
+    return any(w in words or (plurals and w.rstrip("s") in words) for w in _words(name))
+
+
+def _human(name: str) -> str:
+    return " ".join(_words(name)) or name
+
+
+def column_prompts(
+    columns: Sequence[str], *, file_name: str = "", limit: int = 4, title_chars: int = 40
+) -> list[dict[str, str]]:
+    """Suggested prompts (``{"title", "message"}``) about a table with these columns: its
+    outcome by a segment ("Churn by tier"), what drives the outcome ("What drives
+    `churned`?"), its trend over time, and a summary; generic ones fill the rest. At most
+    ``limit`` prompts, titles within ``title_chars``. Column names are data: the caller
+    passes them cleaned (:func:`bot.columns.clean_name`)."""
+    target = next((c for c in columns if _target_noun(c) is not None), None)
+    segment = next((c for c in columns if c != target and _has_word(c, _SEGMENT_WORDS)), None)
+    when = next((c for c in columns if c not in (target, segment) and _has_word(c, _TIME_WORDS, plurals=False)), None)
+    about = f" in {file_name}" if file_name else ""
+    prompts: list[dict[str, str]] = []
+    if target and segment:
+        noun = _target_noun(target) or _human(target).capitalize()
+        prompts.append(
+            {
+                "title": f"{noun} by {_human(segment)}",
+                "message": f"Compare `{target}` across each `{segment}`{about}: the rates, the counts and a chart.",
+            }
+        )
+    if target:
+        prompts.append(
+            {
+                "title": f"What drives `{target}`?",
+                "message": f"What drives `{target}`{about}? Rank the strongest factors and chart the top ones.",
+            }
+        )
+    if when:
+        prompts.append(
+            {
+                "title": f"Trend over {_human(when)}",
+                "message": f"Chart how the main measures change over `{when}`{about}, and explain the trend.",
+            }
+        )
+    if segment and not target:
+        prompts.append(
+            {
+                "title": f"Compare by {_human(segment)}",
+                "message": f"Compare the main measures across each `{segment}`{about}, with a chart.",
+            }
+        )
+    prompts.append(
+        {
+            "title": "Summarise this table",
+            "message": f"Summarise this table{about}: what each of its {len(columns)} columns holds, "
+            "data quality issues and the key patterns.",
+        }
+    )
+    prompts.append(
+        {
+            "title": "What stands out?",
+            "message": f"What stands out{about}? Look for outliers, surprising patterns and data quality problems.",
+        }
+    )
+    for prompt in prompts:
+        if len(prompt["title"]) > title_chars:
+            prompt["title"] = prompt["title"][: title_chars - 1].rstrip() + "…"
+    return prompts[:limit]

@@ -223,7 +223,8 @@ class Run:
             await parts.conversations.add_file(self.key, file)
         plan = await plan_job(parts, request, self.conversation, new_files, self.question, self.truncated, self.run_id)
         plan.job = replace(plan.job, meter=self._meter)
-        await self.emit(FilesReady(tuple(f.filename for f in plan.job.thread_files)))
+        columns = next((f.columns for f in new_files if f.columns), ())
+        await self.emit(FilesReady(tuple(f.filename for f in plan.job.thread_files), columns))
         outcome = await self._relay(plan)
         if plan.left_out:
             await self.emit(FilesLeftOut(tuple(dict.fromkeys(plan.left_out))))

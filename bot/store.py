@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
@@ -406,6 +406,8 @@ class ThreadFile:
     filename: str
     kind: str
     size_bytes: int
+    # The header of a CSV/TSV read at intake (not stored: only the run that brought it in uses it).
+    columns: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

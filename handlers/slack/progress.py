@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 # docs: reference/methods/chat.appendStream, task_update chunks — ``details`` and ``output``
 # are at most 256 characters each.
 TASK_OUTPUT_LIMIT = 256
+# docs: reference/block-kit/block-elements/url-source-element — a task's ``sources`` are url
+# elements ``{"type": "url", "url", "text"}``. Slack states no count or length limit for them:
+# a task lists at most this many, with titles of at most this length.
+MAX_TASK_SOURCES = 10
+SOURCE_TEXT_LIMIT = 150
+# docs: reference/methods/assistant.threads.setStatus — loading_messages: "Maximum of 10 messages";
+# their length is unstated, so each stays as short as a task title.
+LOADING_MESSAGE_LIMIT = 120
 # A progress message edited in place stays short (Slack truncates long texts in threads).
 PROGRESS_TEXT_LIMIT = 3000
 # Where the stream stopped taking appends (it outlived Slack's stream lifetime).
@@ -95,8 +103,23 @@ def step_summary(output: StepOutput) -> tuple[str, str]:
     return "complete", _snippet(output.stdout.strip().splitlines()[0]) if output.stdout.strip() else ""
 
 
+Sources = tuple[tuple[str, str], ...]  # (url, title) of the web pages a step used
+
+
+def source_elements(sources: Sources) -> list[dict[str, str]]:
+    """A task's web pages as Slack's url source elements: http(s) only, each once, at most
+    :data:`MAX_TASK_SOURCES`, titles neutralised and clipped."""
+    elements: list[dict[str, str]] = []
+    for url, title in dict.fromkeys(sources):
+        if not url.startswith(("https://", "http://")) or any(e["url"] == url for e in elements):
+            continue
+        text = _snippet(title or url, SOURCE_TEXT_LIMIT) or _clip(url, SOURCE_TEXT_LIMIT)
+        elements.append({"type": "url", "url": url, "text": text})
+    return elements[:MAX_TASK_SOURCES]
+
+
 class Progress(Protocol):
-    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None: ...
+    async def update(self, task_id: str, title: str, status: str, output: str = "", sources: Sources = ()) -> None: ...
 
     async def finish(self, summary: str, ok: bool) -> None: ...
 
@@ -134,10 +157,12 @@ class StreamProgress:
     def ts(self) -> str | None:
         return self.stream.ts
 
-    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
+    async def update(self, task_id: str, title: str, status: str, output: str = "", sources: Sources = ()) -> None:
         chunk: dict[str, Any] = {"type": "task_update", "id": task_id, "title": title, "status": status}
         if output:
             chunk["output"] = _clip(output, TASK_OUTPUT_LIMIT)
+        if elements := source_elements(sources):
+            chunk["sources"] = elements
         await self.stream.append(chunks=[chunk])
 
     async def finish(self, summary: str, ok: bool) -> None:
@@ -164,7 +189,7 @@ class MessageProgress:
     def _render(self, footer: str = "") -> str:
         return render_progress(self.title, list(self.tasks.values()), footer)
 
-    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
+    async def update(self, task_id: str, title: str, status: str, output: str = "", sources: Sources = ()) -> None:
         self.tasks[task_id] = (title, status)
         await self.refresh()
 
@@ -178,7 +203,7 @@ class MessageProgress:
 class _NoProgress:
     """Used once progress updates have failed: the answer matters more than the log."""
 
-    async def update(self, task_id: str, title: str, status: str, output: str = "") -> None:
+    async def update(self, task_id: str, title: str, status: str, output: str = "", sources: Sources = ()) -> None:
         return None
 
     async def finish(self, summary: str, ok: bool) -> None:
@@ -213,7 +238,7 @@ class ProgressView:
         title = _snippet(title, 150)
         self.progress_title = title
         if self.assistant:
-            await self.set_status("is analysing your data…")
+            await self.set_status("is analysing your data…", "Reading your data…")
         try:
             stream = await StreamProgress.start(self.client, self.thread, title)
             self.progress = stream
@@ -228,16 +253,21 @@ class ProgressView:
                 log.warning("progress message failed: %s", slack_error_code(error))
         await self.task("prepare", "Reading your data", "in_progress")
 
-    async def set_status(self, status: str) -> None:
-        """The assistant pane's status line (cleared by Slack when the bot replies)."""
+    async def set_status(self, status: str, loading: str = "") -> None:
+        """The assistant pane's status line (cleared by Slack when the bot replies), with
+        ``loading`` — what is happening now — as its loading message."""
+        loading_messages = [_snippet(loading, LOADING_MESSAGE_LIMIT)] if loading.strip() else None
         try:
             await self.client.assistant_threads_setStatus(
-                channel_id=self.thread.channel_id, thread_ts=self.thread.thread_ts, status=status
+                channel_id=self.thread.channel_id,
+                thread_ts=self.thread.thread_ts,
+                status=status,
+                loading_messages=loading_messages,
             )
         except SlackApiError as error:
             log.info("assistant status not set: %s", slack_error_code(error))
 
-    async def task(self, task_id: str, title: str, status: str, output: str = "") -> None:
+    async def task(self, task_id: str, title: str, status: str, output: str = "", sources: Sources = ()) -> None:
         title = _snippet(title, 120)  # titles carry file names and queries: neutralised too
         if status in ("in_progress", "pending"):
             self.open_tasks[task_id] = title
@@ -245,7 +275,7 @@ class ProgressView:
             self.open_tasks.pop(task_id, None)
         self.task_states[task_id] = (title, status)
         try:
-            await self.progress.update(task_id, title, status, output)
+            await self.progress.update(task_id, title, status, output, sources)
         except PROGRESS_ERRORS as error:
             await self._replace(error)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from bot.errors import describe_anthropic_error
 from bot.files_api import FilesApi
 from bot.filetypes import describe_size, display_name, safe_filename
 from bot.progress import (
+    PENDING_STEP_TITLE,
     Cancelled,
     CodeWritten,
     Done,
@@ -43,7 +45,8 @@ from bot.progress import (
     StepOutput,
     StepStarted,
 )
-from bot.sanitize import neutralize
+from bot.prompts import column_prompts
+from bot.sanitize import clean_question, neutralize
 from bot.surface import PostLog
 from handlers.slack.clients import post_message
 from handlers.slack.controls import answer_actions, stop_blocks
@@ -110,6 +113,58 @@ FINAL_MARKS = {"succeeded": "white_check_mark", "cancelled": "black_square_for_s
 
 RESTARTING = ":arrows_counterclockwise: I'm restarting; I'll pick this up again in a moment."
 
+# The assistant pane's status while a run works; its loading message names the current step.
+WORKING_STATUS = "is analysing your data…"
+# docs: reference/methods/assistant.threads.setTitle states no length limit; a title stays
+# as short as a thread list can show.
+PANE_TITLE_LIMIT = 80
+# docs: reference/methods/assistant.threads.setSuggestedPrompts — "up to four suggested prompts".
+MAX_SUGGESTED_PROMPTS = 4
+PROMPT_TITLE_LIMIT = 40
+# How many files go into one message. Slack's clients attach at most 10 files to a message, and
+# files.completeUploadExternal fails with ``internal_error`` beyond 14 (python-slack-sdk#1653).
+MAX_FILES_PER_MESSAGE = 10
+MAX_BYTES_PER_MESSAGE = 100 * 1024 * 1024
+# docs: reference/methods/files.getUploadURLExternal — alt_txt: "Description of image for
+# screen-reader", at most 1000 characters.
+ALT_TEXT_LIMIT = 1000
+
+
+def upload_batches(uploads: Sequence[tuple[dict[str, Any], int]]) -> list[list[dict[str, Any]]]:
+    """Files (each with its size) in posting order, grouped into messages: at most
+    :data:`MAX_FILES_PER_MESSAGE` files and, unless one file is larger, :data:`MAX_BYTES_PER_MESSAGE`
+    each (files_upload_v2 holds a message's files in memory while it sends them)."""
+    batches: list[list[dict[str, Any]]] = []
+    size = 0
+    for upload, upload_size in uploads:
+        if not batches or len(batches[-1]) >= MAX_FILES_PER_MESSAGE or size + upload_size > MAX_BYTES_PER_MESSAGE:
+            batches.append([])
+            size = 0
+        batches[-1].append(upload)
+        size += upload_size
+    return batches
+
+
+def pane_title(question: str, file_names: Sequence[str]) -> str | None:
+    """An assistant thread's title: its first question, else the file it is about."""
+    text = " ".join(clean_question(question).text.split())
+    if not text and file_names:
+        text = display_name(file_names[0]) if len(file_names) == 1 else f"{len(file_names)} files"
+    if not text:
+        return None
+    text = neutralize(text)
+    return text if len(text) <= PANE_TITLE_LIMIT else text[: PANE_TITLE_LIMIT - 1].rstrip() + "…"
+
+
+def chart_labels(filename: str, step: int | None, step_title: str | None) -> tuple[str, str]:
+    """(title, alt text) of a chart: what its file name says, and the step that drew it."""
+    readable = title_from_filename(filename)
+    if step is None or not step_title or step_title == PENDING_STEP_TITLE:
+        return readable, f"Chart: {readable}."
+    drawn_by = neutralize(step_title)
+    alt = f"Chart: {readable}. Drawn in step {step} of the analysis ({drawn_by})."
+    return f"{readable} · {drawn_by}", alt[:ALT_TEXT_LIMIT]
+
 
 class SlackPublisher:
     """Shows one run's events in one Slack thread."""
@@ -128,6 +183,7 @@ class SlackPublisher:
         uploads: AsyncWebClient | None = None,
         message_ts: str | None = None,
         run_id: int | None = None,
+        pane_title: str | None = None,
     ) -> None:
         self.client = client
         # files_upload_v2 goes through a client whose timeout fits the largest file.
@@ -147,6 +203,10 @@ class SlackPublisher:
         self.control_ts: str | None = None  # the message with the Stop button, while the run goes
         self.uploaded: list[dict[str, Any]] = []  # every file this publisher posted, as Slack describes it
         self.last_answer: tuple[str, SlackMessage] | None = None  # (ts, message) of the answer's last part
+        self.assistant = assistant
+        self.pane_title = pane_title  # what an untitled assistant thread is named after
+        self.status_steps: set[int] = set()  # steps the pane's status has named
+        self.file_steps: dict[str, int] = {}  # generated file id → the step that made it
 
     # -- posting ---------------------------------------------------------------------
 
@@ -189,11 +249,16 @@ class SlackPublisher:
         if isinstance(event, StepStarted):
             self.titles[event.step] = event.title
             await view.task(f"step-{event.step}", event.title, "in_progress")
+            if self.assistant and event.title != PENDING_STEP_TITLE and event.step not in self.status_steps:
+                self.status_steps.add(event.step)
+                await view.set_status(WORKING_STATUS, event.title)
         elif isinstance(event, CodeWritten):
             self.code.append((event.step, event.language, event.code))
         elif isinstance(event, StepOutput):
+            self.file_steps.update(dict.fromkeys(event.file_ids, event.step))
             status, output = step_summary(event)
-            await view.task(f"step-{event.step}", self.titles.get(event.step, f"Step {event.step}"), status, output)
+            title = self.titles.get(event.step, f"Step {event.step}")
+            await view.task(f"step-{event.step}", title, status, output, event.sources)
         elif isinstance(event, Retrying):
             await view.task(
                 f"retry-{event.attempt}", f"{event.message} (attempt {event.attempt} of {event.of})", "in_progress"
@@ -201,8 +266,12 @@ class SlackPublisher:
         elif isinstance(event, Preparing):
             await view.start(event.title)
             await self._offer_stop()
+            if self.assistant:
+                await self._title_pane()
         elif isinstance(event, FilesReady):
             await view.prepared()
+            if self.assistant and event.columns:
+                await self._suggest_prompts(event)
         elif isinstance(event, FilesRefused):
             await self.post(":information_source: " + "\n".join(event.reasons) + "\nI'll analyse the rest.")
         elif isinstance(event, Done):
@@ -285,12 +354,15 @@ class SlackPublisher:
             log.warning("the answer's buttons could not be added: %s", slack_error_code(error))
 
     async def _post_files(self, files: tuple[OutputFile, ...]) -> None:
+        """The answer's files, charts first, in as few messages as Slack allows (one, for up to
+        :data:`MAX_FILES_PER_MESSAGE`); each chart titled and described from the step that drew it."""
         ordered = sorted(files, key=lambda f: not f.mime_type.startswith("image/"))
         shown, held = ordered[: self.max_files], ordered[self.max_files :]
         too_big = [f for f in shown if f.size_bytes > self.max_file_bytes]
         shown = [f for f in shown if f.size_bytes <= self.max_file_bytes]
         failures: list[str] = []
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="outputs-") as tmp:
+            uploads: list[tuple[dict[str, Any], int]] = []
             for output in shown:
                 name = safe_filename(output.filename, fallback="output")
                 try:
@@ -299,14 +371,9 @@ class SlackPublisher:
                     log.warning("download of %s (%s) failed: %s", output.file_id, name, _failure_detail(error))
                     failures.append(f"*{neutralize(name)}* ({describe_file_failure(error)})")
                     continue
-                try:
-                    await self._upload(file=str(path), filename=name, title=title_from_filename(name))
-                    self.files_posted += 1
-                except FILE_POST_ERRORS as error:
-                    log.warning("upload of %s failed: %s", name, _failure_detail(error))
-                    failures.append(f"*{neutralize(name)}* ({describe_file_failure(error)})")
-                finally:
-                    path.unlink(missing_ok=True)
+                uploads.append((self._file_upload(output, name, path), output.size_bytes))
+            for batch in upload_batches(uploads):
+                failures += await self._upload_together(batch)
         notes = []
         if failures:
             notes.append(
@@ -331,6 +398,66 @@ class SlackPublisher:
             )
         if notes:
             await self.post(":paperclip: " + " ".join(notes))
+
+    def _file_upload(self, output: OutputFile, name: str, path: Path) -> dict[str, Any]:
+        """One entry of ``files_upload_v2(file_uploads=...)``. Only images get alt text: it
+        describes an image, and on other files it has kept Slack from sharing them
+        (python-slack-sdk#1818)."""
+        if not output.mime_type.startswith("image/"):
+            return {"file": str(path), "filename": name, "title": title_from_filename(name)}
+        step = self.file_steps.get(output.file_id)
+        title, alt = chart_labels(name, step, self.titles.get(step) if step is not None else None)
+        return {"file": str(path), "filename": name, "title": title, "alt_txt": alt}
+
+    async def _upload_together(self, uploads: list[dict[str, Any]]) -> list[str]:
+        """Post ``uploads`` as one message; the failures, in words. When Slack refuses the
+        message, each file is tried on its own, so one bad file costs only itself."""
+        try:
+            await self._upload(file_uploads=uploads)
+            self.files_posted += len(uploads)
+            return []
+        except FILE_POST_ERRORS as error:
+            if len(uploads) == 1:
+                log.warning("upload of %s failed: %s", uploads[0]["filename"], _failure_detail(error))
+                return [f"*{neutralize(uploads[0]['filename'])}* ({describe_file_failure(error)})"]
+            log.warning("upload of %d files failed (%s); posting them one by one", len(uploads), _failure_detail(error))
+        failures: list[str] = []
+        for upload in uploads:
+            failures += await self._upload_together([upload])
+        return failures
+
+    async def _title_pane(self) -> None:
+        """Name a new assistant thread after its first question (or file); a thread that has a
+        title keeps it. Failing to name it never fails the run."""
+        if not self.pane_title:
+            return
+        channel, thread_ts = self.thread.channel_id, self.thread.thread_ts
+        try:
+            replies = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=1)
+            root: dict[str, Any] = next(iter(replies.get("messages") or ()), {})
+            if (root.get("assistant_app_thread") or {}).get("title"):
+                return
+            await self.client.assistant_threads_setTitle(channel_id=channel, thread_ts=thread_ts, title=self.pane_title)
+        except PROGRESS_ERRORS as error:
+            log.info("assistant thread title not set: %s", slack_error_code(error))
+
+    async def _suggest_prompts(self, ready: FilesReady) -> None:
+        """Prompts about the table just shared, in place of the generic ones."""
+        prompts = column_prompts(
+            ready.columns,
+            file_name=display_name(ready.names[0]) if len(ready.names) == 1 else "",
+            limit=MAX_SUGGESTED_PROMPTS,
+            title_chars=PROMPT_TITLE_LIMIT,
+        )
+        try:
+            await self.client.assistant_threads_setSuggestedPrompts(
+                channel_id=self.thread.channel_id,
+                thread_ts=self.thread.thread_ts,
+                title="Ask about this table",
+                prompts=[{"title": neutralize(p["title"]), "message": neutralize(p["message"])} for p in prompts],
+            )
+        except PROGRESS_ERRORS as error:
+            log.info("suggested prompts not set: %s", slack_error_code(error))
 
     async def _post_code(self) -> None:
         if not self.code:

@@ -19,7 +19,7 @@ from handlers.slack.errors import describe_slack_failure, slack_error_code
 from handlers.slack.files import SlackFiles
 from handlers.slack.people import People
 from handlers.slack.progress import SlackThread
-from handlers.slack.publisher import SlackPublisher, react
+from handlers.slack.publisher import SlackPublisher, pane_title, react
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class SlackSurface:
             uploads=self.uploads,
             message_ts=request.message_ts,
             run_id=run_id,
+            pane_title=pane_title(request.text, [f.name for f in request.files]),
         )
 
     async def tell_thread(self, request: AnalysisRequest, text: str) -> None:

@@ -190,6 +190,7 @@ class StreamTask:
     status: str
     details: str | None = None
     output: str | None = None
+    sources: list[JSON] = field(default_factory=list)  # url source elements: the pages it used
     history: list[JSON] = field(default_factory=list)
 
 

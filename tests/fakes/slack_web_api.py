@@ -602,8 +602,14 @@ class WebApi:
         status = text_arg(p, "status")
         if status is None:
             raise missing("status")
+        # docs: reference/methods/assistant.threads.setStatus — loading_messages: "The list of
+        # messages to rotate through as a loading indicator. Maximum of 10 messages."
         loading = json_arg(p, "loading_messages", error="invalid_arguments")
-        if loading is not None and (not isinstance(loading, list) or len(loading) > MAX_LOADING_MESSAGES):
+        if loading is not None and (
+            not isinstance(loading, list)
+            or len(loading) > MAX_LOADING_MESSAGES
+            or not all(isinstance(m, str) and m.strip() for m in loading)
+        ):
             raise ApiError("invalid_arguments")
         thread.set_status(status, loading)
         return {"ok": True}
@@ -798,6 +804,8 @@ def validate_chunk(chunk: Any) -> JSON:
             value = chunk.get(name)
             if value is not None and (not isinstance(value, str) or len(value) > MAX_CHUNK_FIELD):
                 raise ApiError("invalid_chunks")
+        if "sources" in chunk and not _valid_sources(chunk["sources"]):
+            raise ApiError("invalid_chunks")
         return chunk
     if kind == "blocks" and isinstance(chunk.get("blocks"), list):
         try:
@@ -807,6 +815,24 @@ def validate_chunk(chunk: Any) -> JSON:
             raise ApiError(rejected.error, response_metadata={"messages": rejected.messages}) from None
         return chunk
     raise ApiError("invalid_chunks")
+
+
+def _valid_sources(sources: Any) -> bool:
+    """A task_update's ``sources``: url source elements.
+
+    docs: reference/block-kit/block-elements/url-source-element — ``type`` "is always url",
+    ``url`` and ``text`` (display text) are required strings. Slack names no count or length
+    limit, nor the error: ``invalid_chunks``, like any malformed chunk.
+    """
+    return isinstance(sources, list) and all(
+        isinstance(source, dict)
+        and source.get("type") == "url"
+        and isinstance(source.get("url"), str)
+        and source["url"]
+        and isinstance(source.get("text"), str)
+        and source["text"]
+        for source in sources
+    )
 
 
 def apply_chunks(stream: StreamState, chunks: list[JSON]) -> None:
@@ -837,6 +863,7 @@ def _apply_task_update(stream: StreamState, chunk: JSON) -> None:
     task.title, task.status = chunk["title"], chunk["status"]
     task.details = chunk.get("details", task.details)
     task.output = chunk.get("output", task.output)
+    task.sources = chunk.get("sources", task.sources)
     task.history.append(dict(chunk))
 
 

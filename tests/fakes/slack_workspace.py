@@ -315,6 +315,7 @@ def render_stream(stream: StreamState) -> str:
 def render_task(task: StreamTask) -> str:
     lines = [f"{TASK_ICONS.get(task.status, '?')} {task.title}"]
     lines.extend(f"  {extra}" for extra in (task.details, task.output) if extra)
+    lines.extend(f"  ↗ {source['text']} <{source['url']}>" for source in task.sources)
     return "\n".join(lines)
 
 
