@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import describe_anthropic_error
 from bot.files_api import FilesApi
 from bot.filetypes import describe_size, display_name, safe_filename
+from bot.notebook import NOTEBOOK_NAME, NotebookRecorder, build_notebook, notebook_json
 from bot.progress import (
     CodeWritten,
     Done,
@@ -122,6 +123,7 @@ class SlackPublisher:
         on_post: PostLog | None = None,
         uploads: AsyncWebClient | None = None,
         message_ts: str | None = None,
+        notebook: NotebookRecorder | None = None,
     ) -> None:
         self.client = client
         # files_upload_v2 goes through a client whose timeout fits the largest file.
@@ -137,6 +139,10 @@ class SlackPublisher:
         self.titles: dict[int, str] = {}
         self.files_posted = 0
         self.message_ts = message_ts  # the asking message, marked when the run ends
+        # analysis.ipynb (None when ANALYST_NOTEBOOK is off): the recorder sees every event,
+        # and the charts _post_files downloads are kept to embed them.
+        self.notebook = notebook
+        self.chart_bytes: dict[str, bytes] = {}
 
     # -- posting ---------------------------------------------------------------------
 
@@ -174,6 +180,8 @@ class SlackPublisher:
 
     async def on(self, event: RunEvent) -> None:
         """Show one event of the run."""
+        if self.notebook is not None:
+            await self.notebook.on(event)
         view = self.view
         if isinstance(event, StepStarted):
             self.titles[event.step] = event.title
@@ -236,6 +244,7 @@ class SlackPublisher:
                     log.warning("download of %s (%s) failed: %s", output.file_id, name, _failure_detail(error))
                     failures.append(f"*{neutralize(name)}* ({describe_file_failure(error)})")
                     continue
+                self._keep_chart(output, path)
                 try:
                     await self._upload(file=str(path), filename=name, title=title_from_filename(name))
                     self.files_posted += 1
@@ -281,6 +290,30 @@ class SlackPublisher:
             log.warning("code upload failed: %s", _failure_detail(error))
             await self.post(
                 f":paperclip: I couldn't attach the code the analysis ran ({describe_file_failure(error)}); "
+                "ask me in this thread if you need it."
+            )
+        await self._post_notebook()
+
+    def _keep_chart(self, output: OutputFile, path: Path) -> None:
+        """Keep a downloaded chart's bytes for the notebook (when there is one)."""
+        if self.notebook is not None and output.mime_type in ("image/png", "image/jpeg"):
+            self.chart_bytes[output.file_id] = path.read_bytes()
+
+    async def _post_notebook(self) -> None:
+        """analysis.ipynb, next to the code: the steps that ran, their output and charts."""
+        run = self.notebook.record() if self.notebook is not None else None
+        if run is None:
+            return
+        try:
+            await self._upload(
+                content=notebook_json(build_notebook(run, self.chart_bytes)),
+                filename=NOTEBOOK_NAME,
+                title="Notebook of the analysis (rerun it next to the data file)",
+            )
+        except FILE_POST_ERRORS as error:
+            log.warning("notebook upload failed: %s", _failure_detail(error))
+            await self.post(
+                f":paperclip: I couldn't attach the notebook of the analysis ({describe_file_failure(error)}); "
                 "ask me in this thread if you need it."
             )
 
