@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from bot.ask import ask
-from bot.notebook import NotebookRecorder, build_notebook, local_paths, notebook_json
+from bot.notebook import NotebookRecorder, RunRecord, Step, build_notebook, local_paths, notebook_json
 from bot.progress import (
     CodeWritten,
     Done,
@@ -337,3 +338,32 @@ async def test_no_notebook_when_it_is_off_or_no_code_ran(
     async with Harness(env, slack, claude) as h:
         asked = await h.mention("what is six times seven?")
         assert [f["name"] for f in h.thread_files(asked)] == ["analysis_code.py", "analysis.ipynb"]
+
+
+async def test_a_notebook_that_fails_to_upload_is_said_and_the_answer_stands(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    claude.script = scripted(Code("print(6 * 7)"), Text("The answer is 42."))
+    slack.fail_next("upload", status=400, error="bad upload", times=2)  # the code listing, then the notebook
+    asked = await harness.mention("what is 6 times 7?")
+    text = harness.thread_text(asked)
+    assert "The answer is 42." in text
+    assert "I couldn't attach the notebook of the analysis (the upload to Slack failed)" in text
+    [run] = await harness.running.analyst.store.all_runs()
+    assert run["status"] == "succeeded"
+
+
+def test_the_loader_cell_says_where_to_put_a_missing_data_file(tmp_path: Path, monkeypatch: Any) -> None:
+    run = RunRecord(
+        "q",
+        ("streaming.csv",),
+        (Step(1, "Running Python", code="print(1)", output=StepOutput(1, return_code=0)),),
+        answer="a",
+    )
+    loader = build_notebook(run).cells[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"Put streaming.csv next to this notebook \(in .*\), then run it"):
+        exec(loader.source, {})
+    (tmp_path / "streaming.csv").write_text("a,b\n1,2\n")
+    exec(loader.source, {})  # found: no error
