@@ -13,6 +13,7 @@ from bot.errors import describe_anthropic_error
 from bot.files_api import FilesApi, digest_file
 from bot.filetypes import FileRefused, mime_type_for, precheck, sniff
 from bot.ledger import Ledger, open_run
+from bot.notebook import NOTEBOOK_NAME, NotebookRecorder, build_notebook, notebook_json
 from bot.progress import Done, Failed, Finished, Outcome, Started
 from bot.publish_terminal import TerminalPublisher
 from bot.sanitize import clean_question
@@ -49,7 +50,8 @@ async def ask(settings: Settings, files: list[Path], question: str, *, out: Path
                 inputs.append(InputFile(file_id, path.name, kind.name, size))
             run_id = await open_run(store, settings, question=cleaned.text, files_in=len(inputs))
             publisher = TerminalPublisher(sys.stdout, files_api, out, show_code=show_code)
-            subscribers: tuple[Subscriber, ...] = (Ledger(store, files_api, run_id), publisher)
+            recorder = NotebookRecorder(cleaned.text, [file.filename for file in inputs])
+            subscribers: tuple[Subscriber, ...] = (Ledger(store, files_api, run_id), publisher, recorder)
             await broadcast(subscribers, Started())
             outcome: Outcome | None = None
             async for event in Engine(claude, settings).run(Job(cleaned.text, inputs)):
@@ -58,6 +60,8 @@ async def ask(settings: Settings, files: list[Path], question: str, *, out: Path
                     outcome = event
             if outcome is None:  # pragma: no cover - the engine always ends with Done or Failed
                 raise RuntimeError("the analysis ended without Done or Failed")
+            if settings.notebook:
+                write_notebook(recorder, publisher, out)
             finished = Finished(
                 outcome.status if isinstance(outcome, Failed) else "succeeded",
                 outcome.detail if isinstance(outcome, Failed) else None,
@@ -74,3 +78,20 @@ async def ask(settings: Settings, files: list[Path], question: str, *, out: Path
             return 1
         finally:
             await claude.close()
+
+
+def write_notebook(recorder: NotebookRecorder, publisher: TerminalPublisher, out: Path) -> None:
+    """``out/analysis.ipynb`` when the analysis answered having run code, with the charts
+    embedded from the files the publisher saved."""
+    run = recorder.record()
+    if run is None:
+        return
+    images = {
+        file_id: path.read_bytes()
+        for file_id, path in publisher.saved.items()
+        if file_id in run.files and run.files[file_id].mime_type.startswith("image/")
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / NOTEBOOK_NAME
+    target.write_text(notebook_json(build_notebook(run, images)), encoding="utf-8")
+    publisher.say(f"saved {target}")

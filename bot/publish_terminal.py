@@ -24,6 +24,7 @@ class TerminalPublisher:
         self.save_to = save_to
         self.show_code = show_code
         self.files_posted = 0  # files saved to ``save_to``
+        self.saved: dict[str, Path] = {}  # where each generated file was saved, by file id
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -72,5 +73,6 @@ class TerminalPublisher:
                 path = await self.files_api.download(output, self.save_to)
                 target = self.save_to / safe_filename(output.filename, fallback="output")
                 path.replace(target)
+                self.saved[output.file_id] = target
                 self.files_posted += 1
                 self.say(f"saved {target}")

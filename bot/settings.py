@@ -416,6 +416,17 @@ ANALYST_MAX_OUTPUT_FILE_MB = Setting(
     "it before it times out).",
 )
 
+ANALYST_NOTEBOOK = Setting(
+    "ANALYST_NOTEBOOK",
+    True,
+    _boolean,
+    section=ANALYST,
+    doc="Attach `analysis.ipynb` to every answer that ran code: a Jupyter notebook of the steps with their "
+    "output and charts, which reruns next to the data file (`ask --out` writes it too).",
+    note="Attach analysis.ipynb (the steps, their output and charts; reruns next to the data file) to every "
+    "answer that ran code.",
+)
+
 ANALYST_ANTHROPIC_MAX_RETRIES = Setting(
     "ANALYST_ANTHROPIC_MAX_RETRIES",
     4,
@@ -678,6 +689,7 @@ class Settings:
     max_continuations: int = _declare(ANALYST_MAX_CONTINUATIONS)
     max_output_files: int = _declare(ANALYST_MAX_OUTPUT_FILES)
     max_output_file_mb: float = _declare(ANALYST_MAX_OUTPUT_FILE_MB)
+    notebook: bool = _declare(ANALYST_NOTEBOOK)
     anthropic_max_retries: int = _declare(ANALYST_ANTHROPIC_MAX_RETRIES)
     history_max_messages: int = _declare(ANALYST_HISTORY_MESSAGES)
     history_max_tokens: int = _declare(ANALYST_HISTORY_TOKENS)

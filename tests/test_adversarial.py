@@ -302,7 +302,7 @@ async def test_generated_file_names_cannot_ping(
     )
     claude.script = scripted(Code(writer), Text("Done."))
     asked = await harness.mention("make it")
-    posted = [f for f in harness.thread_files(asked) if f["name"] != "analysis_code.py"]
+    posted = [f for f in harness.thread_files(asked) if f["name"] not in ("analysis_code.py", "analysis.ipynb")]
     assert len(posted) == 1
     sent = what_the_bot_sent(slack)
     assert "<!channel>" not in sent and "@here" not in sent

@@ -131,6 +131,9 @@ async def test_ask_in_the_terminal(tmp_path: Path, claude: FakeAnthropic) -> Non
     saved = tmp_path / "out" / "churn_by_tier.png"
     assert saved.read_bytes().startswith(b"\x89PNG")
     assert f"saved {saved}" in output
+    # The notebook of the run beside the charts (tests/test_notebook.py reruns one).
+    notebook = tmp_path / "out" / "analysis.ipynb"
+    assert f"saved {notebook}" in output and '"nbformat": 4' in notebook.read_text()
 
     # The ledger follows the terminal run as it follows Slack's: code runs and files included.
     async with Store(tmp_path / "db.sqlite") as store:
@@ -138,7 +141,7 @@ async def test_ask_in_the_terminal(tmp_path: Path, claude: FakeAnthropic) -> Non
         generated = [f for f in await store.files() if f["origin"] == "generated"]
     assert run["source"] == "cli" and run["status"] == "succeeded"
     assert run["code_executions"] >= 1 and run["input_tokens"] > 0
-    assert run["files_out"] == len(list((tmp_path / "out").iterdir())) >= 1
+    assert run["files_out"] == len([p for p in (tmp_path / "out").iterdir() if p != notebook]) >= 1
     assert {f["filename"] for f in generated} >= {"churn_by_tier.png"}  # kept for the retention sweep
 
 

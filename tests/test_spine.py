@@ -392,7 +392,9 @@ async def test_output_files_are_capped_with_a_note(
     )
     async with Harness({**env, "ANALYST_MAX_OUTPUT_FILES": "3"}, slack, claude) as harness:
         asked = await harness.mention("make tables")
-        posted = [f["name"] for f in harness.thread_files(asked) if f["name"] != "analysis_code.py"]
+        posted = [
+            f["name"] for f in harness.thread_files(asked) if f["name"] not in ("analysis_code.py", "analysis.ipynb")
+        ]
         assert len(posted) == 3
         assert "2 more files were held back" in harness.thread_text(asked)
 

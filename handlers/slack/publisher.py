@@ -25,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import describe_anthropic_error
 from bot.files_api import FilesApi
 from bot.filetypes import describe_size, display_name, safe_filename
+from bot.notebook import NOTEBOOK_NAME, NotebookRecorder, build_notebook, notebook_json
 from bot.progress import (
     PENDING_STEP_TITLE,
     Cancelled,
@@ -184,6 +185,7 @@ class SlackPublisher:
         message_ts: str | None = None,
         run_id: int | None = None,
         pane_title: str | None = None,
+        notebook: NotebookRecorder | None = None,
     ) -> None:
         self.client = client
         # files_upload_v2 goes through a client whose timeout fits the largest file.
@@ -207,6 +209,10 @@ class SlackPublisher:
         self.pane_title = pane_title  # what an untitled assistant thread is named after
         self.status_steps: set[int] = set()  # steps the pane's status has named
         self.file_steps: dict[str, int] = {}  # generated file id → the step that made it
+        # analysis.ipynb (None when ANALYST_NOTEBOOK is off): the recorder sees every event,
+        # and the charts _post_files downloads are kept to embed them.
+        self.notebook = notebook
+        self.chart_bytes: dict[str, bytes] = {}
 
     # -- posting ---------------------------------------------------------------------
 
@@ -245,6 +251,8 @@ class SlackPublisher:
 
     async def on(self, event: RunEvent) -> None:
         """Show one event of the run."""
+        if self.notebook is not None:
+            await self.notebook.on(event)
         view = self.view
         if isinstance(event, StepStarted):
             self.titles[event.step] = event.title
@@ -371,6 +379,7 @@ class SlackPublisher:
                     log.warning("download of %s (%s) failed: %s", output.file_id, name, _failure_detail(error))
                     failures.append(f"*{neutralize(name)}* ({describe_file_failure(error)})")
                     continue
+                self._keep_chart(output, path)
                 uploads.append((self._file_upload(output, name, path), output.size_bytes))
             for batch in upload_batches(uploads):
                 failures += await self._upload_together(batch)
@@ -471,6 +480,30 @@ class SlackPublisher:
             log.warning("code upload failed: %s", _failure_detail(error))
             await self.post(
                 f":paperclip: I couldn't attach the code the analysis ran ({describe_file_failure(error)}); "
+                "ask me in this thread if you need it."
+            )
+        await self._post_notebook()
+
+    def _keep_chart(self, output: OutputFile, path: Path) -> None:
+        """Keep a downloaded chart's bytes for the notebook (when there is one)."""
+        if self.notebook is not None and output.mime_type in ("image/png", "image/jpeg"):
+            self.chart_bytes[output.file_id] = path.read_bytes()
+
+    async def _post_notebook(self) -> None:
+        """analysis.ipynb, next to the code: the steps that ran, their output and charts."""
+        run = self.notebook.record() if self.notebook is not None else None
+        if run is None:
+            return
+        try:
+            await self._upload(
+                content=notebook_json(build_notebook(run, self.chart_bytes)),
+                filename=NOTEBOOK_NAME,
+                title="Notebook of the analysis (rerun it next to the data file)",
+            )
+        except FILE_POST_ERRORS as error:
+            log.warning("notebook upload failed: %s", _failure_detail(error))
+            await self.post(
+                f":paperclip: I couldn't attach the notebook of the analysis ({describe_file_failure(error)}); "
                 "ask me in this thread if you need it."
             )
 

@@ -11,7 +11,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import Problem
 from bot.files_api import FilesApi
+from bot.notebook import NotebookRecorder
 from bot.requests import AnalysisRequest
+from bot.sanitize import clean_question
 from bot.settings import Settings
 from bot.surface import PostLog, Publisher
 from handlers.slack.clients import post_message, upload_client
@@ -55,6 +57,9 @@ class SlackSurface:
             message_ts=request.message_ts,
             run_id=run_id,
             pane_title=pane_title(request.text, [f.name for f in request.files]),
+            notebook=NotebookRecorder(clean_question(request.text, bot_user_id=self.bot_user_id).text)
+            if self.settings.notebook
+            else None,
         )
 
     async def tell_thread(self, request: AnalysisRequest, text: str) -> None:
