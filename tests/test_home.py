@@ -327,10 +327,10 @@ async def test_the_home_queries(tmp_path: Path) -> None:
             await store.create_run(source="mention", status=status, user_id=user, channel_id="C", thread_ts=ts)
             for user, status, ts in [
                 (ALICE, "succeeded", "1.0"),
-                (ALICE, "refused", "2.0"),
                 (BOB, "succeeded", "3.0"),
                 (ALICE, "failed", "1.0"),
                 (ALICE, "cancelled", "4.0"),
+                (ALICE, "refused", "2.0"),
             ]
         ]
         conversations = ConversationStore(store)
@@ -340,7 +340,7 @@ async def test_the_home_queries(tmp_path: Path) -> None:
         latest = await store.latest_runs_of_user(ALICE, 2)
         names = await conversations.file_names(["C:1.0", "C:4.0", "C:9.0", "C:1.0"])
 
-    assert [row["id"] for row in latest] == [ids[4], ids[3]]  # newest first, refused ones left out
+    assert [row["id"] for row in latest] == [ids[3], ids[2]]  # newest first, refused ones left out
     assert names == {"C:1.0": ["a.csv", "b.xlsx"], "C:4.0": ["c.csv"], "C:9.0": []}
 
 
