@@ -642,10 +642,8 @@ class WebApi:
         raw = p.get("view")
         if raw is None or raw == "":
             raise missing("view")
-        size = len(
-            raw.encode() if isinstance(raw, str) else raw if isinstance(raw, bytes) else json.dumps(raw).encode()
-        )
-        if size > MAX_VIEW_BYTES:
+        encoded = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
+        if len(encoded) > MAX_VIEW_BYTES:
             raise ApiError("view_too_large")
         view = json_arg(p, "view", error="invalid_arguments")
         try:
