@@ -18,6 +18,7 @@ from bot.admission import Admission, Admitted, Duplicate, Gate, HowTo, Refused
 from bot.engine import Engine
 from bot.feedback import FeedbackStore
 from bot.files_api import FilesApi
+from bot.history import HomeData, home_data
 from bot.intake import FileIntake
 from bot.quotas import DAY
 from bot.requests import AnalysisRequest, Share
@@ -249,3 +250,8 @@ class Analyst:
     async def shutdown(self, grace: float) -> None:
         """Finish or interrupt the running work (see :meth:`Supervisor.shutdown`)."""
         await self.supervisor.shutdown(grace)
+
+    async def home(self, user_id: str, team_id: str) -> HomeData:
+        """What the person's Home tab shows: quota left, latest analyses, and for admins the
+        workspace's week (:mod:`bot.history`), read from the store."""
+        return await home_data(self.store, self.settings, user_id=user_id, team_id=team_id)

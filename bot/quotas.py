@@ -76,7 +76,13 @@ def _in_minutes(seconds: float) -> str:
     return f"{minutes / 60:.1f} h"
 
 
-def _when_tokens_free(entries: Sequence[tuple[float, int]], limit: int) -> float | None:
+def run_slot_frees_at(starts: Sequence[float], limit: int) -> float:
+    """When a person with runs started at ``starts`` (the rolling hour's, at least ``limit``
+    of them) may start another."""
+    return sorted(starts)[len(starts) - limit] + HOUR
+
+
+def when_tokens_free(entries: Sequence[tuple[float, int]], limit: int) -> float | None:
     """When enough of the rolling window's usage ages out to go back under ``limit``."""
     total = sum(tokens for _, tokens in entries)
     for started, tokens in sorted(entries):
@@ -93,7 +99,7 @@ def _tokens_refusal(
     used = sum(tokens for _, tokens in entries)
     if used < limit:
         return None
-    frees_at = _when_tokens_free(entries, limit)
+    frees_at = when_tokens_free(entries, limit)
     when = f" Capacity frees at {slack_time(frees_at)} (in {_in_minutes(frees_at - now)})." if frees_at else ""
     return Refusal(setting, f"{who} used {used:,} of {whose} {limit:,} tokens for the last 24 hours.{when}", frees_at)
 
@@ -113,8 +119,8 @@ def check(usage: LedgerState, limits: Limits, *, now: float, exempt: bool = Fals
                 None,
             )
         if len(usage.run_starts) >= limits.runs_per_hour:
-            starts = sorted(usage.run_starts)
-            frees = starts[len(starts) - limits.runs_per_hour] + HOUR
+            starts = usage.run_starts
+            frees = run_slot_frees_at(starts, limits.runs_per_hour)
             return Refusal(
                 "ANALYST_RUNS_PER_HOUR",
                 f"You've reached your limit of {limits.runs_per_hour} analyses per hour "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -320,6 +320,16 @@ class Store:
         """The workspace's runs started at or after ``since`` that were admitted (not ``refused``)."""
         return await self._runs_where("team_id = ? AND started_at >= ? AND status != 'refused'", [team_id, since])
 
+    async def latest_runs_of_user(self, user_id: str, limit: int) -> list[dict[str, Any]]:
+        """The person's ``limit`` most recent admitted runs (not ``refused``), newest first."""
+        return await self.call(
+            lambda: list(
+                self.db.table("runs").rows_where(
+                    "user_id = ? AND status != 'refused'", [user_id], order_by="id DESC", limit=limit
+                )
+            )
+        )
+
     async def count_runs(self) -> int:
         return await self.call(lambda: self.db.table("runs").count)
 
@@ -530,6 +540,24 @@ class ConversationStore:
                 )
 
         await self.store.call(write)
+
+    async def file_names(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """The names of each conversation's files (by thread key), oldest first; [] for none."""
+        wanted = list(dict.fromkeys(keys))
+
+        def query() -> dict[str, list[str]]:
+            names: dict[str, list[str]] = {key: [] for key in wanted}
+            marks = ", ".join("?" for _ in wanted)
+            rows = self.db.query(
+                f"SELECT thread_key, filename FROM thread_files WHERE thread_key IN ({marks}) "  # noqa: S608 - placeholders
+                "ORDER BY added_at",
+                wanted,
+            )
+            for row in rows:
+                names[row["thread_key"]].append(row["filename"])
+            return names
+
+        return await self.store.call(query) if wanted else {}
 
     async def forget_container(self, key: str) -> None:
         await self.store.call(

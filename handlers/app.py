@@ -8,12 +8,12 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.analyst import Analyst
 from bot.settings import Settings
-from handlers.listeners import actions, assistant, commands, files, mentions, messages, reactions
+from handlers.listeners import actions, assistant, commands, files, home, mentions, messages, reactions
 from handlers.slack.surface import SlackSurface
 
 # The assistant middleware goes first: it claims assistant-thread messages before `message`;
 # the catch-all acknowledgement of interactions goes last.
-LISTENER_MODULES = (assistant, mentions, messages, files, commands, reactions, actions)
+LISTENER_MODULES = (assistant, mentions, messages, files, commands, reactions, home, actions)
 
 
 def create_app(settings: Settings, analyst: Analyst, surface: SlackSurface) -> AsyncApp:

@@ -50,9 +50,10 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.slack_blocks import rich_text_for
+from tests.fakes.slack_blocks import render_blocks, rich_text_for
 from tests.fakes.slack_events import (
     LOGIN_PAGE_HTML,
+    app_home_opened_event,
     app_mention_event,
     assistant_message_event,
     assistant_thread_event,
@@ -72,7 +73,7 @@ from tests.fakes.slack_http import (
     upload_body,
     upload_problem,
 )
-from tests.fakes.slack_manifest import manifest_bot_scopes
+from tests.fakes.slack_manifest import manifest_bot_events, manifest_bot_scopes, manifest_home_tab_enabled
 from tests.fakes.slack_models import (
     JSON,
     ApiCall,
@@ -158,6 +159,7 @@ class FakeSlack:
             bot_name=bot_name,
             app_id=app_id,
             base_url=lambda: self.base_url,
+            home_tab_enabled=manifest_home_tab_enabled(),
         )
         self.api = WebApi(self.workspace, bot_token=bot_token, app_token=app_token, base_url=lambda: self.base_url)
         #: every Web API request, in arrival order (failed ones too)
@@ -636,6 +638,34 @@ class FakeSlack:
             event_ts=self.workspace.clock.next(),
         )
         return self.event_callback(event)
+
+    # ----------------------------------------------------------------- App Home
+
+    def app_home_opened_event(self, user: str, *, tab: Literal["home", "messages"] = "home") -> JSON:
+        """A person opens the app's Home (``tab``): the ``app_home_opened`` envelope, in their
+        DM with the app (opened if needed), carrying the Home tab they see now, if any.
+
+        ValueError where Slack would send nothing: an unknown person, or an app whose
+        manifest does not subscribe to ``app_home_opened``.
+        """
+        if user not in self.workspace.users or self.workspace.users[user].is_bot:
+            raise ValueError(f"unknown user {user}: add_user() first")
+        if "app_home_opened" not in manifest_bot_events():
+            raise ValueError("manifest.yml does not subscribe to app_home_opened: Slack would not send it")
+        dm = self.open_dm(user)
+        event = app_home_opened_event(
+            user=user, channel=dm, tab=tab, event_ts=self.workspace.clock.next(), view=self.home_view(user)
+        )
+        return self.event_callback(event)
+
+    def home_view(self, user: str) -> JSON | None:
+        """The Home tab ``user`` sees: the view last published for them (None: never)."""
+        return self.workspace.home_views.get(user)
+
+    def home_text(self, user: str) -> str:
+        """What ``user`` reads on their Home tab ("" before anything is published)."""
+        view = self.home_view(user)
+        return render_blocks(view["blocks"]) if view else ""
 
     # ----------------------------------------------------------------- Slack Connect
 

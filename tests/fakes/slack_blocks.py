@@ -3,11 +3,12 @@
 ``validate_blocks`` is the single check every Block Kit payload the fake receives goes
 through (``chat.postMessage``/``update``/``postEphemeral``, ``chat.stopStream`` and the
 ``blocks`` chunks of streams, ``files.completeUploadExternal``, ``response_url`` and
-slash-command answers). It refuses what Slack's Block Kit reference says Slack refuses:
+slash-command answers, and a ``views.publish`` Home tab's blocks through
+``validate_home_view``). It refuses what Slack's Block Kit reference says Slack refuses:
 
 * unknown block, element, text-object and rich-text types;
 * missing required fields, and any field a type does not document;
-* the documented limits: 50 blocks per message, text lengths, items per array
+* the documented limits: 50 blocks per message (100 in a Home tab), text lengths, items per array
   (elements, fields, options, rows, cells), unique ``block_id`` per message and unique
   ``action_id`` per block, and 12,000 characters of ``markdown`` blocks per payload.
 
@@ -727,6 +728,53 @@ BLOCKS: dict[str, Shape] = {
 }
 KNOWN_BLOCK_TYPES = frozenset(BLOCKS)
 TEXT_OBJECT_TYPES = frozenset(TEXT_OBJECTS)
+
+
+# --------------------------------------------------------------------------- views
+
+# docs: block-kit/blocks — "100 blocks in modals or Home tabs".
+MAX_VIEW_BLOCKS = 100
+# docs: reference/messaging/blocks (api.slack.com), "Available in surfaces": Home tabs take
+# actions, context, divider, header, image, input, rich_text, section and video blocks; the
+# file block none. The newer markdown, table and context_actions blocks are documented for
+# messages (reference/block-kit/blocks/markdown-block: "for use in apps that use platform AI
+# features" in messages), so a Home tab refuses them too.
+HOME_TAB_BLOCKS = frozenset(
+    {"actions", "context", "divider", "header", "image", "input", "rich_text", "section", "video"}
+)
+# docs: reference/views/home-tab-views — type ("home"), blocks (max 100) required;
+# private_metadata ≤3000, callback_id ≤255, external_id optional.
+HOME_VIEW = Shape(
+    "../views/home-tab-views",
+    {
+        "type": one_of("home"),
+        "blocks": lambda value, pointer: [] if isinstance(value, list) else problem(pointer, "must be an array"),
+        "private_metadata": string(3000, min_length=0),
+        "callback_id": string(255, min_length=0),
+        "external_id": string(255),
+    },
+    frozenset({"type", "blocks"}),
+)
+
+
+def validate_home_view(view: Any) -> None:
+    """Raise ``BlocksRejected`` (``invalid_arguments``, as ``views.*`` answer a bad view) if
+    Slack would refuse ``view`` as a Home tab: its fields, then its blocks by the same check
+    as a message's, with the Home tab's block count and block types."""
+    problems = HOME_VIEW.check(view, "/view")
+    if problems:
+        raise BlocksRejected("invalid_arguments", problems)
+    blocks = view["blocks"]
+    try:
+        validate_blocks(blocks, name="view/blocks", max_blocks=MAX_VIEW_BLOCKS, too_many_error="invalid_arguments")
+    except BlocksRejected as rejected:
+        raise BlocksRejected("invalid_arguments", rejected.messages) from None
+    for index, block in enumerate(blocks):
+        kind = block.get("type")
+        if kind not in HOME_TAB_BLOCKS:
+            problems += problem(f"/view/blocks/{index}/type", f"block type {kind!r} is not available in Home tabs")
+    if problems:
+        raise BlocksRejected("invalid_arguments", problems)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -12,8 +12,8 @@ and ``assistant_thread_context_changed``; a person's message in an assistant thr
 ``message.im`` reply (``thread_ts``, ``parent_user_id`` of the bot, which authored the
 thread's root) carrying ``assistant_thread: {action_token}``, as captured payloads show.
 ``file_shared`` follows Slack's reference page (``channel_id``, ``file_id``, ``user_id``,
-``file: {id}``, ``event_ts``); ``reaction_added``/``reaction_removed`` and ``file_deleted``
-follow theirs.
+``file: {id}``, ``event_ts``); ``reaction_added``/``reaction_removed``, ``file_deleted`` and
+``app_home_opened`` follow theirs.
 
 In Slack Connect conversations a person's message events also carry ``user_team`` and
 ``source_team`` (slack-go/slack#695; Bolt reads ``user_team`` to tell the acting
@@ -137,6 +137,18 @@ def reaction_event(
         event["item_user"] = item_user
     event["item"] = {"type": "message", "channel": channel, "ts": ts}
     event["event_ts"] = event_ts
+    return event
+
+
+def app_home_opened_event(
+    *, user: str, channel: str, tab: Literal["home", "messages"], event_ts: str, view: JSON | None
+) -> JSON:
+    """``app_home_opened`` (Slack's reference page): ``user``, ``channel`` (their DM with the
+    app), ``tab`` and ``event_ts``; opening the Home tab after a view was published there
+    also carries that ``view`` ("the current state of the Home tab")."""
+    event: JSON = {"type": "app_home_opened", "user": user, "channel": channel, "event_ts": event_ts, "tab": tab}
+    if view is not None and tab == "home":
+        event["view"] = view
     return event
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tests.fakes.slack_blocks import BlocksRejected, parse_blocks, validate_blocks
+from tests.fakes.slack_blocks import BlocksRejected, parse_blocks, validate_blocks, validate_home_view
 from tests.fakes.slack_contract import ArgumentsRejected, check_arguments, note_unserved, record_blocks_rejection
 from tests.fakes.slack_models import (
     JSON,
@@ -67,7 +67,9 @@ MESSAGE_OPTIONS = (
     "icon_emoji",
     "icon_url",
 )
-JSON_ARGUMENTS = ("blocks", "attachments", "files", "metadata", "chunks", "prompts", "loading_messages")
+JSON_ARGUMENTS = ("blocks", "attachments", "files", "metadata", "chunks", "prompts", "loading_messages", "view")
+#: docs: reference/methods/views.publish — view_too_large: "the provided view is greater than 250kb"
+MAX_VIEW_BYTES = 250_000
 
 
 class ApiError(Exception):
@@ -128,6 +130,7 @@ class WebApi:
             "files.completeUploadExternal": (self.files_complete_upload_external, "bot"),
             "conversations.replies": (self.conversations_replies, "bot"),
             "users.info": (self.users_info, "bot"),
+            "views.publish": (self.views_publish, "bot"),
             "assistant.threads.setStatus": (self.assistant_threads_set_status, "bot"),
             "assistant.threads.setSuggestedPrompts": (self.assistant_threads_set_suggested_prompts, "bot"),
             "assistant.threads.setTitle": (self.assistant_threads_set_title, "bot"),
@@ -666,6 +669,43 @@ class WebApi:
     def _latest_root(self, channel: Channel) -> str | None:
         top = self.ws.top_level(channel.id)
         return self.ws.thread_root(channel.id, top[-1].ts) if top else None
+
+    # ----------------------------------------------------------------- views
+
+    def views_publish(self, p: JSON) -> JSON:
+        """``views.publish``: a person's Home tab (docs: reference/methods/views.publish).
+
+        ``not_enabled`` when the app's Home tab is off (manifest.yml); ``view_too_large`` past
+        250 kB; a malformed view or blocks are ``invalid_arguments`` with Slack's messages; a
+        ``hash`` other than the current view's is ``hash_conflict``. A ``user_id`` that names
+        no person in the workspace is ``user_not_found`` (unconfirmed: the reference lists no
+        error for it).
+        """
+        user_id = text_arg(p, "user_id")
+        if not user_id:
+            raise missing("user_id")
+        person = self.ws.users.get(user_id)
+        if person is None or person.is_bot:
+            raise ApiError("user_not_found")
+        if not self.ws.home_tab_enabled:
+            raise ApiError("not_enabled")
+        raw = p.get("view")
+        if raw is None or raw == "":
+            raise missing("view")
+        encoded = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
+        if len(encoded) > MAX_VIEW_BYTES:
+            raise ApiError("view_too_large")
+        view = json_arg(p, "view", error="invalid_arguments")
+        try:
+            validate_home_view(view)
+        except BlocksRejected as rejected:
+            record_blocks_rejection(rejected.messages, method="views.publish")
+            raise ApiError(rejected.error, response_metadata={"messages": rejected.messages}) from None
+        requested_hash = text_arg(p, "hash")
+        current = self.ws.home_views.get(user_id)
+        if requested_hash and (current is None or current["hash"] != requested_hash):
+            raise ApiError("hash_conflict")
+        return {"ok": True, "view": self.ws.publish_home(user_id, view)}
 
     # ----------------------------------------------------------------- shared helpers
 

@@ -53,6 +53,7 @@ class Workspace:
         bot_name: str,
         app_id: str,
         base_url: Callable[[], str],
+        home_tab_enabled: bool = True,
     ) -> None:
         self.team_id = team_id
         self.team_name = team_name
@@ -74,6 +75,42 @@ class Workspace:
         self.assistant_threads: dict[tuple[str, str], AssistantThread] = {}
         self.file_deletions: list[FileDeletion] = []
         self._file_numbers = itertools.count(1)
+        #: whether the installed app's Home tab is on (manifest.yml's features.app_home.home_tab_enabled)
+        self.home_tab_enabled = home_tab_enabled
+        #: the Home tab each person sees: the view last published for them (``views.publish``)
+        self.home_views: dict[str, JSON] = {}
+        self._view_numbers = itertools.count(1)
+
+    # ----------------------------------------------------------------- Home tabs
+
+    def publish_home(self, user_id: str, view: JSON) -> JSON:
+        """Store ``view`` as ``user_id``'s Home tab; returns the view object Slack answers with
+        (docs: reference/methods/views.publish, the response's ``view``). The view keeps its id
+        across publishes and gets a new ``hash`` each time."""
+        current = self.home_views.get(user_id)
+        view_id = current["id"] if current else f"V0HOME{next(self._view_numbers):04d}"
+        published = {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": "home",
+            "close": None,
+            "submit": None,
+            "blocks": view["blocks"],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": f"{self.clock.next()}.{view_id}",
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": self.app_id,
+            "external_id": view.get("external_id", ""),
+            "app_installed_team_id": self.team_id,
+            "bot_id": self.bot_id,
+        }
+        self.home_views[user_id] = published
+        return published
 
     # ----------------------------------------------------------------- people & conversations
 
