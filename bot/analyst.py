@@ -34,6 +34,8 @@ from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
+WEEK = 7 * DAY
+
 Ending = RunStatus | Literal["duplicate", "how-to"]
 
 NO_SUCH_RUN = "I can't find that analysis any more; its record may have been deleted."
@@ -234,7 +236,11 @@ class Analyst:
             exempt=admin,
         )
         top = top_users(await store.admitted_runs_of_team_since(team_id, utc_iso(now - DAY))) if admin else None
-        return usage_text(tallies, quota, top)
+        text = usage_text(tallies, quota, top)
+        if admin:
+            ratings = await self.feedback.ratings_since(utc_iso(now - WEEK), team_id=team_id)
+            text += f"\n*Answers rated in this workspace, last 7 days:* {ratings.describe()}"
+        return text
 
     # -- shutting down -------------------------------------------------------------------
 

@@ -13,11 +13,14 @@ from tests.fakes.slack_models import Message
 from tests.harness import Asked, Harness
 
 CODE_FILE = "analysis_code.py"
+NOTEBOOK = "analysis.ipynb"
 
 
 def file_messages(harness: Harness, asked: Asked) -> list[Message]:
     """The bot's messages in the thread that carry generated files (not the code listing)."""
-    return [m for m in harness.replies(asked) if m.files and all(f["name"] != CODE_FILE for f in m.files)]
+    return [
+        m for m in harness.replies(asked) if m.files and all(f["name"] not in (CODE_FILE, NOTEBOOK) for f in m.files)
+    ]
 
 
 async def test_charts_and_tables_arrive_in_one_message_with_titles_and_alt_text(

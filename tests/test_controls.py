@@ -43,14 +43,18 @@ async def started(harness: Harness, claude: FakeAnthropic, hold: Hold) -> Asked:
     claude.script = slow_answer(hold)
     asked = await harness.mention("what is 6 times 7?", settle=False)
     await asyncio.wait_for(hold.reached.wait(), timeout=30)
+    # The bot has shown the step that ran before the stall (its output, 42) and the Stop button.
     await harness.slack.wait_for(
-        lambda: any(
-            e.get("action_id") == STOP
-            for m in harness.replies(asked)
-            for b in m.blocks or []
-            for e in b.get("elements") or []
+        lambda: (
+            "  42" in harness.thread_text(asked)
+            and any(
+                e.get("action_id") == STOP
+                for m in harness.replies(asked)
+                for b in m.blocks or []
+                for e in b.get("elements") or []
+            )
         ),
-        what="the Stop button",
+        what="the first step's output and the Stop button",
     )
     return asked
 
@@ -220,3 +224,21 @@ async def test_buttons_work_after_a_restart(env: dict[str, str], slack: FakeSlac
         assert row["rating"] == "good"
         await restarted.click("U0ALICE", answer, DELETE)
         assert "The answer is 42." not in restarted.thread_text(asked)
+
+
+async def test_admins_see_the_ratings_in_analyze_usage(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    slack.add_user("U0DAVE", "dave")
+    slack.workspace.channels[CHANNEL].members.add("U0DAVE")
+    async with Harness({**env, "ANALYST_ADMINS": "U0BOB"}, slack, claude) as harness:
+        _, answer = await answered(harness, claude)
+        await harness.click("U0ALICE", answer, RATE, positive=True)
+        await harness.click("U0DAVE", answer, RATE, positive=False)
+        for user in ("U0BOB", "U0ALICE"):
+            await slack.deliver_command(harness.events_url, text="usage", user_id=user)
+        await harness.settle()
+    [admin] = [e.text for e in slack.ephemerals(CHANNEL, "U0BOB") if "Your analyses" in e.text]
+    assert "Answers rated in this workspace, last 7 days:* 👍 1 · 👎 1 (50 % positive)" in admin
+    [person] = [e.text for e in slack.ephemerals(CHANNEL, "U0ALICE") if "Your analyses" in e.text]
+    assert "Answers rated" not in person
