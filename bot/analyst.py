@@ -170,12 +170,9 @@ class Analyst:
     async def delete_answer(self, run_id: int, *, user_id: str) -> str | None:
         """Delete run ``run_id``'s replies and files, if ``user_id`` asked for it or is an
         admin; otherwise the words to tell them privately."""
-        run = await self._run_row(run_id)
+        run, refusal = await self._controlled(run_id, user_id, "delete this answer")
         if run is None:
-            return NO_SUCH_RUN
-        if not self._may_control(run, user_id):
-            log.info("%s asked to delete run %s's replies but is neither its asker nor an admin", user_id, run_id)
-            return f"Only <@{run['user_id']}>, who asked, or an admin can delete this answer."
+            return refusal
         channel_id = str(run["channel_id"])
         posts = await self.store.posts_of_run(run_id)
         await self.surface.delete_replies(
@@ -191,12 +188,9 @@ class Analyst:
     async def stop(self, run_id: int, *, user_id: str) -> str | None:
         """Stop run ``run_id`` for ``user_id`` (its asker or an admin): its in-flight API call
         is closed and it ends ``cancelled``. Otherwise the words to tell them privately."""
-        run = await self._run_row(run_id)
+        run, refusal = await self._controlled(run_id, user_id, "stop this analysis")
         if run is None:
-            return NO_SUCH_RUN
-        if not self._may_control(run, user_id):
-            log.info("%s tried to stop run %s but is neither its asker nor an admin", user_id, run_id)
-            return f"Only <@{run['user_id']}>, who asked, or an admin can stop this analysis."
+            return refusal
         running = self.parts.running.get(run_id)
         if running is None:
             return "That analysis has already finished."
@@ -216,8 +210,16 @@ class Analyst:
     async def _run_row(self, run_id: int) -> dict[str, Any] | None:
         return await self.store.find_run(run_id)
 
-    def _may_control(self, run: dict[str, Any], user_id: str) -> bool:
-        return user_id == run["user_id"] or user_id in self.settings.admins
+    async def _controlled(self, run_id: int, user_id: str, doing: str) -> tuple[dict[str, Any] | None, str]:
+        """(the run, "") if ``user_id`` — its asker or an admin — may ``doing`` with it; else
+        (None, the words to tell them privately)."""
+        run = await self._run_row(run_id)
+        if run is None:
+            return None, NO_SUCH_RUN
+        if user_id != run["user_id"] and user_id not in self.settings.admins:
+            log.info("%s may not %s (run %s): neither its asker nor an admin", user_id, doing, run_id)
+            return None, f"Only <@{run['user_id']}>, who asked, or an admin can {doing}."
+        return run, ""
 
     async def usage(self, user_id: str, team_id: str) -> str:
         """The person's runs, tokens and cost; for admins, the workspace's top users too."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -50,23 +51,43 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None
         log.warning("could not answer %s's click privately: %s", user, slack_error_code(error))
 
 
-def register(app: AsyncApp, analyst: Analyst, surface: SlackSurface) -> None:
-    client = surface.client
+RunAction = Callable[[int, str], Awaitable[str | None]]
 
-    @app.action(STOP)
-    async def on_stop(ack: AsyncAck, body: dict[str, Any]) -> None:
+
+def _on_run(
+    analyst: Analyst, client: AsyncWebClient, act: RunAction, name: str
+) -> Callable[[AsyncAck, dict[str, Any]], Awaitable[None]]:
+    """A listener for a button carrying a run id: acknowledged at once, ``act(run_id, user)``
+    in the background, and any refusal it returns told to the clicker privately."""
+
+    async def listener(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         run_id = run_of(_action(body).get("value"))
         if run_id is None:
             return
         user, _, _ = _where(body)
 
-        async def stop() -> None:
-            refusal = await analyst.stop(run_id, user_id=user)
+        async def acting() -> None:
+            refusal = await act(run_id, user)
             if refusal:
                 await _tell(client, body, f":no_entry_sign: {refusal}")
 
-        analyst.spawn(stop(), name=f"stop {run_id}")
+        analyst.spawn(acting(), name=f"{name} {run_id}")
+
+    return listener
+
+
+def register(app: AsyncApp, analyst: Analyst, surface: SlackSurface) -> None:
+    client = surface.client
+
+    async def stop(run_id: int, user: str) -> str | None:
+        return await analyst.stop(run_id, user_id=user)
+
+    async def delete(run_id: int, user: str) -> str | None:
+        return await analyst.delete_answer(run_id, user_id=user)
+
+    app.action(STOP)(_on_run(analyst, client, stop, "stop"))
+    app.action(DELETE)(_on_run(analyst, client, delete, "delete"))
 
     @app.action(RATE)
     async def on_rate(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -94,21 +115,6 @@ def register(app: AsyncApp, analyst: Analyst, surface: SlackSurface) -> None:
         user = str((body.get("user") or {}).get("id") or "")
         team = str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or "")
         analyst.spawn(analyst.comment(run_id, user_id=user, team_id=team, comment=comment), name=f"comment {run_id}")
-
-    @app.action(DELETE)
-    async def on_delete(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        run_id = run_of(_action(body).get("value"))
-        if run_id is None:
-            return
-        user, _, _ = _where(body)
-
-        async def delete() -> None:
-            refusal = await analyst.delete_answer(run_id, user_id=user)
-            if refusal:
-                await _tell(client, body, f":no_entry_sign: {refusal}")
-
-        analyst.spawn(delete(), name=f"delete {run_id}")
 
     @app.action(EVERY_ACTION)
     async def acknowledge(ack: AsyncAck) -> None:
