@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the settings, credentials and database, one line each")
     doctor.add_argument("--http", action="store_true", help="check for HTTP mode even when SLACK_APP_TOKEN is set")
     doctor.add_argument("--live", action="store_true", help="also run one tiny real analysis and show its cost")
+
+    from bot.usage_report import FORMATS, GROUPINGS
+
+    usage = commands.add_parser("usage", help="runs, tokens, estimated cost and ratings from the ledger (ANALYST_DB)")
+    usage.add_argument("--since", default="7d", help="how far back: 90m, 24h, 7d, 2w (default: 7d)")
+    usage.add_argument("--by", choices=GROUPINGS, default="user", help="one row per user, channel or UTC day")
+    usage.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv or json")
     return parser
 
 
@@ -72,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "doctor":
         return asyncio.run(_doctor(http=args.http, live=args.live))
+    if args.command == "usage":
+        return asyncio.run(_usage(since=args.since, by=args.by, fmt=args.format))
     try:
         if args.command == "serve":
             settings = Settings.from_env(
@@ -110,6 +119,50 @@ async def _doctor(*, http: bool, live: bool) -> int:
         return 2
     print(format_summary(checks))
     return 1 if any(check.failed for check in checks) else 0
+
+
+async def _usage(*, since: str, by: str, fmt: str) -> int:
+    """Print the report (``slack-analyst usage``): from the ledger alone, no credentials needed.
+    Exit status 2 for a bad ``--since`` or ``ANALYST_DB``, 1 if there is no ledger to read."""
+    import sqlite3
+    import time
+    from typing import cast
+
+    from bot.schema import MigrationError
+    from bot.settings import ANALYST_DB
+    from bot.store import Store, utc_iso
+    from bot.usage_report import Format, Grouping, parse_duration, render
+
+    try:
+        start = utc_iso(time.time() - parse_duration(since))
+        path = ANALYST_DB.read(os.environ)
+    except ValueError as error:
+        print(f"slack-analyst: --since: {error}", file=sys.stderr)
+        return 2
+    except SettingsError as error:
+        print(f"slack-analyst: {error}", file=sys.stderr)
+        return 2
+    if not path.is_file():
+        print(
+            f"slack-analyst: no database at {path}: the bot creates it when it first runs; "
+            "set ANALYST_DB to the file `serve` uses",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        async with Store(path) as store:
+            rows = await store.runs_since(start)
+    except (MigrationError, sqlite3.Error) as error:
+        print(f"slack-analyst: could not read the ledger in {path}: {error}", file=sys.stderr)
+        return 1
+    if not rows:
+        # Said on stderr for csv and json, whose stdout stays a well-formed (empty) report.
+        note = f"No runs since {start} (UTC) in {path}."
+        print(note, file=sys.stdout if fmt == "table" else sys.stderr)
+        if fmt == "table":
+            return 0
+    print(render(rows, by=cast(Grouping, by), fmt=cast(Format, fmt), since=start), end="")
+    return 0
 
 
 def _port_from_env() -> int:

@@ -337,6 +337,17 @@ class Store:
         """Which migrations this database has had (``Store.open`` applies every pending one)."""
         return await self.call(schema_state, self.db)
 
+    async def runs_since(self, since: str) -> list[dict[str, Any]]:
+        """Every run started at or after ``since`` (refused ones too), oldest first, each with
+        ``feedback_good`` and ``feedback_bad``: how many people rated its answer 👍 and 👎."""
+        sql = (
+            "SELECT runs.*, COALESCE(rated.good, 0) AS feedback_good, COALESCE(rated.bad, 0) AS feedback_bad "
+            "FROM runs LEFT JOIN (SELECT run_id, SUM(rating = 'good') AS good, SUM(rating = 'bad') AS bad "
+            "FROM feedback GROUP BY run_id) AS rated ON rated.run_id = runs.id "
+            "WHERE runs.started_at >= ? ORDER BY runs.id"
+        )
+        return await self.call(lambda: list(self.db.query(sql, [since])))
+
 
 def admit_run(
     conn: sqlite3.Connection, now: float, limits: Limits, exempt: bool, fields: dict[str, Any]
