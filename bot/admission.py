@@ -47,6 +47,7 @@ class Refused:
 
     message: str
     by: Literal["access", "quota"]
+    limit: str | None = None  # the quota's setting, when ``by`` is "quota"
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class Gate:
         run_id, over_quota = await ledger.admit(self.store, self.settings, request, question.text)
         if over_quota is not None:
             log.info("run %s refused: %s", run_id, over_quota.limit)
-            return Refused(f":hourglass: {over_quota.message}", by="quota")
+            return Refused(f":hourglass: {over_quota.message}", by="quota", limit=over_quota.limit)
         return Admitted(run_id, question, conversation)
 
     async def question(self, request: AnalysisRequest) -> CleanText:

@@ -20,6 +20,7 @@ from bot.feedback import FeedbackStore
 from bot.files_api import FilesApi
 from bot.history import HomeData, home_data
 from bot.intake import FileIntake
+from bot.metrics import Metrics
 from bot.quotas import DAY
 from bot.requests import AnalysisRequest, Share
 from bot.retention import Sweeper, forget_user
@@ -45,9 +46,17 @@ NO_SUCH_RUN = "I can't find that analysis any more; its record may have been del
 class Analyst:
     """Owns the core's parts for one process; serves requests from one surface."""
 
-    def __init__(self, settings: Settings, store: Store, claude: anthropic.AsyncAnthropic, surface: Surface) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        claude: anthropic.AsyncAnthropic,
+        surface: Surface,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics = metrics or Metrics()
         conversations = ConversationStore(store)
-        files_api = FilesApi(claude, store, ttl_seconds=settings.file_ttl_hours * 3600)
+        files_api = FilesApi(claude, store, ttl_seconds=settings.file_ttl_hours * 3600, on_upload=metrics.upload_sent)
         self.parts = Parts(
             settings=settings,
             store=store,
@@ -57,13 +66,23 @@ class Analyst:
             engine=Engine(claude, settings),
             queue=WorkQueue(settings.max_concurrent),
             surface=surface,
+            metrics=metrics,
         )
+        metrics.watch(self.parts.queue)
         self.settings = settings
         self.store = store
         self.surface = surface
         self.gate = Gate(settings, store, conversations, surface)
         self.feedback = FeedbackStore(store)
-        self.sweeper = Sweeper(settings, store, conversations, files_api)
+        self.sweeper = Sweeper(
+            settings,
+            store,
+            conversations,
+            files_api,
+            on_sweep=lambda report: metrics.swept(
+                report.files_deleted + report.files_already_gone, report.conversations_deleted
+            ),
+        )
         self.supervisor = Supervisor(self.parts, self.gate, self.sweeper)
 
     async def start(self) -> None:
@@ -143,6 +162,7 @@ class Analyst:
         if isinstance(admission, Refused):
             await surface.tell_privately(request, admission.message)
             if admission.by == "quota":
+                self.metrics.quota_refused(admission.limit or "quota")
                 await surface.react(request, "no_entry_sign")
             return "refused"
         if isinstance(admission, HowTo):

@@ -13,6 +13,7 @@ from bot.errors import describe_anthropic_error
 from bot.files_api import FilesApi, digest_file
 from bot.filetypes import FileRefused, mime_type_for, precheck, sniff
 from bot.ledger import Ledger, open_run
+from bot.metrics import Metrics
 from bot.notebook import NOTEBOOK_NAME, NotebookRecorder, build_notebook, notebook_json
 from bot.progress import Done, Failed, Finished, Outcome, Started
 from bot.publish_terminal import TerminalPublisher
@@ -51,7 +52,8 @@ async def ask(settings: Settings, files: list[Path], question: str, *, out: Path
             run_id = await open_run(store, settings, question=cleaned.text, files_in=len(inputs))
             publisher = TerminalPublisher(sys.stdout, files_api, out, show_code=show_code)
             recorder = NotebookRecorder(cleaned.text, [file.filename for file in inputs])
-            subscribers: tuple[Subscriber, ...] = (Ledger(store, files_api, run_id), publisher, recorder)
+            meter = Metrics().follow(source="cli", model=settings.model)  # the same stream as in Slack
+            subscribers: tuple[Subscriber, ...] = (Ledger(store, files_api, run_id), meter, publisher, recorder)
             await broadcast(subscribers, Started())
             outcome: Outcome | None = None
             async for event in Engine(claude, settings).run(Job(cleaned.text, inputs)):

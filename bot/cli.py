@@ -1,5 +1,6 @@
 """slack-analyst: `serve` runs the Slack bot; `ask` analyses local files in the terminal
-with the same engine (handy to check credentials and prompts); `doctor` checks the set-up.
+with the same engine (handy to check credentials and prompts); `doctor` checks the set-up;
+`healthcheck` probes a running bot's /healthz (Docker's HEALTHCHECK).
 
 Settings come from the environment, plus a ``.env`` file in the working directory if
 there is one (real environment variables win). A bad setting stops start-up with one
@@ -13,12 +14,16 @@ import asyncio
 import logging
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from dotenv import load_dotenv
 
-from bot.settings import ANALYST_LOG_LEVEL, PORT, Settings, SettingsError
+from bot.logs import LOG_FORMATS, configure_logging, secrets_in
+from bot.settings import ANALYST_LOG_FORMAT, ANALYST_LOG_LEVEL, ANALYST_METRICS_PORT, PORT, Settings, SettingsError
+from bot.usage_report import FORMATS, GROUPINGS
 
 log = logging.getLogger("bot")
 
@@ -33,6 +38,9 @@ def _port(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slack-analyst", description=__doc__.split("\n\n")[0])
     parser.add_argument("--log-level", default=ANALYST_LOG_LEVEL.read(os.environ))
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="json lines (the default, or $ANALYST_LOG_FORMAT) or text for people"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the Slack bot")
@@ -49,34 +57,40 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--http", action="store_true", help="check for HTTP mode even when SLACK_APP_TOKEN is set")
     doctor.add_argument("--live", action="store_true", help="also run one tiny real analysis and show its cost")
 
-    from bot.usage_report import FORMATS, GROUPINGS
-
     usage = commands.add_parser("usage", help="runs, tokens, estimated cost and ratings from the ledger (ANALYST_DB)")
     usage.add_argument("--since", default="7d", help="how far back: 90m, 24h, 7d, 2w (default: 7d)")
     usage.add_argument("--by", choices=GROUPINGS, default="user", help="one row per user, channel or UTC day")
     usage.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv or json")
-    return parser
 
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    healthcheck = commands.add_parser(
+        "healthcheck", help="probe the running bot's /healthz on this machine; exit 0 when healthy (for Docker)"
     )
-    # Request-level debug logs of the HTTP stacks can include headers; keep them quiet.
-    for noisy in ("httpx", "httpx2", "httpcore", "slack_sdk.web", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    healthcheck.add_argument(
+        "--port",
+        type=_port,
+        help="the port to probe (default: $PORT in HTTP mode, $ANALYST_METRICS_PORT in Socket Mode)",
+    )
+    healthcheck.add_argument(
+        "--http", action="store_true", help="probe HTTP mode's port even when SLACK_APP_TOKEN is set"
+    )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     load_dotenv(Path.cwd() / ".env", override=False)
     args = build_parser().parse_args(argv)
     try:
-        configure_logging(args.log_level)
+        log_format = args.log_format or ANALYST_LOG_FORMAT.read(os.environ)
+    except SettingsError as error:
+        print(f"slack-analyst: {error}", file=sys.stderr)
+        return 2
+    try:
+        configure_logging(args.log_level, log_format, secrets=secrets_in(os.environ))
     except ValueError:
         print(f"slack-analyst: --log-level: unknown level {args.log_level!r}", file=sys.stderr)
         return 2
+    if args.command == "healthcheck":
+        return _healthcheck(args.port, http=args.http)
     if args.command == "doctor":
         return asyncio.run(_doctor(http=args.http, live=args.live))
     if args.command == "usage":
@@ -90,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The Slack edge, imported only to serve (the one place bot/ reaches handlers/).
             from handlers.server import run_server
 
-            return run_server(settings, port=port, http=args.http)
+            metrics_port = ANALYST_METRICS_PORT.read(os.environ, slack=False) or None
+            return run_server(settings, port=port, http=args.http, metrics_port=metrics_port)
         settings = Settings.from_env(os.environ, slack=False)
         from bot.ask import ask
 
@@ -167,3 +182,33 @@ async def _usage(*, since: str, by: str, fmt: str) -> int:
 
 def _port_from_env() -> int:
     return PORT.read(os.environ, slack=False)
+
+
+HEALTHCHECK_TIMEOUT_S = 10
+
+
+def _healthcheck(port: int | None, *, http: bool) -> int:
+    """GET http://127.0.0.1:<port>/healthz: 0 if the bot says it is healthy, else 1 (with why)."""
+    try:
+        if port is None:
+            socket_mode = bool(os.environ.get("SLACK_APP_TOKEN", "").strip()) and not http
+            port = ANALYST_METRICS_PORT.read(os.environ) if socket_mode else _port_from_env()
+            if socket_mode and port == 0:
+                print(
+                    "slack-analyst healthcheck: ANALYST_METRICS_PORT is 0, so nothing serves /healthz", file=sys.stderr
+                )
+                return 1
+    except SettingsError as error:
+        print(f"slack-analyst: {error}", file=sys.stderr)
+        return 2
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTHCHECK_TIMEOUT_S) as response:
+            print(response.read().decode("utf-8", "replace"))
+            return 0
+    except urllib.error.HTTPError as error:
+        print(f"slack-analyst healthcheck: {url} answered {error.code}: {error.read().decode('utf-8', 'replace')}")
+        return 1
+    except (urllib.error.URLError, OSError) as error:
+        print(f"slack-analyst healthcheck: could not reach {url}: {error}", file=sys.stderr)
+        return 1

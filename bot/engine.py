@@ -30,6 +30,7 @@ from bot.conversation import (
 from bot.errors import (
     AnthropicFailure,
     StreamBroken,
+    anthropic_error_kind,
     api_message,
     describe_anthropic_error,
     describe_tool_error,
@@ -422,13 +423,14 @@ class Engine:
                 del turn.answer_parts[answer_parts:], turn.content[content:]
                 delay = retry_delay(error, attempt)
                 log.info("attempt %d of %d failed (%r); retrying in %.1fs", attempt, attempts, error, delay)
-                yield Retrying(retry_notice(error), attempt + 1, attempts, delay)
+                yield Retrying(retry_notice(error), attempt + 1, attempts, delay, kind=anthropic_error_kind(error))
                 await asyncio.sleep(delay)
 
     def _failed(self, error: AnthropicFailure, turn: _Turn) -> Failed:
         problem = describe_anthropic_error(error)
         log.warning("analysis failed: %s", problem.detail)
-        return _failure(turn, problem.message, retryable=problem.retryable, detail=problem.detail)
+        failed = _failure(turn, problem.message, retryable=problem.retryable, detail=problem.detail)
+        return replace(failed, kind=anthropic_error_kind(error))
 
     async def _stream_once(
         self, messages: list[dict[str, Any]], turn: _Turn

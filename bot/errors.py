@@ -6,6 +6,7 @@ operator needs (status codes, request ids) go to the log and the run ledger inst
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import anthropic
@@ -84,6 +85,24 @@ class StreamBroken(Exception):
 
 
 AnthropicFailure = anthropic.APIError | httpx2.TransportError | StreamBroken
+
+
+def anthropic_error_kind(error: AnthropicFailure) -> str:
+    """A short, bounded name for how a call to Anthropic failed (a metrics label): the API's
+    error type without ``_error`` (``overloaded``, ``rate_limit``, …), else ``http_<status>``,
+    ``stream_broken``, ``timeout`` or ``connection``."""
+    if isinstance(error, StreamBroken | httpx2.TransportError):
+        return "stream_broken"
+    if isinstance(error, anthropic.APITimeoutError):
+        return "timeout"
+    if isinstance(error, anthropic.APIConnectionError):
+        return "connection"
+    if isinstance(error, anthropic.APIStatusError):
+        kind = error_type(error)
+        if kind and re.fullmatch(r"[a-z_]{1,40}", kind):
+            return kind.removesuffix("_error")
+        return f"http_{error.status_code}"
+    return "other"
 
 
 def describe_anthropic_error(error: AnthropicFailure) -> Problem:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -29,9 +30,18 @@ MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 7_776_000
 
 
 class FilesApi:
-    def __init__(self, client: anthropic.AsyncAnthropic, store: Store, *, ttl_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        client: anthropic.AsyncAnthropic,
+        store: Store,
+        *,
+        ttl_seconds: float | None = None,
+        on_upload: Callable[[bool], None] | None = None,
+    ) -> None:
         self.client = client
         self.store = store
+        # Told of every file sent: True when the Files API already had it (bot.metrics).
+        self.on_upload = on_upload
         # Uploads also carry an expiry at Anthropic (a safety net behind the sweeper).
         self.expires_in = int(min(ttl_seconds, MAX_EXPIRY_S)) if ttl_seconds and ttl_seconds >= MIN_EXPIRY_S else None
 
@@ -69,6 +79,8 @@ class FilesApi:
                 meta = await self.client.files.retrieve_metadata(known.id)
                 if meta.expires_at is None or meta.expires_at.timestamp() > time.time() + EXPIRY_MARGIN_S:
                     log.info("file %s already uploaded as %s", sha256[:12], known.id)
+                    if self.on_upload is not None:
+                        self.on_upload(True)
                     return known.id
                 log.info("file %s (%s) is about to expire; uploading again", sha256[:12], known.id)
                 await self.store.mark_file_deleted(known.id)
@@ -94,6 +106,8 @@ class FilesApi:
             user_id=user_id,
             run_id=run_id,
         )
+        if self.on_upload is not None:
+            self.on_upload(False)
         return meta.id
 
     async def download(self, output: OutputFile, directory: Path) -> Path:

@@ -89,6 +89,7 @@ class Retrying:
     attempt: int
     of: int
     delay: float
+    kind: str = ""  # what failed (bot.errors.anthropic_error_kind), for the metrics
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Failed:
     detail: str = ""  # for the ledger and logs, never shown
     code_runs: int = 0
     status: RunStatus = "failed"  # "refused" when it was the data, not the work
+    kind: str = ""  # when Anthropic failed: how (bot.errors.anthropic_error_kind), for the metrics
 
 
 # -- the run around the analysis ------------------------------------------------------------

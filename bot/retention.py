@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anthropic
@@ -34,7 +35,16 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, settings: Settings, store: Store, conversations: ConversationStore, files_api: FilesApi) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        conversations: ConversationStore,
+        files_api: FilesApi,
+        *,
+        on_sweep: Callable[[SweepReport], None] | None = None,
+    ) -> None:
+        self.on_sweep = on_sweep  # told of every sweep's report (bot.metrics)
         self.settings = settings
         self.store = store
         self.conversations = conversations
@@ -57,6 +67,8 @@ class Sweeper:
         report = SweepReport(deleted, gone, failed, conversations)
         if deleted or gone or failed or conversations:
             log.info("retention sweep: %s", report)
+        if self.on_sweep is not None:
+            self.on_sweep(report)
         self.sweeps += 1
         self.swept.set()
         return report

@@ -18,12 +18,14 @@ import anthropic
 import httpx2
 
 from bot.engine import Engine
-from bot.errors import Problem, StreamBroken, UserFacingError, describe_anthropic_error
+from bot.errors import Problem, StreamBroken, UserFacingError, anthropic_error_kind, describe_anthropic_error
 from bot.files_api import FilesApi
 from bot.filetypes import FileRefused
 from bot.intake import FileIntake
 from bot.jobs import JobPlan, plan_job
 from bot.ledger import Ledger
+from bot.logs import run_context
+from bot.metrics import Metrics
 from bot.progress import (
     Cancelled,
     Done,
@@ -64,6 +66,7 @@ class Parts:
     engine: Engine
     queue: WorkQueue
     surface: Surface
+    metrics: Metrics = field(default_factory=Metrics)
     running: dict[int, Run] = field(default_factory=dict)  # the runs this process is carrying out, by id
 
 
@@ -91,7 +94,8 @@ class Run:
         self.publisher: Publisher = parts.surface.publisher(
             request, run_id, ledger.posts_in(request.channel_id), parts.files_api
         )
-        self.subscribers: Sequence[Subscriber] = (ledger, self.publisher)
+        meter = parts.metrics.follow(source=request.source, model=parts.settings.model)
+        self.subscribers: Sequence[Subscriber] = (ledger, meter, self.publisher)
         self.code_runs = 0
         self._code_steps: set[int] = set()
         self.stopped_by: str | None = None
@@ -113,10 +117,13 @@ class Run:
         cancellation goes on."""
         self._task = asyncio.current_task()
         self.parts.running[self.run_id] = self
-        try:
-            return await self._execute()
-        finally:
-            self.parts.running.pop(self.run_id, None)
+        request = self.request
+        # Every log line of the run (and of the tasks it spawns) carries these (bot/logs.py).
+        with run_context(run_id=self.run_id, channel=request.channel_id, user=request.user_id):
+            try:
+                return await self._execute()
+            finally:
+                self.parts.running.pop(self.run_id, None)
 
     async def _execute(self) -> RunStatus:
         outcome: Outcome | None = None
@@ -174,6 +181,8 @@ class Run:
             return Failed(error.message, retryable=error.retryable, detail=error.detail, status=error.status)
         if isinstance(error, anthropic.APIError | httpx2.TransportError | StreamBroken):
             problem = describe_anthropic_error(error)
+            failed = Failed(problem.message, retryable=problem.retryable, detail=problem.detail)
+            return replace(failed, kind=anthropic_error_kind(error))
         else:
             problem = self.parts.surface.describe_failure(error)
         if problem is None:

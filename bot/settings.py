@@ -261,7 +261,7 @@ def _code_execution(value: str) -> CodeExecutionTool:
 
 
 # ---------------------------------------------------------------------------------- declarations
-# One per variable the bot reads. Settings (below) has a field for each but the last two, which
+# One per variable the bot reads. Settings (below) has a field for each but the last four, which
 # the command line reads itself; README and .env.example list them all, by section.
 
 ANTHROPIC_API_KEY = Setting(
@@ -665,6 +665,26 @@ PORT = Setting(
     note="HTTP mode listens on this port unless --port is given.",
 )
 
+ANALYST_LOG_FORMAT = Setting(
+    "ANALYST_LOG_FORMAT",
+    "json",
+    _choice(("json", "text")),
+    section=PROCESS,
+    doc="`json`: one JSON object per log line, with `run_id`, `channel` and `user` during a run; `text`: "
+    "lines for people (also `--log-format`).",
+    note="json (one object per line) or text; --log-format wins.",
+)
+
+ANALYST_METRICS_PORT = Setting(
+    "ANALYST_METRICS_PORT",
+    9091,
+    _port,
+    section=PROCESS,
+    doc="Socket Mode only: the port serving `/metrics` and `/healthz` (HTTP mode serves both on `PORT`); "
+    "`0` turns it off.",
+    note="Socket Mode serves /metrics and /healthz on this port (HTTP mode: on PORT); 0 turns it off.",
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -769,4 +789,10 @@ def declared(item: Field[Any]) -> Setting[Any]:
 
 
 # Every variable the bot reads: Settings' fields in order, then the command line's.
-SETTINGS: tuple[Setting[Any], ...] = (*(declared(item) for item in fields(Settings)), ANALYST_LOG_LEVEL, PORT)
+SETTINGS: tuple[Setting[Any], ...] = (
+    *(declared(item) for item in fields(Settings)),
+    ANALYST_LOG_LEVEL,
+    PORT,
+    ANALYST_LOG_FORMAT,
+    ANALYST_METRICS_PORT,
+)

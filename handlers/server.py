@@ -1,8 +1,10 @@
 """Runs the Bolt app: over Socket Mode, or as an HTTP server with a health check.
 
-HTTP mode serves ``POST /slack/events`` (events, slash commands and interactivity) and
-``GET /healthz`` (200 once the bot is connected and ready, 503 while starting or
-stopping). On SIGTERM or SIGINT the bot stops taking new work and lets running analyses
+HTTP mode serves ``POST /slack/events`` (events, slash commands and interactivity),
+``GET /metrics`` (Prometheus text format) and ``GET /healthz`` (200 when the database answers
+and the bot is ready, else 503; the report also shows the limiter). Socket Mode serves
+``/metrics`` and ``/healthz`` on ``ANALYST_METRICS_PORT`` (there, "connected" is the
+socket's state). On SIGTERM or SIGINT the bot stops taking new work and lets running analyses
 finish within the grace period.
 """
 
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +26,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.analyst import Analyst
 from bot.clients import anthropic_client
+from bot.health import health
+from bot.metrics import CONTENT_TYPE, Metrics
 from bot.settings import Settings
 from bot.store import Store
 from bot.surface import Clock
@@ -49,11 +53,30 @@ async def open_analyst(
         aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http,
     ):
         claude = anthropic_client(settings)
-        surface = SlackSurface(settings, slack_client(settings), http)
+        metrics = Metrics()
+        surface = SlackSurface(settings, slack_client(settings, on_error=metrics.record_slack_error), http)
         try:
-            yield Analyst(settings, store, claude, surface), surface
+            yield Analyst(settings, store, claude, surface, metrics), surface
         finally:
             await claude.close()
+
+
+def add_observability(
+    web_app: web.Application, analyst: Analyst, *, connected: Callable[[], Awaitable[bool]], mode: str
+) -> None:
+    """``GET /metrics`` and ``GET /healthz`` on ``web_app``; ``connected`` says whether Slack is."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = analyst.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok, report = await health(analyst.store, analyst.parts.queue, connected=await connected(), mode=mode)
+        report["analyses_running"] = analyst.busy
+        return web.json_response(report, status=200 if ok else 503)
+
+    web_app.router.add_get("/metrics", metrics)
+    web_app.router.add_get("/healthz", healthz)
 
 
 def http_app(app: AsyncApp, analyst: Analyst, ready: asyncio.Event) -> web.Application:
@@ -63,14 +86,12 @@ def http_app(app: AsyncApp, analyst: Analyst, ready: asyncio.Event) -> web.Appli
         bolt_response = await app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
-    async def healthz(request: web.Request) -> web.Response:
-        if not ready.is_set():
-            return web.json_response({"ok": False, "status": "starting or stopping"}, status=503)
-        return web.json_response({"ok": True, "analyses_running": analyst.busy})
+    async def is_ready() -> bool:
+        return ready.is_set()
 
     web_app = web.Application(client_max_size=4 * 1024 * 1024)
     web_app.router.add_post("/slack/events", slack_events)
-    web_app.router.add_get("/healthz", healthz)
+    add_observability(web_app, analyst, connected=is_ready, mode="http")
     return web_app
 
 
@@ -85,15 +106,18 @@ class RunningBot:
         port: int = 3000,
         host: str = "0.0.0.0",  # noqa: S104 - a server listens on all interfaces
         clock: Clock | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.http = http or not settings.socket_mode
         self.port = port
+        self.metrics_port = metrics_port  # Socket Mode: /metrics and /healthz here (None: off; 0: any free port)
         self.host = host
         self.clock = clock
         self.ready = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self.analyst: Analyst
         self.surface: SlackSurface
@@ -104,6 +128,14 @@ class RunningBot:
         if self._runner is None:
             raise RuntimeError("not serving HTTP")
         host, port = self._runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Base URL of the Socket Mode metrics server."""
+        if self._metrics_runner is None:
+            raise RuntimeError("not serving metrics")
+        host, port = self._metrics_runner.addresses[0][:2]
         return f"http://{host}:{port}"
 
     async def start(self) -> RunningBot:
@@ -118,10 +150,23 @@ class RunningBot:
             log.info("listening for Slack events at %s/slack/events", self.url)
         else:
             self._socket = AsyncSocketModeHandler(app, self.settings.slack_app_token, web_client=surface.client)
+            if self.metrics_port is not None:  # first: a port in use stops start-up before Slack connects
+                await self._serve_metrics(self.metrics_port, self._socket)
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("connected to Slack over Socket Mode")
         self.ready.set()
         return self
+
+    async def _serve_metrics(self, port: int, socket: AsyncSocketModeHandler) -> None:
+        async def connected() -> bool:
+            return self.ready.is_set() and await socket.client.is_connected()
+
+        web_app = web.Application()
+        add_observability(web_app, self.analyst, connected=connected, mode="socket")
+        self._metrics_runner = web.AppRunner(web_app, access_log=None)
+        await self._metrics_runner.setup()
+        await web.TCPSite(self._metrics_runner, host=self.host, port=port).start()
+        log.info("serving /metrics and /healthz at %s", self.metrics_url)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking new work, let running analyses finish within ``grace`` (default
@@ -138,16 +183,18 @@ class RunningBot:
             await self._runner.cleanup()
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await self._stack.aclose()
 
 
-async def serve(settings: Settings, *, port: int, http: bool) -> None:
+async def serve(settings: Settings, *, port: int, http: bool, metrics_port: int | None = None) -> None:
     """Run the bot until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bot = await RunningBot(settings, http=http, port=port).start()
+    bot = await RunningBot(settings, http=http, port=port, metrics_port=metrics_port).start()
     try:
         await stop.wait()
         log.info("shutting down")
@@ -155,11 +202,11 @@ async def serve(settings: Settings, *, port: int, http: bool) -> None:
         await bot.stop()
 
 
-def run_server(settings: Settings, *, port: int, http: bool) -> int:
+def run_server(settings: Settings, *, port: int, http: bool, metrics_port: int | None = None) -> int:
     """``slack-analyst serve``: run the bot; the exit status, with a one-line reason on
     stderr when Slack can't be reached or refuses the credentials."""
     try:
-        asyncio.run(serve(settings, port=port, http=http))
+        asyncio.run(serve(settings, port=port, http=http, metrics_port=metrics_port))
     except SlackApiError as error:
         code = slack_error_code(error)
         print(f"slack-analyst: Slack refused the bot's credentials ({code}); check SLACK_BOT_TOKEN.", file=sys.stderr)

@@ -90,6 +90,8 @@ def env(tmp_path: Path, slack: FakeSlack, claude: FakeAnthropic) -> dict[str, st
         "ANTHROPIC_API_KEY": claude.api_key,
         "ANTHROPIC_BASE_URL": claude.base_url,
         "ANALYST_DB": str(tmp_path / "analyst.db"),
+        # Socket Mode processes would otherwise all serve /metrics on 9091 (tests that want it pick a port).
+        "ANALYST_METRICS_PORT": "0",
     }
 
 

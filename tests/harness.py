@@ -38,9 +38,18 @@ class Asked:
 class Harness:
     """The bot, started in HTTP mode against the fakes, plus ways to talk to it."""
 
-    def __init__(self, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic, *, socket: bool = False) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        slack: FakeSlack,
+        claude: FakeAnthropic,
+        *,
+        socket: bool = False,
+        metrics_port: int | None = None,
+    ) -> None:
         self.env = {**env, "SLACK_APP_TOKEN": slack.app_token} if socket else env
         self.socket = socket
+        self.metrics_port = metrics_port  # Socket Mode: serve /metrics and /healthz (0: on a free port)
         self.slack = slack
         self.claude = claude
         self.bot: RunningBot | None = None
@@ -56,7 +65,9 @@ class Harness:
     async def start(self) -> None:
         settings = Settings.from_env(self.env, http=not self.socket)
         clock = (lambda: time.time() + self.clock_offset) if self.clock_offset else None
-        self.bot = await RunningBot(settings, http=not self.socket, port=0, host="127.0.0.1", clock=clock).start()
+        self.bot = await RunningBot(
+            settings, http=not self.socket, port=0, host="127.0.0.1", clock=clock, metrics_port=self.metrics_port
+        ).start()
         if self.socket:
             await self.slack.wait_socket_connected()
 

@@ -209,7 +209,9 @@ async def test_an_overloaded_api_is_retried_after_saying_so(monkeypatch: pytest.
     model = MemoryModel(api_error(529, "overloaded_error", "Overloaded"), reply(text("Churn is 29.1%.")))
     events = await run(model, Job("churn?"))
     retries = [e for e in events if isinstance(e, Retrying)]
-    assert retries == [Retrying("Claude is busy right now — trying again", attempt=2, of=5, delay=0.0)]
+    assert retries == [
+        Retrying("Claude is busy right now — trying again", attempt=2, of=5, delay=0.0, kind="overloaded")
+    ]
     assert done(events).answer == "Churn is 29.1%." and len(model.requests) == 2
 
 

@@ -7,16 +7,21 @@ errors and dropped connections are retried with backoff) and the configured API 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.settings import Settings
+from handlers.slack.errors import slack_error_code
 
 # slack-sdk's default: long enough for any Web API call.
 SLACK_TIMEOUT_S = 30
@@ -32,8 +37,26 @@ def upload_timeout_s(max_file_mb: float) -> int:
     return SLACK_TIMEOUT_S + transfer
 
 
-def slack_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
-    return AsyncWebClient(
+class MeteredWebClient(AsyncWebClient):
+    """An AsyncWebClient that tells ``on_error`` the error code of every failed Web API call
+    (after slack-sdk's retries): the one place Slack's errors are counted (bot/metrics.py)."""
+
+    on_error: Callable[[str], None] | None = None
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
+        try:
+            return await super().api_call(api_method, **kwargs)
+        except (SlackApiError, SlackRequestError, aiohttp.ClientError, TimeoutError) as error:
+            if self.on_error is not None:
+                self.on_error(slack_error_code(error))
+            raise
+
+
+def slack_client(
+    settings: Settings, token: str | None = None, *, on_error: Callable[[str], None] | None = None
+) -> AsyncWebClient:
+    """The bot's Web API client; ``on_error`` is told the code of every failed call."""
+    client = MeteredWebClient(
         token=token or settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=SLACK_TIMEOUT_S,
@@ -43,18 +66,22 @@ def slack_client(settings: Settings, token: str | None = None) -> AsyncWebClient
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ],
     )
+    client.on_error = on_error
+    return client
 
 
 def upload_client(client: AsyncWebClient, settings: Settings) -> AsyncWebClient:
     """A twin of ``client`` (same token, API, retries and session) for ``files_upload_v2``,
     with a timeout that lets a file of ``ANALYST_MAX_OUTPUT_FILE_MB`` through."""
-    return AsyncWebClient(
+    twin = MeteredWebClient(
         token=client.token,
         base_url=client.base_url,
         timeout=upload_timeout_s(settings.max_output_file_mb),
         session=client.session,
         retry_handlers=client.retry_handlers,
     )
+    twin.on_error = getattr(client, "on_error", None)
+    return twin
 
 
 async def post_message(

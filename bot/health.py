@@ -1,0 +1,39 @@
+"""What ``/healthz`` reports: the database, the connection to the surface, the limiter."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+from bot.store import Store
+from bot.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+async def database_ok(store: Store) -> bool:
+    """True if the database answers a trivial query."""
+
+    def ping() -> None:
+        store.db.execute("SELECT 1").fetchone()
+
+    try:
+        await store.call(ping)
+    except (sqlite3.Error, RuntimeError, OSError) as error:  # RuntimeError: the store is closed
+        log.warning("health check: the database does not answer: %r", error)
+        return False
+    return True
+
+
+async def health(store: Store, queue: WorkQueue, *, connected: bool, mode: str) -> tuple[bool, dict[str, Any]]:
+    """(ok, the report): ok when the database answers and the surface is connected."""
+    database = await database_ok(store)
+    ok = database and connected
+    report = {
+        "ok": ok,
+        "database": {"ok": database},
+        "slack": {"ok": connected, "mode": mode},
+        "limiter": {"running": queue.running, "waiting": queue.waiting, "slots": queue.slots},
+    }
+    return ok, report
