@@ -41,10 +41,12 @@ async def broadcast(subscribers: Sequence[Subscriber], event: RunEvent) -> None:
 
 
 class Publisher(Subscriber, Protocol):
-    """Shows one run where it was asked for. ``files_posted`` counts the generated files it
-    delivered (the ledger's ``files_out``)."""
+    """Shows one run where it was asked for."""
 
-    files_posted: int
+    @property
+    def files_posted(self) -> int:
+        """The generated files it delivered (the ledger's ``files_out``)."""
+        ...
 
 
 @dataclass(frozen=True)

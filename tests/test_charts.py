@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.slack.publisher import MAX_FILES_PER_MESSAGE, chart_labels, upload_batches
+from handlers.slack.attachments import MAX_FILES_PER_MESSAGE, chart_labels, upload_batches
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Code, Text, output_files_code, scripted
 from tests.fakes.slack import FakeSlack

@@ -1,31 +1,27 @@
 """The Slack publisher: shows one run in its thread, as a subscriber of the run's events.
 
 Progress goes to a :class:`~handlers.slack.progress.ProgressView` (a streamed plan, one
-task per sandbox step). When it's done the thread gets the interpretation (split across
-messages when long), the files the analysis made (charts first) and the code it ran. A
-file that can't be fetched or posted costs only that file: the thread says which, and
-why. Notes (a truncated question, a place in the queue, files left out, a restart) never
-fail a run. Everything Claude wrote is neutralised before it is posted; link unfurling is off.
+task per sandbox step, with a Stop button under it). When it's done the thread gets the
+interpretation (split across messages when long), then what
+:class:`~handlers.slack.attachments.Attachments` posts — the files the analysis made, the
+code it ran, the notebook — and the answer gains its buttons and links. Notes (a truncated
+question, a place in the queue, files left out, a restart) never fail a run. Everything
+Claude wrote is neutralised before it is posted; link unfurling is off.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import anthropic
-import httpx2
-from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import describe_anthropic_error
 from bot.files_api import FilesApi
-from bot.filetypes import describe_size, display_name, safe_filename
-from bot.notebook import NOTEBOOK_NAME, NotebookRecorder, build_notebook, notebook_json
+from bot.filetypes import display_name
+from bot.notebook import NotebookRecorder
 from bot.progress import (
     PENDING_STEP_TITLE,
     Cancelled,
@@ -37,7 +33,6 @@ from bot.progress import (
     FilesRefused,
     Finished,
     Interrupted,
-    OutputFile,
     Preparing,
     QuestionTruncated,
     Queued,
@@ -49,35 +44,14 @@ from bot.progress import (
 from bot.prompts import column_prompts
 from bot.sanitize import clean_question, neutralize
 from bot.surface import PostLog
+from handlers.slack.attachments import Attachments
 from handlers.slack.clients import post_message
 from handlers.slack.controls import answer_actions, stop_blocks
 from handlers.slack.errors import slack_error_code
 from handlers.slack.progress import PROGRESS_ERRORS, ProgressView, SlackThread, step_summary
-from handlers.slack.render import SlackMessage, answer_messages, code_listing, title_from_filename
+from handlers.slack.render import SlackMessage, answer_messages
 
 log = logging.getLogger(__name__)
-
-# A generated file that can't be fetched from Anthropic or posted to Slack costs only that
-# file: the transport errors of each side, their API errors, and timeouts (an OSError).
-FILE_POST_ERRORS: tuple[type[BaseException], ...] = (
-    anthropic.APIError,
-    httpx2.HTTPError,
-    SlackApiError,
-    SlackRequestError,
-    aiohttp.ClientError,
-    OSError,
-)
-
-
-def describe_file_failure(error: BaseException) -> str:
-    """Why a generated file didn't reach the thread, in words for the person who asked."""
-    if isinstance(error, anthropic.APIError | httpx2.HTTPError):
-        return "fetching it from Claude's sandbox failed"
-    if isinstance(error, SlackApiError):
-        return f"Slack refused the upload (`{slack_error_code(error)}`)"
-    if isinstance(error, TimeoutError):
-        return "the upload to Slack timed out"
-    return "the upload to Slack failed"
 
 
 def queued_note(position: int) -> str:
@@ -122,28 +96,6 @@ PANE_TITLE_LIMIT = 80
 # docs: reference/methods/assistant.threads.setSuggestedPrompts — "up to four suggested prompts".
 MAX_SUGGESTED_PROMPTS = 4
 PROMPT_TITLE_LIMIT = 40
-# How many files go into one message. Slack's clients attach at most 10 files to a message, and
-# files.completeUploadExternal fails with ``internal_error`` beyond 14 (python-slack-sdk#1653).
-MAX_FILES_PER_MESSAGE = 10
-MAX_BYTES_PER_MESSAGE = 100 * 1024 * 1024
-# docs: reference/methods/files.getUploadURLExternal — alt_txt: "Description of image for
-# screen-reader", at most 1000 characters.
-ALT_TEXT_LIMIT = 1000
-
-
-def upload_batches(uploads: Sequence[tuple[dict[str, Any], int]]) -> list[list[dict[str, Any]]]:
-    """Files (each with its size) in posting order, grouped into messages: at most
-    :data:`MAX_FILES_PER_MESSAGE` files and, unless one file is larger, :data:`MAX_BYTES_PER_MESSAGE`
-    each (files_upload_v2 holds a message's files in memory while it sends them)."""
-    batches: list[list[dict[str, Any]]] = []
-    size = 0
-    for upload, upload_size in uploads:
-        if not batches or len(batches[-1]) >= MAX_FILES_PER_MESSAGE or size + upload_size > MAX_BYTES_PER_MESSAGE:
-            batches.append([])
-            size = 0
-        batches[-1].append(upload)
-        size += upload_size
-    return batches
 
 
 def pane_title(question: str, file_names: Sequence[str]) -> str | None:
@@ -155,16 +107,6 @@ def pane_title(question: str, file_names: Sequence[str]) -> str | None:
         return None
     text = neutralize(text)
     return text if len(text) <= PANE_TITLE_LIMIT else text[: PANE_TITLE_LIMIT - 1].rstrip() + "…"
-
-
-def chart_labels(filename: str, step: int | None, step_title: str | None) -> tuple[str, str]:
-    """(title, alt text) of a chart: what its file name says, and the step that drew it."""
-    readable = title_from_filename(filename)
-    if step is None or not step_title or step_title == PENDING_STEP_TITLE:
-        return readable, f"Chart: {readable}."
-    drawn_by = neutralize(step_title)
-    alt = f"Chart: {readable}. Drawn in step {step} of the analysis ({drawn_by})."
-    return f"{readable} · {drawn_by}", alt[:ALT_TEXT_LIMIT]
 
 
 class SlackPublisher:
@@ -199,20 +141,34 @@ class SlackPublisher:
         self.view = ProgressView(client, thread, assistant=assistant, posted=self._posted_message)
         self.code: list[tuple[int, str, str]] = []
         self.titles: dict[int, str] = {}
-        self.files_posted = 0
         self.message_ts = message_ts  # the asking message, marked when the run ends
         self.run_id = run_id  # carried by the buttons (Stop, feedback, delete), which work after a restart
         self.control_ts: str | None = None  # the message with the Stop button, while the run goes
-        self.uploaded: list[dict[str, Any]] = []  # every file this publisher posted, as Slack describes it
         self.last_answer: tuple[str, SlackMessage] | None = None  # (ts, message) of the answer's last part
         self.assistant = assistant
         self.pane_title = pane_title  # what an untitled assistant thread is named after
         self.status_steps: set[int] = set()  # steps the pane's status has named
         self.file_steps: dict[str, int] = {}  # generated file id → the step that made it
-        # analysis.ipynb (None when ANALYST_NOTEBOOK is off): the recorder sees every event,
-        # and the charts _post_files downloads are kept to embed them.
+        # analysis.ipynb (None when ANALYST_NOTEBOOK is off): the recorder sees every event.
         self.notebook = notebook
-        self.chart_bytes: dict[str, bytes] = {}
+        self.attachments = Attachments(
+            self.uploads,
+            files_api,
+            thread,
+            post=self.post,
+            max_files=max_files,
+            max_file_bytes=max_file_bytes,
+            workdir=workdir,
+            on_post=on_post,
+            notebook=notebook,
+            titles=self.titles,
+            file_steps=self.file_steps,
+        )
+
+    @property
+    def files_posted(self) -> int:
+        """The generated files delivered to the thread (the ledger's ``files_out``)."""
+        return self.attachments.files_posted
 
     # -- posting ---------------------------------------------------------------------
 
@@ -231,16 +187,6 @@ class SlackPublisher:
     async def _posted_message(self, ts: str | None) -> None:
         if ts and self.on_post is not None:
             await self.on_post("message", ts)
-
-    async def _upload(self, **kwargs: Any) -> None:
-        """files_upload_v2 into the thread, remembering the files it created."""
-        response = await self.uploads.files_upload_v2(
-            channel=self.thread.channel_id, thread_ts=self.thread.thread_ts, **kwargs
-        )
-        for file in response.get("files") or ():
-            self.uploaded.append(file)
-            if file.get("id") and self.on_post is not None:
-                await self.on_post("file", str(file["id"]))
 
     async def post_error(self, message: str) -> None:
         """Say what went wrong, closing the progress view first if it is still open."""
@@ -317,8 +263,8 @@ class SlackPublisher:
         if done.answer or done.notes:
             for message in answer_messages(done.answer or "Here is what the analysis produced.", done.notes):
                 self.last_answer = (await self.post(message.text, blocks=message.blocks), message)
-        await self._post_files(done.files)
-        await self._post_code()
+        await self.attachments.post_files(done.files)
+        await self.attachments.post_code(self.code)
         await self._offer_actions()
 
     # -- controls ----------------------------------------------------------------------
@@ -354,86 +300,12 @@ class SlackPublisher:
         if self.last_answer is None or self.run_id is None:
             return
         ts, message = self.last_answer
-        links = {str(f.get("name")): str(f.get("permalink")) for f in self.uploaded if f.get("permalink")}
+        links = {str(f.get("name")): str(f.get("permalink")) for f in self.attachments.uploaded if f.get("permalink")}
         blocks = [*message.blocks, *answer_actions(self.run_id, links)]
         try:
             await self.client.chat_update(channel=self.thread.channel_id, ts=ts, text=message.text, blocks=blocks)
         except PROGRESS_ERRORS as error:
             log.warning("the answer's buttons could not be added: %s", slack_error_code(error))
-
-    async def _post_files(self, files: tuple[OutputFile, ...]) -> None:
-        """The answer's files, charts first, in as few messages as Slack allows (one, for up to
-        :data:`MAX_FILES_PER_MESSAGE`); each chart titled and described from the step that drew it."""
-        ordered = sorted(files, key=lambda f: not f.mime_type.startswith("image/"))
-        shown, held = ordered[: self.max_files], ordered[self.max_files :]
-        too_big = [f for f in shown if f.size_bytes > self.max_file_bytes]
-        shown = [f for f in shown if f.size_bytes <= self.max_file_bytes]
-        failures: list[str] = []
-        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="outputs-") as tmp:
-            uploads: list[tuple[dict[str, Any], int]] = []
-            for output in shown:
-                name = safe_filename(output.filename, fallback="output")
-                try:
-                    path = await self.files_api.download(output, Path(tmp))
-                except FILE_POST_ERRORS as error:
-                    log.warning("download of %s (%s) failed: %s", output.file_id, name, _failure_detail(error))
-                    failures.append(f"*{neutralize(name)}* ({describe_file_failure(error)})")
-                    continue
-                self._keep_chart(output, path)
-                uploads.append((self._file_upload(output, name, path), output.size_bytes))
-            for batch in upload_batches(uploads):
-                failures += await self._upload_together(batch)
-        notes = []
-        if failures:
-            notes.append(
-                "I couldn't attach "
-                + ", ".join(failures)
-                + ". The analysis itself is complete; ask me in this thread to post "
-                + ("it" if len(failures) == 1 else "them")
-                + " again."
-            )
-        if held:
-            notes.append(
-                f"{len(held)} more file{'s were' if len(held) != 1 else ' was'} held back "
-                f"(at most {self.max_files} per answer): " + ", ".join(neutralize(f.filename) for f in held) + "."
-            )
-        if too_big:
-            notes.append(
-                "Too large to post here (limit "
-                + describe_size(self.max_file_bytes)
-                + "): "
-                + ", ".join(f"{neutralize(f.filename)} ({describe_size(f.size_bytes)})" for f in too_big)
-                + "."
-            )
-        if notes:
-            await self.post(":paperclip: " + " ".join(notes))
-
-    def _file_upload(self, output: OutputFile, name: str, path: Path) -> dict[str, Any]:
-        """One entry of ``files_upload_v2(file_uploads=...)``. Only images get alt text: it
-        describes an image, and on other files it has kept Slack from sharing them
-        (python-slack-sdk#1818)."""
-        if not output.mime_type.startswith("image/"):
-            return {"file": str(path), "filename": name, "title": title_from_filename(name)}
-        step = self.file_steps.get(output.file_id)
-        title, alt = chart_labels(name, step, self.titles.get(step) if step is not None else None)
-        return {"file": str(path), "filename": name, "title": title, "alt_txt": alt}
-
-    async def _upload_together(self, uploads: list[dict[str, Any]]) -> list[str]:
-        """Post ``uploads`` as one message; the failures, in words. When Slack refuses the
-        message, each file is tried on its own, so one bad file costs only itself."""
-        try:
-            await self._upload(file_uploads=uploads)
-            self.files_posted += len(uploads)
-            return []
-        except FILE_POST_ERRORS as error:
-            if len(uploads) == 1:
-                log.warning("upload of %s failed: %s", uploads[0]["filename"], _failure_detail(error))
-                return [f"*{neutralize(uploads[0]['filename'])}* ({describe_file_failure(error)})"]
-            log.warning("upload of %d files failed (%s); posting them one by one", len(uploads), _failure_detail(error))
-        failures: list[str] = []
-        for upload in uploads:
-            failures += await self._upload_together([upload])
-        return failures
 
     async def _title_pane(self) -> None:
         """Name a new assistant thread after its first question (or file); a thread that has a
@@ -467,49 +339,3 @@ class SlackPublisher:
             )
         except PROGRESS_ERRORS as error:
             log.info("suggested prompts not set: %s", slack_error_code(error))
-
-    async def _post_code(self) -> None:
-        if not self.code:
-            return
-        listing = code_listing(self.code)
-        try:
-            await self._upload(
-                content=listing, filename="analysis_code.py", title="Code the analysis ran", snippet_type="python"
-            )
-        except FILE_POST_ERRORS as error:
-            log.warning("code upload failed: %s", _failure_detail(error))
-            await self.post(
-                f":paperclip: I couldn't attach the code the analysis ran ({describe_file_failure(error)}); "
-                "ask me in this thread if you need it."
-            )
-        await self._post_notebook()
-
-    def _keep_chart(self, output: OutputFile, path: Path) -> None:
-        """Keep a downloaded chart's bytes for the notebook (when there is one)."""
-        if self.notebook is not None and output.mime_type in ("image/png", "image/jpeg"):
-            self.chart_bytes[output.file_id] = path.read_bytes()
-
-    async def _post_notebook(self) -> None:
-        """analysis.ipynb, next to the code: the steps that ran, their output and charts."""
-        run = self.notebook.record() if self.notebook is not None else None
-        if run is None:
-            return
-        try:
-            await self._upload(
-                content=notebook_json(build_notebook(run, self.chart_bytes)),
-                filename=NOTEBOOK_NAME,
-                title="Notebook of the analysis (rerun it next to the data file)",
-            )
-        except FILE_POST_ERRORS as error:
-            log.warning("notebook upload failed: %s", _failure_detail(error))
-            await self.post(
-                f":paperclip: I couldn't attach the notebook of the analysis ({describe_file_failure(error)}); "
-                "ask me in this thread if you need it."
-            )
-
-
-def _failure_detail(error: BaseException) -> str:
-    """A failed download or upload, for the log (never shown)."""
-    if isinstance(error, anthropic.APIError):
-        return describe_anthropic_error(error).detail
-    return f"{slack_error_code(error)}: {error}"
