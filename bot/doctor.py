@@ -29,7 +29,6 @@ import anthropic
 from bot.clients import anthropic_client
 from bot.engine import Engine, InputFile, Job
 from bot.files_api import FilesApi, digest_file
-from bot.pricing import estimated_cost
 from bot.progress import Done, Failed
 from bot.schema import MigrationError
 from bot.settings import Settings, SettingsError
@@ -484,15 +483,7 @@ async def check_live(config: Config, claude: anthropic.AsyncAnthropic) -> Check:
     if outcome is None:
         return fail(name, "the engine ended without an outcome", "report this as a bug")
     usage = outcome.usage
-    cost = estimated_cost(
-        settings.model,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-    )
-    tokens = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens + usage.output_tokens
-    cost_text = f"{tokens:,} tokens, about ${cost:.4f}"
+    cost_text = f"{usage.tokens:,} tokens, about ${usage.cost(settings.model):.4f}"
     if isinstance(outcome, Failed):
         return fail(name, f"{outcome.message} ({cost_text})", "see the lines above; the log has details")
     await _delete_files(claude, [f.file_id for f in outcome.files])

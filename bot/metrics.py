@@ -20,7 +20,6 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from bot.pricing import estimated_cost
 from bot.progress import (
     Cancelled,
     Failed,
@@ -174,13 +173,4 @@ class RunMeter:
         tokens.labels("cache_read").inc(usage.cache_read_tokens)
         tokens.labels("cache_write").inc(usage.cache_write_tokens)
         tokens.labels("output").inc(usage.output_tokens)
-        self.metrics.cost.inc(
-            estimated_cost(
-                self.model,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                web_search_requests=usage.web_search_requests,
-            )
-        )
+        self.metrics.cost.inc(usage.cost(self.model))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.pricing import estimated_cost
 from bot.quotas import tokens_used
 from bot.schema import RunStatus
 
@@ -116,6 +117,17 @@ class Usage:
             output_tokens=self.output_tokens,
             cache_read_tokens=self.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens,
+        )
+
+    def cost(self, model: str) -> float:
+        """Estimated cost in dollars at ``model``'s list prices (:func:`bot.pricing.estimated_cost`)."""
+        return estimated_cost(
+            model,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            web_search_requests=self.web_search_requests,
         )
 
     def __add__(self, other: Usage) -> Usage:
