@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import socket
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,40 +13,11 @@ from bot.store import Store
 from tests.conftest import STREAMING_CSV
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _start(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env},
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def _wait_for_line(stream: asyncio.StreamReader, pattern: str, seen: list[str]) -> str:
-    """Read lines until one matches (the process's own log says it is ready)."""
-    while line := (await asyncio.wait_for(stream.readline(), timeout=60)).decode():
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"process ended without printing {pattern!r}:\n{''.join(seen)}")
+from tests.processes import LISTENING, free_port, start_cli, wait_for_line
 
 
 async def test_a_missing_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
-    process = await _start("serve", env={"SLACK_BOT_TOKEN": "xoxb-1"}, cwd=tmp_path)
+    process = await start_cli("serve", env={"SLACK_BOT_TOKEN": "xoxb-1"}, cwd=tmp_path)
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert stderr.decode() == "slack-analyst: ANTHROPIC_API_KEY: is not set\n"
@@ -57,7 +25,7 @@ async def test_a_missing_setting_stops_start_up_with_one_line(tmp_path: Path) ->
 
 async def test_a_malformed_setting_is_named(tmp_path: Path) -> None:
     env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "sk-ant-1"}
-    process = await _start("serve", env={**env, "ANALYST_MAX_FILE_MB": "ten"}, cwd=tmp_path)
+    process = await start_cli("serve", env={**env, "ANALYST_MAX_FILE_MB": "ten"}, cwd=tmp_path)
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert stderr.decode() == "slack-analyst: ANALYST_MAX_FILE_MB: should be a number, got 'ten'\n"
@@ -65,7 +33,7 @@ async def test_a_malformed_setting_is_named(tmp_path: Path) -> None:
 
 async def test_settings_are_read_from_a_dot_env_file(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("SLACK_BOT_TOKEN=xoxb-1\nANTHROPIC_API_KEY=sk-ant-1\nANALYST_CODE_EXECUTION=1999\n")
-    process = await _start("serve", "--http", env={"SLACK_SIGNING_SECRET": "s"}, cwd=tmp_path)
+    process = await start_cli("serve", "--http", env={"SLACK_SIGNING_SECRET": "s"}, cwd=tmp_path)
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert stderr.decode().startswith("slack-analyst: ANALYST_CODE_EXECUTION: unknown tool version '1999'")
@@ -86,10 +54,10 @@ async def _mention_and_wait_for_the_answer(
 async def test_serve_over_http_answers_a_mention_and_stops_cleanly_on_sigterm(
     tmp_path: Path, env: dict[str, str], slack: FakeSlack
 ) -> None:
-    port = _free_port()
-    process = await _start("serve", env={**env, "PORT": str(port)}, cwd=tmp_path)
+    port = free_port()
+    process = await start_cli("serve", env={**env, "PORT": str(port)}, cwd=tmp_path)
     assert process.stderr is not None
-    await _wait_for_line(process.stderr, r"listening for Slack events at http://", [])
+    await wait_for_line(process.stderr, LISTENING, [])
 
     async def deliver(envelope: dict[str, Any]) -> None:
         status, _, _ = await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
@@ -102,7 +70,7 @@ async def test_serve_over_http_answers_a_mention_and_stops_cleanly_on_sigterm(
 
 
 async def test_serve_over_socket_mode(tmp_path: Path, env: dict[str, str], slack: FakeSlack) -> None:
-    process = await _start("serve", env={**env, "SLACK_APP_TOKEN": slack.app_token}, cwd=tmp_path)
+    process = await start_cli("serve", env={**env, "SLACK_APP_TOKEN": slack.app_token}, cwd=tmp_path)
     await slack.wait_socket_connected(timeout=60)
 
     async def deliver(envelope: dict[str, Any]) -> None:
@@ -121,7 +89,7 @@ async def test_ask_in_the_terminal(tmp_path: Path, claude: FakeAnthropic) -> Non
         "ANTHROPIC_BASE_URL": claude.base_url,
         "ANALYST_DB": str(tmp_path / "db.sqlite"),
     }
-    process = await _start(
+    process = await start_cli(
         "ask", str(STREAMING_CSV), "-q", "what drives churn?", "--out", str(tmp_path / "out"), env=env, cwd=tmp_path
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
@@ -153,7 +121,7 @@ async def test_ask_refuses_a_file_it_cannot_read(tmp_path: Path, claude: FakeAnt
         "ANTHROPIC_BASE_URL": claude.base_url,
         "ANALYST_DB": str(tmp_path / "d"),
     }
-    process = await _start("ask", str(deck), env=env, cwd=tmp_path)
+    process = await start_cli("ask", str(deck), env=env, cwd=tmp_path)
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert "deck.pptx" in stderr.decode() and "CSV" in stderr.decode()

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from tests.fakes.slack import FakeSlack
-from tests.test_cli import _free_port, _mention_and_wait_for_the_answer, _wait_for_line
+from tests.processes import LISTENING, free_port, wait_for_line
+from tests.test_cli import _mention_and_wait_for_the_answer
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
@@ -190,7 +191,7 @@ async def test_the_image_environment_serves_over_http(
     await _check(pip, "install", "--no-deps", "--no-build-isolation", ".", cwd=context)
     shutil.rmtree(context)  # the image keeps the virtualenv only
 
-    port = _free_port()
+    port = free_port()
     process_env = {**env, "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}", "PORT": str(port)}
     process = await asyncio.create_subprocess_exec(
         venv / "bin" / "slack-analyst", "serve", "--http",
@@ -198,7 +199,7 @@ async def test_the_image_environment_serves_over_http(
     )  # fmt: skip
     try:
         assert process.stderr is not None
-        await _wait_for_line(process.stderr, r"listening for Slack events at http://", [])
+        await wait_for_line(process.stderr, LISTENING, [])
         assert await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/healthz") == 200
 
         async def deliver(envelope: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Code, Hold, Text, scripted
 from tests.fakes.slack import FakeSlack
 from tests.harness import Harness
-from tests.test_cli import _free_port, _start, _wait_for_line
+from tests.processes import LISTENING, free_port, start_cli, wait_for_line
 
 
 def quick_answer(hold: Hold | None = None) -> Any:
@@ -169,9 +169,9 @@ def ledger(db: Path) -> list[dict[str, Any]]:
 
 
 async def start_bot(env: dict[str, str], tmp_path: Path, port: int) -> asyncio.subprocess.Process:
-    process = await _start("serve", env={**env, "PORT": str(port)}, cwd=tmp_path)
+    process = await start_cli("serve", env={**env, "PORT": str(port)}, cwd=tmp_path)
     assert process.stderr is not None
-    await _wait_for_line(process.stderr, r"listening for Slack events", [])
+    await wait_for_line(process.stderr, LISTENING, [])
     return process
 
 
@@ -180,7 +180,7 @@ async def ask_a_bot_process(
 ) -> tuple[asyncio.subprocess.Process, dict[str, Any], int]:
     """Start the bot as a real process and ask it something that stalls at ``hold``."""
     claude.script = quick_answer(hold=hold)
-    port = _free_port()
+    port = free_port()
     process = await start_bot(env, tmp_path, port)
     message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what is 6 times 7?")
     await slack.deliver_http(f"http://127.0.0.1:{port}/slack/events", envelope)
