@@ -58,6 +58,7 @@ class Replica:
     lines: list[str] = field(default_factory=list)
     #: Set when the process was signalled or exited: it gets no new deliveries.
     leaving: bool = False
+    _records: list[dict[str, Any]] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -80,15 +81,16 @@ class Replica:
     def returncode(self) -> int | None:
         return self.process.returncode
 
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                self._records.append(record)
+
     def records(self) -> list[dict[str, Any]]:
-        """The JSON log records written so far (other lines, e.g. a crash's traceback, skipped)."""
-        records = []
-        for line in self.lines:
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    records.append(record)
-        return records
+        """The JSON log records written so far (other lines, e.g. a crash's traceback, left out)."""
+        return list(self._records)
 
     def messages(self, pattern: str) -> list[str]:
         """Log messages matching ``pattern`` (a regular expression)."""
@@ -174,7 +176,7 @@ class Replicas:
         assert stream is not None
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip("\n")
-            replica.lines.append(text)
+            replica.add(text)
             print(f"[{replica.name}] {text}", file=sys.stderr)
             self._changed.set()
         await replica.process.wait()

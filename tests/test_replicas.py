@@ -5,8 +5,9 @@ them round-robin, with Slack's retries, a quota race, restarts and crashes.
 The backend is a fixture so each test runs on every store the replicas can share: today one
 SQLite file (WAL mode works across processes on one host, not across hosts).
 
-What needs run leases and a thread lock held in the database (#12 stage 2) is written too,
-marked ``xfail(strict=True)``: each fails today for exactly that reason, and flips when they land.
+What needs run leases and a thread lock held in the database (#12 stage 2), or a Stop shared
+through it, is written too, marked ``xfail(strict=True)``: each fails today for exactly that
+reason, and flips when it lands.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import pytest
 
 from bot.store import Store
 from bot.supervisor import RESTARTED
+from handlers.slack.controls import STOP
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.scripts import Hold, ScriptContext, Text, scripted
+from tests.fakes.scripts import Hold, Script, ScriptContext, Text, scripted
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_events import message_event
+from tests.fakes.slack_models import Message
 from tests.forkserver import ForkServer
 from tests.harness import ALICE, CHANNEL, prompt_text
 from tests.replicas import Replicas
@@ -44,6 +47,7 @@ RESUMING = r"^resuming run \d+"
 #: Bounds that only turn a hang into a failure (no speed is asserted).
 ANSWERS_WITHIN_S = 300.0
 NEEDS_LEASES = "needs run leases and a thread lock in the database (#12 stage 2)"
+NEEDS_SHARED_STOP = "a Stop pressed at another replica needs the stop request shared through the database"
 
 TAG = re.compile(r"\bq\d{3}\b")
 
@@ -58,7 +62,7 @@ def answer(ctx: ScriptContext) -> str:
     return f"Answer for {found[0] if found else 'an untagged question'}."
 
 
-def quick(hold: Hold | None = None) -> Any:
+def quick(hold: Hold | None = None) -> Script:
     """A cheap answer naming its question (no code run), optionally stalling at ``hold``."""
     return scripted(*([hold] if hold else []), Text(answer))
 
@@ -128,6 +132,19 @@ async def everything_answered(rig: Replicas, slack: FakeSlack, asks: list[dict[s
     )
 
 
+async def every_delivery_decided(
+    rig: Replicas, claude: FakeAnthropic, asks: dict[int, dict[str, Any]], deliveries: int
+) -> None:
+    """Wait until each of ``deliveries`` was either ignored as a duplicate or asked Claude (a
+    duplicate that ran counts too, so the assertions after show it), then until all is idle."""
+    await rig.wait_until(
+        lambda: len(rig.messages(IGNORED_DUPLICATE)) + sum(requests_for(claude, n) for n in asks) >= deliveries,
+        timeout=ANSWERS_WITHIN_S,
+        what=f"each of {deliveries} deliveries to be run or ignored",
+    )
+    await rig.idle()
+
+
 def assert_each_answered_once(
     slack: FakeSlack, claude: FakeAnthropic, asks: dict[int, dict[str, Any]], rig: Replicas
 ) -> None:
@@ -166,10 +183,7 @@ async def test_a_hundred_events_with_slacks_retries_are_each_analysed_once(
     await asyncio.gather(*deliveries)
 
     await everything_answered(rig, slack, list(asks.values()))
-    await rig.wait_until(
-        lambda: len(rig.messages(IGNORED_DUPLICATE)) >= extra, timeout=60, what=f"{extra} duplicates to be ignored"
-    )
-    await rig.idle()
+    await every_delivery_decided(rig, claude, asks, len(deliveries))
 
     assert_each_answered_once(slack, claude, asks, rig)
     assert len(rig.messages(IGNORED_DUPLICATE)) == extra
@@ -271,8 +285,7 @@ async def test_a_rolling_restart_with_nothing_in_flight_loses_and_duplicates_not
     for n in (0, 3, 7):
         await rig.deliver(before[n], retry=3, reason="http_timeout")
     await everything_answered(rig, slack, list(asks.values()))
-    await rig.wait_until(lambda: len(rig.messages(IGNORED_DUPLICATE)) >= 3, timeout=60, what="the retries ignored")
-    await rig.idle()
+    await every_delivery_decided(rig, claude, asks, len(asks) + 3)
 
     assert_each_answered_once(slack, claude, asks, rig)
     assert {name for name, _ in rig.messages(IGNORED_DUPLICATE)} <= {other.name, new.name}
@@ -377,3 +390,55 @@ async def test_a_follow_up_at_another_replica_waits_for_the_running_answer_and_r
     assert claude.requests.index(follow_up_call) > claude.requests.index(first_call)
     assert follow_up_call.body.get("container") == first_response["container"]["id"]
     assert "Answer for q000." in str(follow_up_call.body["messages"])
+
+
+# -- controls ----------------------------------------------------------------------------------
+
+
+def stop_button(slack: FakeSlack, message: dict[str, Any]) -> Message | None:
+    """The bot's message in ``message``'s thread that shows the Stop button, if any."""
+    return next(
+        (
+            m
+            for m in slack.thread(CHANNEL, str(message["ts"]))
+            if m.bot_id and any(e.get("action_id") == STOP for b in m.blocks or [] for e in b.get("elements") or [])
+        ),
+        None,
+    )
+
+
+@pytest.mark.xfail(strict=True, reason=NEEDS_SHARED_STOP)
+async def test_stop_pressed_at_another_replica_stops_the_run(
+    rig: Replicas, slack: FakeSlack, claude: FakeAnthropic, backend: dict[str, str]
+) -> None:
+    hold = Hold(asyncio.Event())
+    claude.script = quick(hold)
+    running_it, other = await rig.start(2)
+    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
+    await rig.deliver(envelope, to=running_it)
+    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    await rig.wait_until(lambda: stop_button(slack, message) is not None, timeout=60, what="the Stop button")
+    button = stop_button(slack, message)
+    assert button is not None
+
+    # The load balancer hands the click to the replica that is not running the analysis.
+    status, _, _ = await slack.deliver_interaction(other.events_url, slack.click(ALICE, CHANNEL, button.ts, STOP))
+    assert status == 200
+    await rig.wait_until(
+        lambda: reacted(slack, message, "black_square_for_stop") or bool(slack.ephemerals(CHANNEL, ALICE)),
+        timeout=60,
+        what="the run to stop, or a note about the click",
+    )
+    hold.gate.set()
+    await rig.wait_until(
+        lambda: reacted(slack, message, "white_check_mark", "warning", "black_square_for_stop"),
+        timeout=ANSWERS_WITHIN_S,
+        what="the run to end",
+    )
+    await rig.idle()
+
+    # Today the other replica, not finding the run among its own, says it has already finished.
+    assert [slack.visible_text(e) for e in slack.ephemerals(CHANNEL, ALICE)] == []
+    assert reacted(slack, message, "black_square_for_stop") and not answers(slack, message, 0)
+    [run] = await ledger(backend)
+    assert run["status"] == "cancelled" and run["error"] == f"stopped by {ALICE}"
