@@ -81,12 +81,11 @@ def serve() -> None:
     """The server's loop (``python -m tests.forkserver``)."""
     die_with_parent()
     # What `serve` imports, so children start with it in memory.
-    import bot.cli
+    import bot.cli  # noqa: F401
     import handlers.server  # noqa: F401
 
     if threading.active_count() != 1:
         raise SystemExit("the fork server must not run threads: forking would copy their locks")
-    del bot
     reply = sys.stdout
     reply.write(json.dumps({"ready": True}) + "\n")
     reply.flush()
