@@ -12,6 +12,7 @@ Claude wrote is neutralised before it is posted; link unfurling is off.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,11 @@ def queued_note(position: int) -> str:
         f":hourglass_flowing_sand: I'm busy with other analyses — yours is number {position} in the queue and "
         "will start as soon as a slot frees up."
     )
+
+
+def rate_limited_note(message: str, delay: float) -> str:
+    """A retry after a 429/529 that said when to come back: the wait, in whole seconds."""
+    return f"{message} (in {math.ceil(delay)} s, when Anthropic's limits allow)" if delay >= 1 else message
 
 
 def truncated_note(limit: int) -> str:
@@ -213,6 +219,9 @@ class SlackPublisher:
             status, output = step_summary(event)
             title = self.titles.get(event.step, f"Step {event.step}")
             await view.task(f"step-{event.step}", title, status, output, event.sources)
+        elif isinstance(event, Retrying) and event.rate_limited:
+            # Waiting out a rate limit uses up no attempt: one task, updated at each wait.
+            await view.task("rate-limited", rate_limited_note(event.message, event.delay), "in_progress")
         elif isinstance(event, Retrying):
             await view.task(
                 f"retry-{event.attempt}", f"{event.message} (attempt {event.attempt} of {event.of})", "in_progress"
