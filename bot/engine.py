@@ -293,7 +293,8 @@ class Engine:
         self.settings = settings
         # Told every response and refusal; every call passes its gate first (bot/limiter.py).
         self.pacer: Pacer = pacer or Unpaced()
-        self.clock = time.monotonic
+        self.clock: Callable[[], float] = time.monotonic  # for the run's deadline (tests move it)
+        self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep  # between attempts
 
     def tools(self) -> list[dict[str, Any]]:
         """The tool list: code execution, plus web search/fetch when configured."""
@@ -473,7 +474,7 @@ class Engine:
                 del turn.answer_parts[answer_parts:], turn.content[content:]
                 kind = anthropic_error_kind(error)
                 yield Retrying(retry_notice(error), attempt, attempts, wait, kind=kind, rate_limited=paced)
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
 
     def _failed(self, error: AnthropicFailure, turn: _Turn) -> Failed:
         problem = describe_anthropic_error(error)
