@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,6 +19,11 @@ from bot.limiter import (
     widened,
 )
 from bot.ratelimits import Headroom, parse_headroom, retry_after
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.scripts import Action, Code, Hold, ScriptContext, Text, scripted
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_models import Message
+from tests.harness import Asked, Harness
 
 
 class FakeTime:
@@ -160,13 +167,13 @@ def test_the_width_starts_generous_and_within_the_ceiling() -> None:
 
 
 async def test_low_headroom_narrows_once_per_window_not_per_response() -> None:
-    time = FakeTime()
-    limiter = Limiter(ceiling=16, clock=time.clock, sleep=time.sleep)
+    fake_time = FakeTime()
+    limiter = Limiter(ceiling=16, clock=fake_time.clock, sleep=fake_time.sleep)
     tasks, release = await hold(limiter, 16)
     for _ in range(10):  # a burst of responses all saying the same
         limiter.accepted(LOW)
     assert limiter.slots == 12
-    time.now += NARROW_COOLDOWN_S
+    fake_time.now += NARROW_COOLDOWN_S
     limiter.accepted(LOW)
     assert limiter.slots == 12  # 16 still run: the cut to 12 hasn't taken effect, so no second cut
     release.set()
@@ -179,17 +186,17 @@ async def test_low_headroom_narrows_once_per_window_not_per_response() -> None:
 
 
 async def test_a_refusal_halves_the_width_and_pauses_every_new_call_for_retry_after() -> None:
-    time = FakeTime()
-    limiter = Limiter(ceiling=8, clock=time.clock, sleep=time.sleep)
+    fake_time = FakeTime()
+    limiter = Limiter(ceiling=8, clock=fake_time.clock, sleep=fake_time.sleep)
     tasks, release = await hold(limiter, 8)
     limiter.refused({"retry-after": "7"})
     limiter.refused({"retry-after": "3"})  # a second refusal in the burst: no second cut, no shorter pause
     assert limiter.slots == 4 and limiter.paused_s == 7.0
-    started = time.now
+    started = fake_time.now
     await limiter.gate()
-    assert time.now - started >= 7.0 and limiter.paused_s == 0.0
+    assert fake_time.now - started >= 7.0 and limiter.paused_s == 0.0
     await limiter.gate()  # not paused: returns at once
-    assert time.now - started == 7.0
+    assert fake_time.now - started == 7.0
     release.set()
     await asyncio.gather(*tasks)
 
@@ -218,8 +225,8 @@ async def test_widening_only_when_the_width_is_used_in_full_and_never_past_the_c
 
 
 async def test_after_a_cut_the_width_grows_back_by_about_one_per_round() -> None:
-    time = FakeTime()
-    limiter = Limiter(ceiling=100, start=10, clock=time.clock, sleep=time.sleep)
+    fake_time = FakeTime()
+    limiter = Limiter(ceiling=100, start=10, clock=fake_time.clock, sleep=fake_time.sleep)
     tasks, release = await hold(limiter, 10)
     limiter.refused({})
     assert limiter.slots == 5
@@ -231,6 +238,9 @@ async def test_after_a_cut_the_width_grows_back_by_about_one_per_round() -> None
 
 
 # -- the queue ------------------------------------------------------------------------------------
+
+
+HANG_LIMIT_S = 30
 
 
 class Told:
@@ -245,9 +255,11 @@ class Told:
         self.changed.set()
 
     async def until(self, expected: list[int]) -> None:
-        while self.places != expected:
-            self.changed.clear()
-            await self.changed.wait()
+        """Wait until the places told are ``expected`` (the limit only turns a hang into a failure)."""
+        async with asyncio.timeout(HANG_LIMIT_S):
+            while self.places != expected:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 async def test_waiters_are_served_in_arrival_order_and_told_each_move_near_the_front() -> None:
@@ -347,8 +359,8 @@ async def test_a_waiter_cancelled_just_after_being_served_passes_its_slot_on() -
 
 
 async def test_narrowing_mid_flight_cancels_no_holder_and_widening_wakes_waiters() -> None:
-    time = FakeTime()
-    limiter = Limiter(ceiling=8, start=4, clock=time.clock, sleep=time.sleep)
+    fake_time = FakeTime()
+    limiter = Limiter(ceiling=8, start=4, clock=fake_time.clock, sleep=fake_time.sleep)
     tasks, release = await hold(limiter, 4)
     limiter.refused({})
     assert limiter.slots == 2 and limiter.running == 4 and not any(t.done() for t in tasks)
@@ -397,3 +409,98 @@ async def test_a_long_line_is_retold_a_few_times_each_not_at_every_move() -> Non
     # About log(n) tells each (3,123 here), where telling every move would be n(n+1)/2 = 20,100.
     assert sum(len(t.places) for t in told) < 20 * n
     assert limiter.running == 0
+
+
+# -- end to end, against the fakes -----------------------------------------------------------------
+
+
+class HeldWindow:
+    """The fake's rate window clock: stands still (the budget stays used up) until released, then
+    follows the real clock (windows of real seconds, which the bot's real waits see pass)."""
+
+    def __init__(self) -> None:
+        self.held = True
+
+    def __call__(self) -> float:
+        return 0.0 if self.held else time.monotonic()
+
+
+async def test_when_the_per_minute_budget_runs_out_every_run_waits_its_turn_and_none_fails(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    claude.script = scripted(Code("print(6 * 7)"), Text("The answer is 42."))
+    window = HeldWindow()
+    claude.rate_limit(requests=2, window_s=1.0, clock=window)  # two calls per one-second window
+    # No retries at all: waiting out a refusal's retry-after must not use one up.
+    settings = {**env, "ANALYST_MAX_CONCURRENT_PER_USER": "5", "ANALYST_ANTHROPIC_MAX_RETRIES": "0"}
+    async with Harness(settings, slack, claude) as harness:
+        asked = [await harness.mention(f"what is {n} times 7?", settle=False) for n in range(5)]
+
+        def refused() -> int:
+            return sum(r.status == 429 for r in claude.message_requests)
+
+        # Of five analyses, two get the window's calls and three are refused (and go on being
+        # refused, each after waiting its retry-after, while the window is held) …
+        await slack.wait_for(lambda: refused() >= 3, timeout=60, what="three refusals")
+        window.held = False  # … until it refills.
+        await harness.settle()
+        runs = await harness.running.analyst.store.all_runs()
+        limiter = harness.running.analyst.parts.queue
+        texts = [harness.thread_text(a) for a in asked]
+    assert [r["status"] for r in runs] == ["succeeded"] * 5
+    assert all("The answer is 42." in text for text in texts)
+    assert [r.status for r in claude.message_requests].count(200) == 5
+    assert claude.retried_too_soon() == []  # no refused call came back before its retry-after
+    assert sum("Claude is busy right now — trying again" in text for text in texts) >= 3
+    assert all(text.count("Claude is busy right now") <= 1 for text in texts)  # one task per thread, updated
+    assert limiter.slots < START_WIDTH  # the refusals narrowed it
+
+
+async def test_with_a_ceiling_of_two_the_third_ask_is_told_its_place_and_the_note_follows_it_up(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    names = ("alpha", "bravo", "charlie", "delta")
+    holds = {name: Hold(asyncio.Event()) for name in names}
+
+    def script(ctx: ScriptContext) -> Iterator[Action]:
+        name = next(n for n in names if n in ctx.question)
+        yield Code("print(6 * 7)")
+        yield holds[name]
+        yield Text(f"Done with {name}.")
+
+    claude.script = script
+    settings = {**env, "ANALYST_MAX_CONCURRENT": "2", "ANALYST_MAX_CONCURRENT_PER_USER": "4"}
+    async with Harness(settings, slack, claude) as harness:
+
+        def notes(asked: Asked) -> list[Message]:
+            return [m for m in harness.replies(asked) if "in the queue" in m.text or "Your turn came" in m.text]
+
+        asked = {}
+        for name in ("alpha", "bravo"):
+            asked[name] = await harness.mention(f"{name}: what is 6 times 7?", settle=False)
+            await asyncio.wait_for(holds[name].reached.wait(), timeout=30)
+        for name, place in (("charlie", 1), ("delta", 2)):
+            asked[name] = await harness.mention(f"{name}: what is 6 times 7?", settle=False)
+            await slack.wait_for(
+                lambda name=name, place=place: f"number {place} in the queue" in harness.thread_text(asked[name]),
+                what=f"{name} told its place",
+            )
+        [delta_note] = notes(asked["delta"])
+        assert claude.message_requests and len(claude.message_requests) == 2  # the queued two wait, no calls
+
+        holds["alpha"].gate.set()  # alpha finishes: charlie starts, delta moves up to first in line
+        await asyncio.wait_for(holds["charlie"].reached.wait(), timeout=30)
+        await slack.wait_for(
+            lambda: "number 1 in the queue" in harness.thread_text(asked["delta"]), what="delta moved up"
+        )
+        [moved] = notes(asked["delta"])
+        assert moved.ts == delta_note.ts  # the same note, edited: no second message
+        await slack.wait_for(lambda: "Your turn came" in harness.thread_text(asked["charlie"]), what="charlie's turn")
+        assert len(notes(asked["charlie"])) == 1
+
+        for hold in holds.values():
+            hold.gate.set()
+        await harness.settle()
+        runs = await harness.running.analyst.store.all_runs()
+        assert [r["status"] for r in runs] == ["succeeded"] * 4
+        assert "number 2 in the queue" not in harness.thread_text(asked["delta"])
