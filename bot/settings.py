@@ -444,8 +444,10 @@ ANALYST_ANTHROPIC_MAX_RETRIES = Setting(
     4,
     _integer(minimum=0),
     section=ANTHROPIC,
-    doc="SDK retries (with backoff) for 429/5xx/529 before a run fails.",
-    note="How often the SDK retries 429/5xx/529 answers (with backoff) before a run fails.",
+    doc="Retries (with backoff) of a failed Anthropic call before a run fails: 5xx, dropped connections, and "
+    "429/529 without `retry-after` (a 429/529 with one is waited out without using up a retry).",
+    note="Retries (with backoff) of a failed Anthropic call before a run fails; a 429/529 with retry-after is "
+    "waited out without using one up.",
 )
 
 ANALYST_HISTORY_MESSAGES = Setting(
