@@ -20,6 +20,7 @@ from bot.feedback import FeedbackStore
 from bot.files_api import FilesApi
 from bot.history import HomeData, home_data
 from bot.intake import FileIntake
+from bot.limiter import Limiter
 from bot.metrics import Metrics
 from bot.quotas import DAY
 from bot.requests import AnalysisRequest, Share
@@ -31,7 +32,6 @@ from bot.store import ConversationStore, Store, parse_iso, utc_iso
 from bot.supervisor import Supervisor
 from bot.surface import Surface
 from bot.usage import WINDOWS, Quota, tally, top_users, usage_text
-from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,15 @@ class Analyst:
         self.metrics = metrics = metrics or Metrics()
         conversations = ConversationStore(store)
         files_api = FilesApi(claude, store, ttl_seconds=settings.file_ttl_hours * 3600, on_upload=metrics.upload_sent)
+        limiter = Limiter(settings.max_concurrent)
         self.parts = Parts(
             settings=settings,
             store=store,
             conversations=conversations,
             files_api=files_api,
             intake=FileIntake(settings, surface.files, files_api),
-            engine=Engine(claude, settings),
-            queue=WorkQueue(settings.max_concurrent),
+            engine=Engine(claude, settings, pacer=limiter),
+            queue=limiter,
             surface=surface,
             metrics=metrics,
         )

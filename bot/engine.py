@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -50,6 +52,7 @@ from bot.progress import (
     Usage,
 )
 from bot.prompts import SYSTEM_PROMPT, FileNote, user_prompt
+from bot.ratelimits import Pacer, Unpaced, retry_after
 from bot.settings import FILES_API_BETA, Settings
 from bot.thinking import thinking_plan
 
@@ -123,6 +126,8 @@ class _Turn:
     content: list[dict[str, Any]] = field(default_factory=list)  # every block of the answer, as JSON
     # Where this conversation's earlier requests wrote cache entries (see with_cache_breakpoints).
     cache_anchors: list[Position] = field(default_factory=list)
+    # When waiting out rate limits is no longer worth it: the run's deadline (engine clock).
+    give_up_at: float = math.inf
 
     @property
     def answer(self) -> str:
@@ -175,6 +180,29 @@ def retry_delay(error: AnthropicFailure, attempt: int) -> float:
                     continue
     backoff: float = min(0.5 * 2 ** (attempt - 1), 8.0)
     return backoff * random.uniform(0.75, 1.0)
+
+
+def is_rate_limited(error: AnthropicFailure) -> bool:
+    """A 429 (the organisation's rate limit) or 529 (the API overloaded)."""
+    return isinstance(error, anthropic.APIStatusError) and (
+        error.status_code in (429, 529) or error_type(error) in ("rate_limit_error", "overloaded_error")
+    )
+
+
+def rate_limit_wait(error: AnthropicFailure) -> float | None:
+    """How long to wait after a 429/529 that said when to come back (``retry-after``): never less than
+    it asked, plus up to a tenth more so refused calls don't all return at once. None when it didn't say.
+
+    Such a refusal doesn't use up the call's retries: sustained rate limiting makes a run wait (as
+    long as its deadline allows), not fail.
+    """
+    if not is_rate_limited(error):
+        return None
+    response = getattr(error, "response", None)
+    wait = retry_after(response.headers) if response is not None else None
+    if wait is None:
+        return None
+    return wait + random.uniform(0.0, 0.1 * wait)
 
 
 def retry_notice(error: AnthropicFailure) -> str:
@@ -260,9 +288,13 @@ def web_sources(block: Any) -> tuple[tuple[str, str], ...]:
 class Engine:
     """Runs analyses against the Anthropic API. One instance serves many analyses."""
 
-    def __init__(self, client: anthropic.AsyncAnthropic, settings: Settings) -> None:
+    def __init__(self, client: anthropic.AsyncAnthropic, settings: Settings, *, pacer: Pacer | None = None) -> None:
         self.client = client
         self.settings = settings
+        # Told every response and refusal; every call passes its gate first (bot/limiter.py).
+        self.pacer: Pacer = pacer or Unpaced()
+        self.clock: Callable[[], float] = time.monotonic  # for the run's deadline (tests move it)
+        self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep  # between attempts
 
     def tools(self) -> list[dict[str, Any]]:
         """The tool list: code execution, plus web search/fetch when configured."""
@@ -344,7 +376,9 @@ class Engine:
         A container the API no longer accepts (expired, unknown) is replaced by a fresh
         one with the conversation's files attached again, once, before any work began.
         """
-        turn = _Turn(container_id=job.container_id, meter=job.meter)
+        turn = _Turn(
+            container_id=job.container_id, meter=job.meter, give_up_at=self.clock() + self.settings.run_deadline_s
+        )
         reset = job.container_reset
         while True:
             messages = self.messages_for(job, fresh_container=turn.container_id is None, reset=reset)
@@ -409,22 +443,38 @@ class Engine:
     ) -> AsyncIterator[AnalysisEvent | anthropic.types.Message]:
         """One API call, retried with backoff on overloads, rate limits, server errors and
         dropped connections — announcing each retry, so the thread can say Claude is busy.
-        A partial answer from a broken attempt is discarded, never kept."""
+        A 429/529 that says when to come back is waited out without using up a retry, for as
+        long as the run's deadline allows. A partial answer from a broken attempt is discarded."""
         attempts = self.settings.anthropic_max_retries + 1
-        for attempt in range(1, attempts + 1):
+        attempt = 1
+        while True:
             answer_parts, content = len(turn.answer_parts), len(turn.content)
+            await self.pacer.gate()
             try:
                 async for item in self._stream_once(messages, turn):
                     yield item
                 return
             except (anthropic.APIError, httpx2.TransportError, StreamBroken) as error:
-                if attempt == attempts or not is_retryable(error):
-                    raise
+                if is_rate_limited(error):
+                    response = getattr(error, "response", None)
+                    self.pacer.refused(response.headers if response is not None else {})
+                wait = rate_limit_wait(error) if is_retryable(error) else None
+                paced = wait is not None
+                if wait is not None:
+                    if self.clock() + wait >= turn.give_up_at:
+                        log.warning("rate limited for longer than the run may take (%.0fs); giving up", wait)
+                        raise
+                    log.info("rate limited (%r); waiting %.1fs, as the API asked", error, wait)
+                else:
+                    if attempt == attempts or not is_retryable(error):
+                        raise
+                    wait = retry_delay(error, attempt)
+                    attempt += 1
+                    log.info("attempt %d of %d failed (%r); retrying in %.1fs", attempt - 1, attempts, error, wait)
                 del turn.answer_parts[answer_parts:], turn.content[content:]
-                delay = retry_delay(error, attempt)
-                log.info("attempt %d of %d failed (%r); retrying in %.1fs", attempt, attempts, error, delay)
-                yield Retrying(retry_notice(error), attempt + 1, attempts, delay, kind=anthropic_error_kind(error))
-                await asyncio.sleep(delay)
+                kind = anthropic_error_kind(error)
+                yield Retrying(retry_notice(error), attempt, attempts, wait, kind=kind, rate_limited=paced)
+                await self.sleep(wait)
 
     def _failed(self, error: AnthropicFailure, turn: _Turn) -> Failed:
         problem = describe_anthropic_error(error)
@@ -439,6 +489,7 @@ class Engine:
         params = self.request_params(messages, turn.container_id, turn.cache_anchors)
         # The engine retries itself (announcing it), so the SDK's own retries are off here.
         async with self.client.with_options(max_retries=0).messages.stream(**params) as stream:
+            self.pacer.accepted(stream.response.headers)
             in_flight = Usage()
             async for event in _unbroken(stream):
                 if turn.meter is not None and event.type == "message_start":
@@ -490,6 +541,7 @@ class Engine:
         for file_id in result_output(0, block).file_ids:
             if file_id in known:
                 continue
+            await self.pacer.gate()
             meta = await self.client.files.retrieve_metadata(file_id, extra_headers=FILES_API_HEADERS)
             output = OutputFile(meta.id, meta.filename, meta.mime_type, meta.size_bytes)
             turn.files.append(output)

@@ -6,8 +6,8 @@ import logging
 import sqlite3
 from typing import Any
 
+from bot.limiter import Limiter
 from bot.store import Store
-from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ async def database_ok(store: Store) -> bool:
     return True
 
 
-async def health(store: Store, queue: WorkQueue, *, connected: bool, mode: str) -> tuple[bool, dict[str, Any]]:
+async def health(store: Store, limiter: Limiter, *, connected: bool, mode: str) -> tuple[bool, dict[str, Any]]:
     """(ok, the report): ok when the database answers and the surface is connected."""
     database = await database_ok(store)
     ok = database and connected
@@ -34,6 +34,6 @@ async def health(store: Store, queue: WorkQueue, *, connected: bool, mode: str) 
         "ok": ok,
         "database": {"ok": database},
         "slack": {"ok": connected, "mode": mode},
-        "limiter": {"running": queue.running, "waiting": queue.waiting, "slots": queue.slots},
+        "limiter": limiter.report(),
     }
     return ok, report

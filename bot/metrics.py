@@ -5,8 +5,8 @@ progress events, beside the ledger (:mod:`bot.run`, :mod:`bot.ask`). What is not
 has one explicit hook each: quota refusals at admission (:meth:`Metrics.quota_refused`, from
 :mod:`bot.analyst`), uploads and their deduplication (``FilesApi(on_upload=...)``), retention
 deletions (``Sweeper(on_sweep=...)``) and the surface's API errors
-(:meth:`Metrics.record_slack_error`, from the Slack client). The work queue's depth and width
-are read when Prometheus scrapes.
+(:meth:`Metrics.record_slack_error`, from the Slack client). The limiter's queue, width,
+ceiling, pause and headroom are read when Prometheus scrapes.
 
 Each :class:`Metrics` owns its own registry (never the process-global one), so several bots
 can run in one process, as they do in the tests.
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from bot.limiter import Limiter
 from bot.progress import (
     Cancelled,
     Failed,
@@ -31,7 +32,6 @@ from bot.progress import (
     RunEvent,
     Usage,
 )
-from bot.workqueue import WorkQueue
 
 #: The Content-Type of :meth:`Metrics.exposition` (Prometheus text format 0.0.4).
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -105,17 +105,35 @@ class Metrics:
         for kind in ("input", "cache_read", "cache_write", "output"):
             self.tokens.labels(kind)  # every kind shows, 0 until used
 
-    def watch(self, queue: WorkQueue) -> None:
-        """Read ``queue``'s state at each scrape: running, waiting and the limiter's width."""
+    def watch(self, limiter: Limiter) -> None:
+        """Read the limiter's state at each scrape: running, waiting, its width, ceiling and pause."""
         registry = self.registry
-        running = Gauge("analyst_queue_running", "Analyses holding a slot now", registry=registry)
-        waiting = Gauge("analyst_queue_waiting", "Analyses waiting for a slot now", registry=registry)
-        slots = Gauge(
-            "analyst_queue_slots", "Analyses allowed to run at once now (the limiter's width)", registry=registry
+        gauges: tuple[tuple[str, str, Callable[[], float]], ...] = (
+            ("analyst_queue_running", "Analyses holding a slot now", lambda: limiter.running),
+            ("analyst_queue_waiting", "Analyses waiting for a slot now", lambda: limiter.waiting),
+            (
+                "analyst_queue_slots",
+                "Analyses allowed to run at once now (the limiter's width)",
+                lambda: limiter.slots,
+            ),
+            (
+                "analyst_limiter_ceiling",
+                "The most the limiter's width may grow to (ANALYST_MAX_CONCURRENT, or the adaptive maximum)",
+                lambda: limiter.most,
+            ),
+            (
+                "analyst_limiter_paused_seconds",
+                "Seconds left before new Anthropic calls may start after a 429/529 (0: not paused)",
+                lambda: limiter.paused_s,
+            ),
+            (
+                "analyst_limiter_headroom_ratio",
+                "The smallest fraction left of any Anthropic rate limit in the last response that reported them",
+                lambda: 1.0 if limiter.headroom.lowest is None else limiter.headroom.lowest,
+            ),
         )
-        running.set_function(lambda: queue.running)
-        waiting.set_function(lambda: queue.waiting)
-        slots.set_function(lambda: queue.slots)
+        for name, text, read in gauges:
+            Gauge(name, text, registry=registry).set_function(read)
 
     def follow(self, *, source: str, model: str) -> RunMeter:
         """A subscriber for one run, just admitted, from ``source``, on ``model``."""

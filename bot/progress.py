@@ -91,6 +91,9 @@ class Retrying:
     of: int
     delay: float
     kind: str = ""  # what failed (bot.errors.anthropic_error_kind), for the metrics
+    # A 429/529 that said when to come back: waited out without using up an attempt
+    # (``attempt`` is the same one again).
+    rate_limited: bool = False
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class TerminalPublisher:
             self.say(textwrap.indent(event.code.rstrip(), "    │ "))
         elif isinstance(event, StepOutput):
             self._output(event)
+        elif isinstance(event, Retrying) and event.rate_limited:
+            self.say(f"  … {event.message} in {event.delay:.0f}s (Anthropic asked to wait)")
         elif isinstance(event, Retrying):
             self.say(f"  … {event.message} in {event.delay:.0f}s (attempt {event.attempt} of {event.of})")
         elif isinstance(event, Usage):

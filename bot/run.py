@@ -24,6 +24,7 @@ from bot.filetypes import FileRefused
 from bot.intake import FileIntake
 from bot.jobs import JobPlan, plan_job
 from bot.ledger import Ledger
+from bot.limiter import Limiter
 from bot.logs import run_context
 from bot.metrics import Metrics
 from bot.progress import (
@@ -49,7 +50,6 @@ from bot.schema import RunStatus
 from bot.settings import Settings
 from bot.store import Conversation, ConversationStore, Store, thread_key
 from bot.surface import Publisher, Subscriber, Surface, broadcast
-from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Parts:
     files_api: FilesApi
     intake: FileIntake
     engine: Engine
-    queue: WorkQueue
+    queue: Limiter  # how many analyses run at once; also paces the engine's API calls
     surface: Surface
     metrics: Metrics = field(default_factory=Metrics)
     running: dict[int, Run] = field(default_factory=dict)  # the runs this process is carrying out, by id

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 from urllib.parse import urlparse
 
+from bot.limiter import ADAPTIVE_MAX_WIDTH, START_WIDTH
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_DB = "./data/analyst.db"
@@ -205,6 +207,16 @@ def _integer(*, minimum: int = 1) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+def _ceiling(value: str) -> int | None:
+    """``adaptive`` (None: no ceiling but the limiter's own) or a whole number of at least 1."""
+    if value.lower() == "adaptive":
+        return None
+    try:
+        return _integer()(value)
+    except _Invalid:
+        raise _Invalid(f"should be adaptive or a whole number of at least 1, got {value!r}") from None
 
 
 def _port(value: str) -> int:
@@ -432,8 +444,10 @@ ANALYST_ANTHROPIC_MAX_RETRIES = Setting(
     4,
     _integer(minimum=0),
     section=ANTHROPIC,
-    doc="SDK retries (with backoff) for 429/5xx/529 before a run fails.",
-    note="How often the SDK retries 429/5xx/529 answers (with backoff) before a run fails.",
+    doc="Retries (with backoff) of a failed Anthropic call before a run fails: 5xx, dropped connections, and "
+    "429/529 without `retry-after` (a 429/529 with one is waited out without using up a retry).",
+    note="Retries (with backoff) of a failed Anthropic call before a run fails; a 429/529 with retry-after is "
+    "waited out without using one up.",
 )
 
 ANALYST_HISTORY_MESSAGES = Setting(
@@ -531,12 +545,18 @@ ANALYST_DAILY_TOKENS_PER_WORKSPACE = Setting(
     note="Tokens for the whole workspace per rolling 24 h.",
 )
 
-ANALYST_MAX_CONCURRENT = Setting(
+ANALYST_MAX_CONCURRENT = Setting[int | None](
     "ANALYST_MAX_CONCURRENT",
-    4,
-    _integer(),
+    None,
+    _ceiling,
     section=GUARDRAILS,
-    doc="Analyses this process runs at once; the rest wait in a queue and are told their place.",
+    doc=f"Most analyses this process runs at once: `adaptive` (start at {START_WIDTH}, narrow when Anthropic's "
+    f"rate limits run low or it answers 429/529, widen again as they recover, up to {ADAPTIVE_MAX_WIDTH}) or a "
+    "whole number as a hard ceiling. The rest wait in a queue and are told their place as it changes.",
+    note="Most analyses this process runs at once: adaptive (follows Anthropic's rate limits) or a whole number "
+    "as a hard ceiling.",
+    example="adaptive",
+    shown_default="`adaptive`",
 )
 
 ANALYST_ADMINS = Setting[frozenset[str]](
@@ -722,7 +742,7 @@ class Settings:
     max_concurrent_per_user: int = _declare(ANALYST_MAX_CONCURRENT_PER_USER)
     daily_tokens_per_user: int = _declare(ANALYST_DAILY_TOKENS_PER_USER)
     daily_tokens_per_workspace: int = _declare(ANALYST_DAILY_TOKENS_PER_WORKSPACE)
-    max_concurrent: int = _declare(ANALYST_MAX_CONCURRENT)
+    max_concurrent: int | None = _declare(ANALYST_MAX_CONCURRENT)
     admins: frozenset[str] = _declare(ANALYST_ADMINS)
     allowed_channels: frozenset[str] = _declare(ANALYST_ALLOWED_CHANNELS)
     allowed_users: frozenset[str] = _declare(ANALYST_ALLOWED_USERS)

@@ -63,23 +63,40 @@ async def test_a_redelivered_slash_command_runs_once(
 # -- Anthropic faults ----------------------------------------------------------------------
 
 
-async def test_529_three_times_then_success(harness: Harness, claude: FakeAnthropic) -> None:
+async def test_529s_that_say_when_to_come_back_are_waited_out_without_using_up_retries(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
     claude.script = quick_answer()
     claude.fail_next("messages", status=529, times=3, retry_after=0)
-    asked = await harness.mention("what is 6 times 7?")
-    text = harness.thread_text(asked)
-    assert "Claude is busy right now — trying again (attempt 4 of 5)" in text
+    async with Harness({**env, "ANALYST_ANTHROPIC_MAX_RETRIES": "1"}, slack, claude) as harness:
+        asked = await harness.mention("what is 6 times 7?")
+        text = harness.thread_text(asked)
+        [run] = await harness.running.analyst.store.all_runs()
+    # Three refusals, one retry allowed: it still succeeds, and the thread says Claude was busy once.
+    assert text.count("Claude is busy right now — trying again") == 1 and "attempt" not in text
     assert "The answer is 42." in text
     assert [r.status for r in claude.message_requests] == [529, 529, 529, 200]
-    [run] = await harness.running.analyst.store.all_runs()
     assert run["status"] == "succeeded"
+
+
+async def test_529s_without_retry_after_use_up_the_retries(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    claude.script = quick_answer()
+    claude.fail_next("messages", status=529, times=2)
+    async with Harness({**env, "ANALYST_ANTHROPIC_MAX_RETRIES": "1"}, slack, claude) as harness:
+        asked = await harness.mention("what is 6 times 7?")
+        text = harness.thread_text(asked)
+    assert "Claude is busy right now — trying again (attempt 2 of 2)" in text
+    assert "Claude is overloaded right now. Try again in a few minutes." in text
+    assert [r.status for r in claude.message_requests] == [529, 529]
 
 
 async def test_429_with_retry_after_is_honoured(harness: Harness, claude: FakeAnthropic) -> None:
     claude.script = quick_answer()
     claude.fail_next("messages", status=429, retry_after=0.2)
     asked = await harness.mention("what is 6 times 7?")
-    assert "Claude is busy right now — trying again (attempt 2 of 5)" in harness.thread_text(asked)
+    assert "Claude is busy right now — trying again" in harness.thread_text(asked)
     assert "The answer is 42." in harness.thread_text(asked)
     assert [r.status for r in claude.message_requests] == [429, 200]
 

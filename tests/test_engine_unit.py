@@ -6,7 +6,7 @@ the events the engine yields and on the requests it made.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import anthropic
@@ -245,3 +245,110 @@ async def test_the_memory_model_rejects_requests_the_sdks_types_do_not_allow() -
     with pytest.raises(anthropic.BadRequestError, match="anthropic-beta"):
         await model.files.retrieve_metadata(file_id)
     assert len(model.script) == 1
+
+
+# -- rate limits: the pacer is told, and a refusal's retry-after is waited out -------------------------
+
+
+class Pacer:
+    """Records what the engine tells the pacer, and the order of gates and calls."""
+
+    def __init__(self, model: MemoryModel) -> None:
+        self.model = model
+        self.log: list[str] = []
+        self.accepted_headers: list[dict[str, str]] = []
+
+    async def gate(self) -> None:
+        self.log.append(f"gate before request {len(self.model.requests) + 1}")
+
+    def accepted(self, headers: Mapping[str, str]) -> None:
+        self.log.append("accepted")
+        self.accepted_headers.append(dict(headers))
+
+    def refused(self, headers: Mapping[str, str]) -> None:
+        self.log.append(f"refused, retry-after {headers.get('retry-after')}")
+
+
+class Clock:
+    """The engine's clock and sleep: sleeping moves the clock, nothing really waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def paced_run(model: MemoryModel, job: Job, **env: str) -> tuple[list[Event], Pacer, Clock]:
+    pacer, clock = Pacer(model), Clock()
+    engine = Engine(cast(anthropic.AsyncAnthropic, model), settings(**env), pacer=pacer)
+    engine.clock, engine.sleep = clock, clock.sleep
+    return [event async for event in engine.run(job)], pacer, clock
+
+
+def rate_limited(retry_after: str | None = "20", status: int = 429) -> Exception:
+    kind = "rate_limit_error" if status == 429 else "overloaded_error"
+    return api_error(
+        status,
+        kind,
+        "Number of request tokens has exceeded your per-minute rate limit",
+        ({"retry-after": retry_after} if retry_after is not None else {}),
+    )
+
+
+async def test_refusals_that_say_when_to_come_back_are_waited_out_without_using_up_retries() -> None:
+    limits = {"anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "49"}
+    model = MemoryModel(
+        rate_limited("20"), rate_limited("7", status=529), rate_limited("20"), reply(text("29.1%."), headers=limits)
+    )
+    events, pacer, clock = await paced_run(model, Job("churn?"), ANALYST_ANTHROPIC_MAX_RETRIES="0")
+    assert done(events).answer == "29.1%." and len(model.requests) == 4
+    # Each wait is at least what the API asked (and at most a tenth more, so refused calls spread out).
+    assert [20 <= clock.slept[0] <= 22, 7 <= clock.slept[1] <= 7.7, 20 <= clock.slept[2] <= 22] == [True] * 3
+    retries = [e for e in events if isinstance(e, Retrying)]
+    assert [(e.message, e.attempt, e.rate_limited) for e in retries] == [
+        ("Claude is busy right now — trying again", 1, True)
+    ] * 3
+    assert [e.kind for e in retries] == ["rate_limit", "overloaded", "rate_limit"]
+    assert pacer.log == [
+        "gate before request 1",
+        "refused, retry-after 20",
+        "gate before request 2",
+        "refused, retry-after 7",
+        "gate before request 3",
+        "refused, retry-after 20",
+        "gate before request 4",
+        "accepted",
+    ]
+    assert pacer.accepted_headers[0]["anthropic-ratelimit-requests-remaining"] == "49"
+
+
+async def test_a_rate_limit_longer_than_the_run_may_take_fails_at_once_saying_so() -> None:
+    model = MemoryModel(rate_limited("20"), rate_limited("3600"), reply(text("never sent")))
+    events, _, clock = await paced_run(model, Job("churn?"), ANALYST_RUN_DEADLINE_S="600")
+    result = failed(events)
+    assert result.message == "This workspace has hit its Anthropic rate limit. Try again in a few minutes."
+    assert result.kind == "rate_limit" and len(model.requests) == 2 and len(clock.slept) == 1
+
+
+async def test_a_rate_limit_without_retry_after_uses_up_a_retry_and_still_narrows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "retry_delay", lambda error, attempt: 0.5)
+    model = MemoryModel(rate_limited(None), rate_limited(None), reply(text("never sent")))
+    events, pacer, clock = await paced_run(model, Job("churn?"), ANALYST_ANTHROPIC_MAX_RETRIES="1")
+    assert failed(events).kind == "rate_limit" and len(model.requests) == 2
+    assert [e.rate_limited for e in events if isinstance(e, Retrying)] == [False]
+    assert pacer.log.count("refused, retry-after None") == 2 and clock.slept == [0.5]
+
+
+async def test_a_refusal_that_says_not_to_retry_is_not_retried() -> None:
+    refusal = api_error(429, "rate_limit_error", "no", {"retry-after": "1", "x-should-retry": "false"})
+    model = MemoryModel(refusal, reply(text("never sent")))
+    events, _, clock = await paced_run(model, Job("churn?"))
+    assert failed(events).kind == "rate_limit" and len(model.requests) == 1 and clock.slept == []

@@ -1526,3 +1526,91 @@ async def test_cache_control_limits_are_the_real_ones(api: FakeAnthropic, client
                 }
             ],
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Rate limits (docs: api/rate-limits)
+# --------------------------------------------------------------------------------------------
+
+
+class Minutes:
+    """The rate window's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ratelimit_headers(headers: httpx2.Headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.startswith("anthropic-ratelimit-")}
+
+
+async def test_every_messages_response_reports_the_rate_limits(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Text("Hello!"))
+    raw = await client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=[ask("Hi")])
+    first = ratelimit_headers(raw.headers)
+    async with client.messages.stream(model=MODEL, max_tokens=100, messages=[ask("Hi")]) as stream:
+        second = ratelimit_headers(stream.response.headers)
+        await stream.get_final_message()
+    for name in ("requests", "input-tokens", "output-tokens", "tokens"):
+        for headers in (first, second):
+            assert int(headers[f"anthropic-ratelimit-{name}-remaining"]) < int(
+                headers[f"anthropic-ratelimit-{name}-limit"]
+            )
+            assert datetime.fromisoformat(headers[f"anthropic-ratelimit-{name}-reset"]) > datetime.now(UTC)
+    assert (
+        int(second["anthropic-ratelimit-requests-remaining"])
+        == int(first["anthropic-ratelimit-requests-remaining"]) - 1
+    )
+    used = int(first["anthropic-ratelimit-input-tokens-limit"]) - int(
+        first["anthropic-ratelimit-input-tokens-remaining"]
+    )
+    assert used == (await raw.parse()).usage.input_tokens  # counted when the request came in
+
+
+async def test_a_used_up_budget_is_a_429_with_retry_after_until_the_window_refills(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Text("Hello!"))
+    minutes = Minutes()
+    api.rate_limit(requests=2, window_s=60, clock=minutes)
+    for _ in range(2):
+        await client.messages.create(model=MODEL, max_tokens=100, messages=[ask("Hi")])
+    minutes.now = 20.4
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        await client.messages.create(model=MODEL, max_tokens=100, messages=[ask("Hi")])
+    headers = limited.value.response.headers
+    assert headers["retry-after"] == "40"  # whole seconds, rounded up: never too early
+    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    minutes.now = 60.0
+    message = await client.messages.create(model=MODEL, max_tokens=100, messages=[ask("Hi")])
+    assert answer_text(message) == "Hello!"
+    assert [r.status for r in api.message_requests] == [200, 200, 429, 200]
+
+
+async def test_an_output_token_budget_runs_out_too(api: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
+    api.script = scripted(Text("word " * 50))
+    api.rate_limit(output_tokens=10, clock=Minutes())
+    await client.messages.create(model=MODEL, max_tokens=1000, messages=[ask("Talk")])
+    with pytest.raises(anthropic.RateLimitError, match="output-tokens"):
+        await client.messages.create(model=MODEL, max_tokens=1000, messages=[ask("Talk")])
+
+
+async def test_the_fake_names_retries_that_came_before_their_retry_after(
+    api: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    api.script = scripted(Text("Hello!"))
+    api.fail_next("messages", status=429, retry_after=30)
+    request: dict[str, Any] = {"model": MODEL, "max_tokens": 100, "messages": [ask("Hi")]}
+    with pytest.raises(anthropic.RateLimitError):
+        await client.messages.create(**request)
+    await client.messages.create(**request)  # at once: 30 s too early
+    [(refused, retry)] = api.retried_too_soon()
+    assert (refused.status, retry.status) == (429, 200) and retry.arrived >= refused.arrived
+    await client.messages.create(model=MODEL, max_tokens=100, messages=[ask("Something else")])
+    assert len(api.retried_too_soon()) == 1  # another request is no retry

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cli import main
+from bot.limiter import ADAPTIVE_MAX_WIDTH, START_WIDTH
 from bot.logs import TextFormatter, configure_logging, log_handler, run_context, secrets_in
 from tests.conftest import STREAMING_CSV
 from tests.fakes.anthropic import FakeAnthropic
@@ -66,7 +67,10 @@ def root_logging() -> Iterator[None]:
 async def test_one_analysis_shows_in_metrics_as_the_ledger_records_it(harness: Harness, streaming_csv: bytes) -> None:
     before = await scrape(harness.running.url)
     assert value(before, "analyst_runs_total", status="succeeded", source="mention") == 0
-    assert value(before, "analyst_queue_slots") == harness.running.settings.max_concurrent
+    # ANALYST_MAX_CONCURRENT is unset: the limiter is adaptive, starting generous.
+    assert value(before, "analyst_queue_slots") == START_WIDTH
+    assert value(before, "analyst_limiter_ceiling") == ADAPTIVE_MAX_WIDTH
+    assert value(before, "analyst_limiter_paused_seconds") == 0
 
     await harness.mention("what drives churn?", files=[harness.file("streaming.csv", streaming_csv)])
     text = await scrape(harness.running.url)
@@ -139,7 +143,15 @@ async def test_healthz_reports_database_slack_and_limiter_and_503_without_a_data
     assert report["ok"] is True
     assert report["database"] == {"ok": True}
     assert report["slack"] == {"ok": True, "mode": "http"}
-    assert report["limiter"] == {"running": 0, "waiting": 0, "slots": harness.running.settings.max_concurrent}
+    assert report["limiter"] == {
+        "running": 0,
+        "waiting": 0,
+        "slots": START_WIDTH,
+        "ceiling": None,
+        "max": ADAPTIVE_MAX_WIDTH,
+        "paused_s": 0.0,
+        "headroom": {},
+    }
 
     await harness.running.analyst.store.close()  # the database is gone
     status, report = await healthz(harness.running.url)

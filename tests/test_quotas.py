@@ -8,7 +8,6 @@ from pathlib import Path
 
 from bot.quotas import LedgerState, Limits, check, slack_time
 from bot.store import Store
-from bot.workqueue import WorkQueue
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.harness import Harness, prompt_text
@@ -170,34 +169,6 @@ async def test_beyond_the_process_cap_requests_queue_and_are_told_their_place(
         await harness.settle()
         [run] = await harness.running.analyst.store.all_runs()
         assert run["status"] == "succeeded"
-
-
-async def test_the_work_queue_is_first_come_first_served() -> None:
-    queue = WorkQueue(1)
-    order: list[int] = []
-    positions: list[int] = []
-    holding, all_waiting, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def job(n: int) -> None:
-        async def told(position: int) -> None:
-            positions.append(position)
-            if len(positions) == 3:
-                all_waiting.set()
-
-        async with queue.slot(on_wait=told):
-            order.append(n)
-            if n == 0:
-                holding.set()
-                await release.wait()
-
-    first = asyncio.create_task(job(0))
-    await holding.wait()
-    waiting = [asyncio.create_task(job(n)) for n in (1, 2, 3)]
-    await all_waiting.wait()
-    release.set()
-    await asyncio.gather(first, *waiting)
-    assert order == [0, 1, 2, 3] and positions == [1, 2, 3]
-    assert queue.running == 0
 
 
 async def test_usage_shows_the_limits(harness: Harness, slack: FakeSlack) -> None:

@@ -71,3 +71,16 @@ def test_http_mode_needs_the_signing_secret() -> None:
 def test_terminal_use_needs_no_slack_credentials() -> None:
     settings = Settings.from_env({"ANTHROPIC_API_KEY": "sk-ant-x"}, slack=False)
     assert settings.slack_bot_token is None
+
+
+def test_the_concurrency_ceiling_is_adaptive_unless_a_whole_number_is_given() -> None:
+    assert Settings.from_env(BASE).max_concurrent is None
+    assert Settings.from_env({**BASE, "ANALYST_MAX_CONCURRENT": "Adaptive"}).max_concurrent is None
+    assert Settings.from_env({**BASE, "ANALYST_MAX_CONCURRENT": "2"}).max_concurrent == 2
+    for bad in ("0", "lots", "2.5"):
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env({**BASE, "ANALYST_MAX_CONCURRENT": bad})
+        assert (
+            str(caught.value)
+            == f"ANALYST_MAX_CONCURRENT: should be adaptive or a whole number of at least 1, got {bad!r}"
+        )

@@ -12,6 +12,7 @@ Claude wrote is neutralised before it is posted; link unfurling is off.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from bot.progress import (
     Queued,
     Retrying,
     RunEvent,
+    Started,
     StepOutput,
     StepStarted,
 )
@@ -59,6 +61,15 @@ def queued_note(position: int) -> str:
         f":hourglass_flowing_sand: I'm busy with other analyses — yours is number {position} in the queue and "
         "will start as soon as a slot frees up."
     )
+
+
+# The queue note once the run has its slot (the same message, edited).
+QUEUE_LEFT = ":arrow_forward: Your turn came — the analysis is starting."
+
+
+def rate_limited_note(message: str, delay: float) -> str:
+    """A retry after a 429/529 that said when to come back: the wait, in whole seconds."""
+    return f"{message} (in {math.ceil(delay)} s, when Anthropic's limits allow)" if delay >= 1 else message
 
 
 def truncated_note(limit: int) -> str:
@@ -144,6 +155,7 @@ class SlackPublisher:
         self.message_ts = message_ts  # the asking message, marked when the run ends
         self.run_id = run_id  # carried by the buttons (Stop, feedback, delete), which work after a restart
         self.control_ts: str | None = None  # the message with the Stop button, while the run goes
+        self.queue_ts: str | None = None  # the note of its place in the queue, edited as it moves up
         self.last_answer: tuple[str, SlackMessage] | None = None  # (ts, message) of the answer's last part
         self.assistant = assistant
         self.pane_title = pane_title  # what an untitled assistant thread is named after
@@ -184,6 +196,16 @@ class SlackPublisher:
         except PROGRESS_ERRORS as error:
             log.warning("could not post to the thread: %s", slack_error_code(error))
 
+    async def _show_place(self, text: str) -> None:
+        """The run's place in the queue: one note, edited in place as the run moves up."""
+        try:
+            if self.queue_ts is None:
+                self.queue_ts = await self.post(text)
+            else:
+                await self.client.chat_update(channel=self.thread.channel_id, ts=self.queue_ts, text=text)
+        except PROGRESS_ERRORS as error:
+            log.warning("could not show the place in the queue: %s", slack_error_code(error))
+
     async def _posted_message(self, ts: str | None) -> None:
         if ts and self.on_post is not None:
             await self.on_post("message", ts)
@@ -213,6 +235,9 @@ class SlackPublisher:
             status, output = step_summary(event)
             title = self.titles.get(event.step, f"Step {event.step}")
             await view.task(f"step-{event.step}", title, status, output, event.sources)
+        elif isinstance(event, Retrying) and event.rate_limited:
+            # Waiting out a rate limit uses up no attempt: one task, updated at each wait.
+            await view.task("rate-limited", rate_limited_note(event.message, event.delay), "in_progress")
         elif isinstance(event, Retrying):
             await view.task(
                 f"retry-{event.attempt}", f"{event.message} (attempt {event.attempt} of {event.of})", "in_progress"
@@ -234,7 +259,9 @@ class SlackPublisher:
             await self._withdraw_stop()
             await self.post_error(event.message)
         elif isinstance(event, Queued):
-            await self.note(queued_note(event.position))
+            await self._show_place(queued_note(event.position))
+        elif isinstance(event, Started) and self.queue_ts:
+            await self._show_place(QUEUE_LEFT)
         elif isinstance(event, QuestionTruncated):
             await self.note(truncated_note(event.limit))
         elif isinstance(event, FilesLeftOut):

@@ -52,6 +52,7 @@ import shlex
 import shutil
 import string
 import tempfile
+import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -64,6 +65,7 @@ from aiohttp import BodyPartReader, web
 
 from . import anthropic_contract as contract
 from . import sandbox
+from .ratelimits import RateLimits, RateWindow
 from .scripts import (
     Action,
     Code,
@@ -100,6 +102,7 @@ __all__ = [
     "ApiError",
     "ContainerState",
     "FakeAnthropic",
+    "RateLimits",
     "RecordedRequest",
     "StoredFile",
     "UploadRecord",
@@ -472,6 +475,10 @@ class RecordedRequest:
     #: sha256}, "expires_in_seconds": ...}``; None for bodiless requests.
     body: Any = None
     status: int | None = None
+    #: When it arrived and when its answer was sent (``time.monotonic``; a stream's at its end).
+    arrived: float = field(default_factory=time.monotonic)
+    answered: float | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def betas(self) -> list[str]:
@@ -1194,6 +1201,10 @@ class FakeAnthropic:
         #: Requests and responses the SDK's own types reject (see tests/fakes/anthropic_contract.py).
         self.violations: list[contract.Violation] = []
 
+        #: The organisation's rate limits: reported on every Messages response, enforced with 429s
+        #: (generous unless :meth:`rate_limit` sets a budget; tests/fakes/ratelimits.py).
+        self.rate_window = RateWindow(RateLimits())
+
         #: Added to the wall clock for container lifetimes (see :meth:`advance_clock`).
         self.clock_offset = timedelta(0)
         self._thinking_key = secrets.token_bytes(32)
@@ -1284,6 +1295,33 @@ class FakeAnthropic:
             )
         )
 
+    def rate_limit(
+        self,
+        *,
+        requests: int = 50_000,
+        input_tokens: int = 100_000_000,
+        output_tokens: int = 20_000_000,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Give the organisation this budget per window (a minute by default): once a limit is used up,
+        Messages calls are answered 429 ``rate_limit_error`` with ``retry-after`` until the window refills."""
+        self.rate_window = RateWindow(RateLimits(requests, input_tokens, output_tokens, window_s), clock)
+
+    def retried_too_soon(self) -> list[tuple[RecordedRequest, RecordedRequest]]:
+        """(refusal, retry) pairs: a Messages request answered 429/529 with ``retry-after``, and the same
+        request (the same body) sent again before that many seconds had passed since the answer."""
+        early = []
+        requests = self.message_requests
+        for index, refused in enumerate(requests):
+            wait = refused.response_headers.get("retry-after")
+            if refused.status not in (429, 529) or wait is None or refused.answered is None:
+                continue
+            again = next((r for r in requests[index + 1 :] if r.body == refused.body), None)
+            if again is not None and again.arrived < refused.answered + float(wait):
+                early.append((refused, again))
+        return early
+
     def break_stream_next(self, after_events: int = 3) -> None:
         """Close the connection of the next streamed answer abruptly after ``after_events`` SSE events."""
         self._stream_faults.append(_StreamFault(after_events, "break"))
@@ -1371,6 +1409,8 @@ class FakeAnthropic:
         if not response.prepared:
             response.headers["request-id"] = request_id
         record.status = response.status
+        record.answered = time.monotonic()
+        record.response_headers = {k.lower(): v for k, v in response.headers.items()}
         if isinstance(response, web.Response) and response.content_type == "application/json":
             answer = json.loads(response.body) if isinstance(response.body, bytes) else None
             self._conform_response(
@@ -1690,11 +1730,25 @@ class FakeAnthropic:
         units = _cache_layout(parsed.body, parsed.messages).units
         return web.json_response({"input_tokens": sum(estimate_tokens(u) for u in units) + 3})
 
+    def _admit(self) -> None:
+        """Count one Messages request against the rate limits, or refuse it when one is used up
+        (docs: api/rate-limits; see tests/fakes/ratelimits.py)."""
+        window = self.rate_window
+        exhausted = window.exhausted()
+        if exhausted is not None:
+            headers = {**window.headers(), "retry-after": str(window.retry_after())}
+            message = f"This request would exceed your organization's rate limit of {exhausted} per minute."
+            raise ApiError(429, message, error_type="rate_limit_error", headers=headers)
+        window.charge("requests", 1)
+
     async def _create_message(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_json(request)  # read first, so even a refused request's body is recorded
         self._maybe_fail("messages")
-        parsed = self._parse(request, await self._read_json(request))
+        self._admit()
+        parsed = self._parse(request, body)
         container = self._resolve_container(parsed)
         usage = self._input_usage(parsed)
+        self.rate_window.charge("input-tokens", usage["input_tokens"] + usage["cache_creation_input_tokens"])
         ctx = self._script_context(parsed, container)
         message_id = new_id("msg")
         if parsed.stream:
@@ -1712,7 +1766,8 @@ class FakeAnthropic:
             raise ApiError(500, f"fake model script failed: {exc}", headers={"x-should-retry": "false"}) from exc
         message = self._message_json(message_id, parsed, container, content, turn, usage)
         self.responses.append(message)
-        return web.json_response(message, headers={"request-id": request[_REQUEST_ID]})
+        self.rate_window.charge("output-tokens", message["usage"]["output_tokens"])
+        return web.json_response(message, headers={"request-id": request[_REQUEST_ID], **self.rate_window.headers()})
 
     def _resolve_container(self, parsed: _MessagesRequest) -> ContainerState | None:
         if parsed.container_ref is not None:
@@ -1875,6 +1930,7 @@ class FakeAnthropic:
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "Cache-Control": "no-cache",
                 "request-id": request[_REQUEST_ID],
+                **self.rate_window.headers(),
             }
         )
         request[_RECORD].status = response.status  # recorded now: the handler returns when the stream ends
@@ -1904,6 +1960,7 @@ class FakeAnthropic:
                 await response.write_eof()
                 return response
             output_tokens = max(1, turn.output_tokens)
+            self.rate_window.charge("output-tokens", output_tokens)
             delta_usage = {
                 k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
             }

@@ -89,6 +89,7 @@ class Reply:
     container: str | None = None
     drop_after: int | None = None
     drop_with: Exception = field(default_factory=lambda: anthropic.APIConnectionError(request=REQUEST))
+    headers: dict[str, str] = field(default_factory=dict)  # response headers (rate limits, say)
 
 
 def reply(*parts: list[Block], **options: Any) -> Reply:
@@ -177,7 +178,7 @@ class _Stream:
         self.scripted = scripted
         self.model = model
         self.container = {"id": container, "expires_at": EXPIRES_AT}
-        self.response = httpx2.Response(200, headers={"request-id": "req_mem"}, request=REQUEST)
+        self.response = httpx2.Response(200, headers={"request-id": "req_mem", **scripted.headers}, request=REQUEST)
 
     async def close(self) -> None:
         return None
