@@ -10,6 +10,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlite_utils
 
@@ -21,6 +22,8 @@ from bot.schema import (
     MIGRATION_NAMES,
     MIGRATIONS,
     POST_COLUMNS,
+    POSTGRES_MIGRATIONS,
+    POSTGRES_MIGRATIONS_TABLE,
     RUN_COLUMNS,
     SHARE_COLUMNS,
     THREAD_COLUMNS,
@@ -243,8 +246,8 @@ async def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Pa
 # -- named queries and typed values ------------------------------------------------------------
 
 
-async def test_the_named_run_queries(tmp_path: Path) -> None:
-    async with Store(tmp_path / "analyst.db", clock=lambda: NOW) as store:
+async def test_the_named_run_queries(store_target: Path | str) -> None:
+    async with Store(store_target, clock=lambda: NOW) as store:
         queued = await store.create_run(source="mention", user_id="U0ALICE", team_id="T0TEAM")
         running = await store.create_run(source="dm", status="running", user_id="U0BOB", team_id="T0TEAM")
         done = await store.create_run(source="command", user_id="U0ALICE", team_id="T0TEAM")
@@ -268,8 +271,8 @@ async def test_the_named_run_queries(tmp_path: Path) -> None:
         assert finished["finished_at"] == utc_iso(NOW)
 
 
-async def test_values_the_ledger_cannot_hold_are_refused(tmp_path: Path) -> None:
-    async with Store(tmp_path / "analyst.db") as store:
+async def test_values_the_ledger_cannot_hold_are_refused(store_target: Path | str) -> None:
+    async with Store(store_target) as store:
         run_id = await store.create_run(source="mention")
         with pytest.raises(ValueError, match="unknown run status 'interrupted'"):
             await store.update_run(run_id, **{"status": "interrupted"})  # type: ignore[arg-type]
@@ -280,3 +283,94 @@ async def test_values_the_ledger_cannot_hold_are_refused(tmp_path: Path) -> None
         with pytest.raises(ValueError, match="unknown post kind 'reaction'"):
             await store.record_post(channel_id="C", ref="1.0", kind="reaction", run_id=run_id)  # type: ignore[arg-type]
         assert [run["status"] for run in await store.all_runs()] == ["queued"]
+
+
+# -- PostgreSQL: the same migrations, as DDL ---------------------------------------------------
+
+SQL_TYPES = {str: "text", int: "bigint"}
+
+
+async def postgres_columns(url: str) -> dict[str, dict[str, str]]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'"
+        )
+    finally:
+        await connection.close()
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        found.setdefault(row["table_name"], {})[row["column_name"]] = row["data_type"]
+    return found
+
+
+async def postgres_indexes(url: str) -> set[tuple[str, tuple[str, ...]]]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT t.relname AS table_name, array_agg(a.attname ORDER BY k.ord) AS columns "
+            "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+            "WHERE n.nspname = 'public' AND NOT i.indisprimary GROUP BY i.indexrelid, t.relname"
+        )
+    finally:
+        await connection.close()
+    return {(row["table_name"], tuple(row["columns"])) for row in rows}
+
+
+def test_every_migration_has_postgresql_ddl() -> None:
+    assert list(POSTGRES_MIGRATIONS) == MIGRATION_NAMES
+
+
+async def test_postgresql_migrations_make_the_schema_sqlite_has(postgres_url: str) -> None:
+    async with Store(postgres_url) as store:
+        state = await store.schema_state()
+        assert store.migrated == tuple(MIGRATION_NAMES)
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current
+    found = await postgres_columns(postgres_url)
+    expected = {**SCHEMA, "feedback": FEEDBACK_COLUMNS}
+    assert {table: found[table] for table in expected} == {
+        table: {name: SQL_TYPES[kind] for name, kind in cols.items()} for table, cols in expected.items()
+    }
+    assert await postgres_indexes(postgres_url) - {("feedback", ("team_id", "updated_at"))} == INDEXES
+
+    async with Store(postgres_url) as reopened:  # a current database: nothing to apply
+        assert reopened.migrated == ()
+
+
+async def test_postgresql_m002_adds_feedback_to_a_database_at_m001_and_keeps_its_rows(postgres_url: str) -> None:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        async with connection.transaction():
+            for statement in POSTGRES_MIGRATIONS["m001_initial_schema"]:
+                await connection.execute(statement)
+            await connection.execute(POSTGRES_MIGRATIONS_TABLE)
+            await connection.execute(
+                "INSERT INTO migrations VALUES ('m001_initial_schema', '2025-11-25T00:00:00.000Z')"
+            )
+            await connection.execute("INSERT INTO runs (user_id, status, source) VALUES ('U0ALICE', 'succeeded', 'dm')")
+    finally:
+        await connection.close()
+
+    async with Store(postgres_url, clock=lambda: NOW) as store:
+        assert store.migrated == ("m002_feedback",)
+        [run] = await store.all_runs()
+        await FeedbackStore(store).rate(run_id=run["id"], user_id="U0BOB", team_id="T0TEAM", rating="good")
+        [row] = await FeedbackStore(store).of_run(run["id"])
+        next_id = await store.create_run(source="mention")
+    assert run["status"] == "succeeded" and row["rating"] == "good"
+    assert next_id == run["id"] + 1  # the identity column carries on after the rows it had
+
+
+async def test_a_postgresql_migration_that_fails_leaves_the_database_as_it_was(postgres_url: str) -> None:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        await connection.execute("CREATE TABLE shares (id BIGINT PRIMARY KEY)")  # in m001's way
+    finally:
+        await connection.close()
+    store = Store(postgres_url)
+    with pytest.raises(MigrationError, match=r'relation "shares" already exists.*left unchanged'):
+        await store.open()
+    await store.close()
+    assert set(await postgres_columns(postgres_url)) == {"shares"}  # no migrations table, no half schema
