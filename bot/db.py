@@ -191,10 +191,12 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         async with self._turn:
-            await self.run(lambda conn: conn.execute("BEGIN IMMEDIATE"))
             try:
+                await self.run(lambda conn: conn.execute("BEGIN IMMEDIATE"))
                 yield self._inside
             except BaseException:
+                # Queued behind whatever the thread still runs (a cancelled BEGIN, say), so it
+                # ends any transaction that began.
                 await asyncio.shield(self.run(_rollback))
                 raise
             await self.run(lambda conn: conn.execute("COMMIT"))

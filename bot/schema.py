@@ -154,6 +154,12 @@ FEEDBACK_COLUMNS: dict[str, type] = {
     "updated_at": str,
 }
 
+CLAIM_COLUMNS: dict[str, type] = {
+    "key": str,  # what is claimed: "upload:<sha256>", "delete:<Files API id>"
+    "holder": str,  # the Store (process) holding it
+    "claimed_at": str,  # when; a claim older than its work could take is stale and may be taken over
+}
+
 MIGRATIONS = sqlite_utils.Migrations("slack-analyst")
 #: The names of :data:`MIGRATIONS`, in order (``mNNN_what_it_does``).
 MIGRATION_NAMES: list[str] = []
@@ -207,6 +213,12 @@ def m002_feedback(db: sqlite_utils.Database) -> None:
     feedback = db.table("feedback")
     feedback.create(FEEDBACK_COLUMNS, pk=("run_id", "user_id"))
     feedback.create_index(["team_id", "updated_at"])
+
+
+@migration
+def m003_claims(db: sqlite_utils.Database) -> None:
+    """Claims on work exactly one process may do at a time: uploading one content, deleting one file."""
+    db.table("claims").create(CLAIM_COLUMNS, pk="key")
 
 
 class MigrationError(Exception):
@@ -305,6 +317,7 @@ POSTGRES_MIGRATIONS: dict[str, tuple[str, ...]] = {
         "updated_at TEXT, PRIMARY KEY (run_id, user_id))",
         "CREATE INDEX idx_feedback_team_id_updated_at ON feedback (team_id, updated_at)",
     ),
+    "m003_claims": ("CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT, claimed_at TEXT)",),
 }
 
 POSTGRES_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

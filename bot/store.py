@@ -9,6 +9,7 @@ processes — claims, quota admission — is one statement or one transaction in
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,6 +89,7 @@ class Store:
         self.clock = clock or time.time
         self.database: Database = open_database(target)
         self.migrated: tuple[str, ...] = ()  # the migrations ``open`` applied
+        self.holder = uuid.uuid4().hex  # whose claims are this store's (see take_claim)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -123,6 +125,25 @@ class Store:
             [key, self.now()],
         )
         return won is not None
+
+    # -- claims on work one process does at a time --------------------------------------
+
+    async def take_claim(self, key: str, *, stale_after: float) -> bool:
+        """Claim ``key`` for this store: True if it was free, or held for longer than
+        ``stale_after`` seconds (its holder is presumed gone). One statement, so exactly one of
+        several processes racing for it wins. Give it up with :meth:`release_claim`."""
+        now = self.clock()
+        won = await self.database.fetchone(
+            "INSERT INTO claims (key, holder, claimed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET holder = excluded.holder, claimed_at = excluded.claimed_at WHERE claims.claimed_at < ? "
+            "RETURNING key",
+            [key, self.holder, utc_iso(now), utc_iso(now - stale_after)],
+        )
+        return won is not None
+
+    async def release_claim(self, key: str) -> None:
+        """Give up this store's claim on ``key`` (one taken over meanwhile stays with its new holder)."""
+        await self.database.execute("DELETE FROM claims WHERE key = ? AND holder = ?", [key, self.holder])
 
     # -- files -----------------------------------------------------------------------
 
@@ -163,6 +184,11 @@ class Store:
         }
         sql, params = upsert("files", row, key=("id",))
         await self.database.execute(sql, params)
+
+    async def file_is_live(self, file_id: str) -> bool:
+        """True while the file is recorded and not yet deleted."""
+        row = await self.database.fetchone("SELECT id FROM files WHERE id = ? AND deleted_at IS NULL", [file_id])
+        return row is not None
 
     async def mark_file_deleted(self, file_id: str) -> None:
         await self.database.execute("UPDATE files SET deleted_at = ? WHERE id = ?", [self.now(), file_id])
@@ -246,12 +272,17 @@ class Store:
             "SELECT * FROM files WHERE deleted_at IS NULL AND created_at < ? ORDER BY created_at, id", [moment]
         )
 
-    async def prune(self, *, events_before: str, shares_before: str, posts_before: str) -> None:
-        """Forget bookkeeping no longer needed: old dedupe keys, shares and post records."""
+    async def prune(
+        self, *, events_before: str, shares_before: str, posts_before: str, claims_before: str | None = None
+    ) -> None:
+        """Forget bookkeeping no longer needed: old dedupe keys, shares, post records and claims
+        their holders never gave up (they crashed)."""
         async with self.database.transaction() as tx:
             await tx.execute("DELETE FROM events WHERE received_at < ?", [events_before])
             await tx.execute("DELETE FROM shares WHERE shared_at < ?", [shares_before])
             await tx.execute("DELETE FROM posts WHERE posted_at < ?", [posts_before])
+            if claims_before is not None:
+                await tx.execute("DELETE FROM claims WHERE claimed_at < ?", [claims_before])
 
     async def get_run(self, run_id: int) -> dict[str, Any]:
         run = await self.find_run(run_id)

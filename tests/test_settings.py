@@ -71,3 +71,15 @@ def test_http_mode_needs_the_signing_secret() -> None:
 def test_terminal_use_needs_no_slack_credentials() -> None:
     settings = Settings.from_env({"ANTHROPIC_API_KEY": "sk-ant-x"}, slack=False)
     assert settings.slack_bot_token is None
+
+
+def test_the_database_is_a_file_or_a_postgresql_url_and_a_bad_url_is_not_echoed() -> None:
+    url = "postgresql://bot:s3cret@db.internal:5432/analyst"
+    assert Settings.from_env({**BASE, "ANALYST_DB": url}).db_path == url
+    assert Settings.from_env({**BASE, "ANALYST_DB": "postgres://bot@db/analyst"}).db_path == "postgres://bot@db/analyst"
+    assert Settings.from_env({**BASE, "ANALYST_DB": "/data/analyst.db"}).db_path == Path("/data/analyst.db")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({**BASE, "ANALYST_DB": "mysql://bot:s3cret@db/analyst"})
+    assert str(refused.value) == (
+        "ANALYST_DB: should be an SQLite file path or a postgresql:// URL (another scheme was given)"
+    )

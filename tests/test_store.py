@@ -7,6 +7,7 @@ the health ping.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -225,6 +226,28 @@ async def test_a_failed_transaction_leaves_nothing_behind(store_target: Path | s
                 await tx.execute("INSERT INTO events (key, received_at) VALUES (?, ?)", ["event:doomed", "x"])
                 raise ZeroDivisionError
         assert await store.claim("event:doomed") is True
+
+
+async def test_a_cancelled_transaction_is_rolled_back_and_the_store_goes_on(store_target: Path | str) -> None:
+    """A run stopped (cancelled) in the middle of a transaction leaves nothing behind and no
+    transaction open: the next one works."""
+    async with Store(store_target, clock=lambda: NOW) as store:
+        inside = asyncio.Event()
+
+        async def stopped_midway() -> None:
+            async with store.database.transaction() as tx:
+                await tx.execute("INSERT INTO events (key, received_at) VALUES (?, ?)", ["event:cut", "x"])
+                inside.set()
+                await asyncio.Event().wait()  # until cancelled
+
+        task = asyncio.create_task(stopped_midway())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await store.claim("event:cut") is True
+        async with store.database.transaction() as tx:
+            assert await tx.fetchone("SELECT key FROM events WHERE key = ?", ["event:cut"]) is not None
 
 
 # -- the SQL dialect ----------------------------------------------------------------------------

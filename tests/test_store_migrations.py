@@ -16,6 +16,7 @@ import sqlite_utils
 
 from bot.feedback import FeedbackStore
 from bot.schema import (
+    CLAIM_COLUMNS,
     EVENT_COLUMNS,
     FEEDBACK_COLUMNS,
     FILE_COLUMNS,
@@ -128,11 +129,11 @@ def schema_sql(path: Path, *, without: tuple[str, ...] = ()) -> set[tuple[str, s
 
 
 #: The tables migrations after m001 added (absent from the code before migrations).
-LATER_TABLES = ("feedback",)
+LATER_TABLES = ("feedback", "claims")
 
 
 def test_the_migrations_are_numbered_in_order() -> None:
-    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims"]
     assert all(name.startswith(f"m{n:03d}_") for n, name in enumerate(MIGRATION_NAMES, start=1))
 
 
@@ -140,9 +141,9 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
     def m007_skips_ahead(db: sqlite_utils.Database) -> None:
         raise AssertionError("never registered, never run")
 
-    with pytest.raises(ValueError, match="must be named m003_"):
+    with pytest.raises(ValueError, match="must be named m004_"):
         migration(m007_skips_ahead)
-    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims"]
 
 
 # -- m001_initial_schema -----------------------------------------------------------------------
@@ -151,7 +152,7 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
 async def test_m001_on_an_empty_database_makes_the_schema_the_previous_code_made(tmp_path: Path) -> None:
     async with Store(tmp_path / "new.db") as store:
         state = await store.schema_state()
-    assert state.applied == tuple(MIGRATION_NAMES) and state.current and state.describe() == "migration 2 of 2"
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current and state.describe() == "migration 3 of 3"
     with contextlib.closing(sqlite3.connect(tmp_path / "old.db", isolation_level=None)) as conn:
         previous_code_schema(sqlite_utils.Database(conn))
     assert schema_sql(tmp_path / "new.db", without=LATER_TABLES) == schema_sql(tmp_path / "old.db")
@@ -182,7 +183,7 @@ async def test_m001_brings_the_previous_codes_database_to_the_schema_and_keeps_i
         )
         conversation = await conversations.get("C0DATA:1.0")
 
-    assert state.current and state.describe() == "migration 2 of 2"
+    assert state.current and state.describe() == "migration 3 of 3"
     found = columns(path)
     assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
     assert indexes(path) == INDEXES
@@ -212,7 +213,7 @@ async def test_m002_adds_feedback_to_a_database_at_m001_and_keeps_its_rows(tmp_p
         [run] = await store.all_runs()
         ratings = await feedback.ratings_since(utc_iso(NOW - 60), team_id="T0TEAM")
 
-    assert state.applied == ("m001_initial_schema", "m002_feedback") and state.current
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current
     assert columns(path)["feedback"] == set(FEEDBACK_COLUMNS)
     assert ("feedback", ("team_id", "updated_at")) in indexes(path, tables=("feedback",))
     assert run["id"] == 3
@@ -241,6 +242,47 @@ async def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Pa
     await store.close()
     assert schema_sql(path) == before
     assert set(columns(path)) == {"shares"}
+
+
+# -- m003_claims --------------------------------------------------------------------------------
+
+
+async def test_m003_adds_claims_to_a_database_at_m002_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "analyst.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        db = sqlite_utils.Database(conn)
+        MIGRATIONS.apply(db, stop_before="m003_claims")
+        db.table("runs").insert({"id": 3, "user_id": "U0ALICE", "status": "succeeded", "source": "mention"})
+        db.table("events").insert({"key": "event:Ev1", "received_at": "2025-11-25T00:00:00.000Z"})
+    assert "claims" not in columns(path)
+
+    async with Store(path, clock=lambda: NOW) as store:
+        assert store.migrated == ("m003_claims",)
+        assert await store.take_claim("upload:abc", stale_after=60) is True
+        assert await store.claim("event:Ev1") is False  # the rows it had are kept
+        [run] = await store.all_runs()
+
+    assert columns(path)["claims"] == set(CLAIM_COLUMNS)
+    assert run["id"] == 3
+
+
+async def test_postgresql_m003_adds_claims_to_a_database_at_m002(postgres_url: str) -> None:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        async with connection.transaction():
+            await connection.execute(POSTGRES_MIGRATIONS_TABLE)
+            for name in ("m001_initial_schema", "m002_feedback"):
+                for statement in POSTGRES_MIGRATIONS[name]:
+                    await connection.execute(statement)
+                await connection.execute("INSERT INTO migrations VALUES ($1, '2025-11-25T00:00:00Z')", name)
+            await connection.execute("INSERT INTO events VALUES ('event:Ev1', '2025-11-25T00:00:00.000Z')")
+    finally:
+        await connection.close()
+
+    async with Store(postgres_url, clock=lambda: NOW) as store:
+        assert store.migrated == ("m003_claims",)
+        assert await store.take_claim("upload:abc", stale_after=60) is True
+        assert await store.claim("event:Ev1") is False
 
 
 # -- named queries and typed values ------------------------------------------------------------
@@ -329,7 +371,7 @@ async def test_postgresql_migrations_make_the_schema_sqlite_has(postgres_url: st
         assert store.migrated == tuple(MIGRATION_NAMES)
     assert state.applied == tuple(MIGRATION_NAMES) and state.current
     found = await postgres_columns(postgres_url)
-    expected = {**SCHEMA, "feedback": FEEDBACK_COLUMNS}
+    expected = {**SCHEMA, "feedback": FEEDBACK_COLUMNS, "claims": CLAIM_COLUMNS}
     assert {table: found[table] for table in expected} == {
         table: {name: SQL_TYPES[kind] for name, kind in cols.items()} for table, cols in expected.items()
     }
@@ -354,7 +396,7 @@ async def test_postgresql_m002_adds_feedback_to_a_database_at_m001_and_keeps_its
         await connection.close()
 
     async with Store(postgres_url, clock=lambda: NOW) as store:
-        assert store.migrated == ("m002_feedback",)
+        assert store.migrated == ("m002_feedback", "m003_claims")
         [run] = await store.all_runs()
         await FeedbackStore(store).rate(run_id=run["id"], user_id="U0BOB", team_id="T0TEAM", rating="good")
         [row] = await FeedbackStore(store).of_run(run["id"])
