@@ -91,8 +91,10 @@ class Database(Queries, Protocol):
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Queries]:
         """Every statement run on the yielded :class:`Queries` commits together, or none does
-        (an exception rolls back). Serialised against other writers: ``BEGIN IMMEDIATE`` on
-        SQLite; on PostgreSQL take ``pg_advisory_xact_lock`` where it must be exclusive."""
+        (an exception, or cancellation, rolls back). Inside, run statements on the yielded
+        object only: on SQLite the database's own methods wait for the transaction to end. On
+        SQLite it excludes every other writer (``BEGIN IMMEDIATE``); on PostgreSQL it is READ
+        COMMITTED, so take :func:`lock` on what must not change under it."""
         ...
 
 
