@@ -139,10 +139,11 @@ async def _doctor(*, http: bool, live: bool) -> int:
 async def _usage(*, since: str, by: str, fmt: str) -> int:
     """Print the report (``slack-analyst usage``): from the ledger alone, no credentials needed.
     Exit status 2 for a bad ``--since`` or ``ANALYST_DB``, 1 if there is no ledger to read."""
-    import sqlite3
     import time
+    from pathlib import Path
     from typing import cast
 
+    from bot.db import describe_target
     from bot.schema import MigrationError
     from bot.settings import ANALYST_DB
     from bot.store import Store, utc_iso
@@ -157,22 +158,25 @@ async def _usage(*, since: str, by: str, fmt: str) -> int:
     except SettingsError as error:
         print(f"slack-analyst: {error}", file=sys.stderr)
         return 2
-    if not path.is_file():
+    shown = describe_target(path)
+    if isinstance(path, Path) and not path.is_file():
         print(
-            f"slack-analyst: no database at {path}: the bot creates it when it first runs; "
+            f"slack-analyst: no database at {shown}: the bot creates it when it first runs; "
             "set ANALYST_DB to the file `serve` uses",
             file=sys.stderr,
         )
         return 1
+    store = Store(path)
+    unreadable: tuple[type[BaseException], ...] = (MigrationError, *store.database.errors)
     try:
-        async with Store(path) as store:
+        async with store:
             rows = await store.runs_since(start)
-    except (MigrationError, sqlite3.Error) as error:
-        print(f"slack-analyst: could not read the ledger in {path}: {error}", file=sys.stderr)
+    except unreadable as error:
+        print(f"slack-analyst: could not read the ledger in {shown}: {error}", file=sys.stderr)
         return 1
     if not rows:
         # Said on stderr for csv and json, whose stdout stays a well-formed (empty) report.
-        note = f"No runs since {start} (UTC) in {path}."
+        note = f"No runs since {start} (UTC) in {shown}."
         print(note, file=sys.stdout if fmt == "table" else sys.stderr)
         if fmt == "table":
             return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sqlite3
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -27,6 +26,7 @@ import aiohttp
 import anthropic
 
 from bot.clients import anthropic_client
+from bot.db import describe_target
 from bot.engine import Engine, InputFile, Job
 from bot.files_api import FilesApi, digest_file
 from bot.progress import Done, Failed
@@ -400,51 +400,66 @@ def check_tools(config: Config) -> Check:
 # ---------------------------------------------------------------------------------- database
 
 
-def probe_write(conn: sqlite3.Connection) -> None:
-    """Take SQLite's write lock and write a row, then roll it back: nothing stays behind."""
-    conn.execute("BEGIN IMMEDIATE")
+class _ProbeWritten(Exception):
+    """Raised inside the probe's transaction so that it rolls back."""
+
+
+async def probe_write(store: Store) -> None:
+    """Take the write lock and write a row, then roll it back: nothing stays behind."""
     try:
-        conn.execute("INSERT INTO events (key, received_at) VALUES (?, ?)", [f"doctor:{uuid.uuid4()}", ""])
-    finally:
-        conn.execute("ROLLBACK")
+        async with store.database.transaction() as tx:
+            await tx.execute("INSERT INTO events (key, received_at) VALUES (?, ?)", [f"doctor:{uuid.uuid4()}", ""])
+            raise _ProbeWritten
+    except _ProbeWritten:
+        pass
 
 
 async def check_database(config: Config) -> Check:
     """The database opens (created, or migrated to the current schema, as ``serve`` would) and
     takes a write; a database a newer release migrated further is reported."""
-    path = config.settings.db_path
+    target = config.settings.db_path
+    shown = describe_target(target)
     name = "database"
-    existed = path.exists()
-    store = Store(path)
+    file_existed = target.exists() if isinstance(target, Path) else None
+    store = Store(target)
+    refused: tuple[type[BaseException], ...] = (*store.database.errors, OSError)
     try:
         await store.open()
-        await store.call(probe_write, store.db.conn)
+        await probe_write(store)
         runs = await store.count_runs()
         schema = await store.schema_state()
     except MigrationError as error:
         return fail(
             name,
-            f"{path}: {error}",
-            "back up the file and start from a fresh ANALYST_DB (the bot creates it), or repair the table named",
+            f"{shown}: {error}",
+            "back up the database and start from a fresh ANALYST_DB (the bot creates it), or repair the table named",
         )
-    except (sqlite3.Error, OSError) as error:
+    except refused as error:
+        if isinstance(target, Path):
+            return fail(
+                name,
+                f"can't write {shown} ({error})",
+                "set ANALYST_DB to a file in a directory this user can write (it is created on first start); "
+                "if the file isn't an SQLite database, move it away",
+            )
         return fail(
             name,
-            f"can't write {path} ({error})",
-            "set ANALYST_DB to a file in a directory this user can write (it is created on first start); "
-            "if the file isn't an SQLite database, move it away",
+            f"can't use {shown} ({error})",
+            "check ANALYST_DB's host, port, user, password and database name: the server must be reachable "
+            "and the user allowed to create tables in that database",
         )
     finally:
         await store.close()
     if schema.unknown:
         return fail(
             name,
-            f"{path}: made by a newer slack-analyst (its migrations {', '.join(schema.unknown)} are unknown here)",
-            "upgrade slack-analyst to the release that last ran on this database, or point ANALYST_DB at another file",
+            f"{shown}: made by a newer slack-analyst (its migrations {', '.join(schema.unknown)} are unknown here)",
+            "upgrade slack-analyst to the release that last ran on this database, or point ANALYST_DB at another one",
         )
+    existed = file_existed if file_existed is not None else store.migrated != schema.known
     current = f"schema current ({schema.describe()})"
     state = f"created, {current}" if not existed else f"writable, {current}, {runs} runs recorded"
-    return ok(name, f"{path}: {state}")
+    return ok(name, f"{shown}: {state}")
 
 
 # ---------------------------------------------------------------------------------- --live

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.schema import RATINGS, Rating
-from bot.store import Store
+from bot.store import Store, upsert
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,13 @@ class FeedbackStore:
         await self._upsert({"run_id": run_id, "user_id": user_id, "team_id": team_id, "comment": comment})
 
     async def _upsert(self, row: dict[str, object]) -> None:
-        row = {**row, "updated_at": self.store.now()}
-        await self.store.call(lambda: self.store.db.table("feedback").upsert(row, pk=("run_id", "user_id")))
+        sql, params = upsert("feedback", {**row, "updated_at": self.store.now()}, key=("run_id", "user_id"))
+        await self.store.database.execute(sql, params)
 
     async def of_run(self, run_id: int) -> list[dict[str, object]]:
         """Every person's feedback on the run, oldest first."""
-        return await self.store.call(
-            lambda: list(self.store.db.table("feedback").rows_where("run_id = ?", [run_id], order_by="updated_at"))
+        return await self.store.database.fetch(
+            "SELECT * FROM feedback WHERE run_id = ? ORDER BY updated_at, user_id", [run_id]
         )
 
     async def ratings_since(self, since: str, *, team_id: str | None = None) -> Ratings:
@@ -58,13 +58,9 @@ class FeedbackStore:
         where, params = "updated_at >= ?", [since]
         if team_id is not None:
             where, params = where + " AND team_id = ?", [*params, team_id]
-
-        def count() -> Ratings:
-            rows = self.store.db.execute(
-                f"SELECT rating, COUNT(*) FROM feedback WHERE {where} GROUP BY rating",  # noqa: S608 - fixed clauses
-                params,
-            ).fetchall()
-            counts = dict(rows)
-            return Ratings(good=int(counts.get("good", 0)), bad=int(counts.get("bad", 0)))
-
-        return await self.store.call(count)
+        rows = await self.store.database.fetch(
+            f"SELECT rating, COUNT(*) AS n FROM feedback WHERE {where} GROUP BY rating",  # noqa: S608 - fixed clauses
+            params,
+        )
+        counts = {row["rating"]: row["n"] for row in rows}
+        return Ratings(good=int(counts.get("good", 0)), bad=int(counts.get("bad", 0)))

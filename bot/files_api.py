@@ -2,11 +2,13 @@
 
 The ``files`` table maps a SHA-256 to the Files API id of its upload. A known hash whose
 file still exists at Anthropic is reused; one that Anthropic no longer has is uploaded
-again (and the stale row marked deleted).
+again (and the stale row marked deleted). An upload claims its content in the database first, so
+runs bringing the same file at once — in one process or several — upload it once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -25,6 +27,11 @@ log = logging.getLogger(__name__)
 
 # A file this close to its expiry is uploaded again rather than reused.
 EXPIRY_MARGIN_S = 600
+# How long an upload may hold its claim on a content before another run takes it over (its
+# holder presumed gone: a crash between claiming and recording the upload).
+UPLOAD_CLAIM_STALE_S = 900
+# How often a run waiting for another's upload of the same content looks again.
+UPLOAD_CLAIM_POLL_S = 0.25
 # The Files API's own expiry accepts 1 hour to 90 days.
 MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 7_776_000
 
@@ -43,6 +50,7 @@ class FilesApi:
         # Told of every file sent: True when the Files API already had it (bot.metrics).
         self.on_upload = on_upload
         # Uploads also carry an expiry at Anthropic (a safety net behind the sweeper).
+        self.claim_poll_s = UPLOAD_CLAIM_POLL_S
         self.expires_in = int(min(ttl_seconds, MAX_EXPIRY_S)) if ttl_seconds and ttl_seconds >= MIN_EXPIRY_S else None
 
     async def delete(self, file_id: str) -> Literal["deleted", "gone", "failed"]:
@@ -72,21 +80,62 @@ class FilesApi:
         user_id: str | None = None,
         run_id: int | None = None,
     ) -> str:
-        """The Files API id for this content, uploading it only if Anthropic lacks it."""
+        """The Files API id for this content, uploading it only if Anthropic lacks it.
+
+        Uploading claims the content in the database first, so of several runs — in this process
+        or another — that bring the same file at once, one uploads it and the others wait for its
+        record and reuse the id.
+        """
+        key = f"upload:{sha256}"
+        while True:
+            known = await self._reusable(sha256)
+            if known is not None:
+                return known
+            if await self.store.take_claim(key, stale_after=UPLOAD_CLAIM_STALE_S):
+                try:
+                    # Someone may have finished uploading it between our look and our claim.
+                    known = await self._reusable(sha256)
+                    if known is not None:
+                        return known
+                    return await self._upload(
+                        path, sha256=sha256, filename=filename, mime_type=mime_type, size=size,
+                        team_id=team_id, user_id=user_id, run_id=run_id,
+                    )  # fmt: skip
+                finally:
+                    await self.store.release_claim(key)
+            log.info("file %s is being uploaded by another run; waiting for it", sha256[:12])
+            await asyncio.sleep(self.claim_poll_s)
+
+    async def _reusable(self, sha256: str) -> str | None:
+        """The id of our upload of this content, if Anthropic still has it (and not about to expire)."""
         known = await self.store.find_upload(sha256)
-        if known is not None:
-            try:
-                meta = await self.client.files.retrieve_metadata(known.id)
-                if meta.expires_at is None or meta.expires_at.timestamp() > time.time() + EXPIRY_MARGIN_S:
-                    log.info("file %s already uploaded as %s", sha256[:12], known.id)
-                    if self.on_upload is not None:
-                        self.on_upload(True)
-                    return known.id
-                log.info("file %s (%s) is about to expire; uploading again", sha256[:12], known.id)
-                await self.store.mark_file_deleted(known.id)
-            except anthropic.NotFoundError:
-                log.info("file %s (%s) is gone from the Files API; uploading again", sha256[:12], known.id)
-                await self.store.mark_file_deleted(known.id)
+        if known is None:
+            return None
+        try:
+            meta = await self.client.files.retrieve_metadata(known.id)
+            if meta.expires_at is None or meta.expires_at.timestamp() > time.time() + EXPIRY_MARGIN_S:
+                log.info("file %s already uploaded as %s", sha256[:12], known.id)
+                if self.on_upload is not None:
+                    self.on_upload(True)
+                return known.id
+            log.info("file %s (%s) is about to expire; uploading again", sha256[:12], known.id)
+        except anthropic.NotFoundError:
+            log.info("file %s (%s) is gone from the Files API; uploading again", sha256[:12], known.id)
+        await self.store.mark_file_deleted(known.id)
+        return None
+
+    async def _upload(
+        self,
+        path: Path,
+        *,
+        sha256: str,
+        filename: str,
+        mime_type: str,
+        size: int,
+        team_id: str | None,
+        user_id: str | None,
+        run_id: int | None,
+    ) -> str:
         name = safe_filename(filename)
         with path.open("rb") as handle:
             if self.expires_in is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 from bot.limiter import Limiter
@@ -14,13 +13,10 @@ log = logging.getLogger(__name__)
 
 async def database_ok(store: Store) -> bool:
     """True if the database answers a trivial query."""
-
-    def ping() -> None:
-        store.db.execute("SELECT 1").fetchone()
-
+    unanswered: tuple[type[BaseException], ...] = (*store.database.errors, RuntimeError, OSError)  # Runtime: closed
     try:
-        await store.call(ping)
-    except (sqlite3.Error, RuntimeError, OSError) as error:  # RuntimeError: the store is closed
+        await store.database.fetchone("SELECT 1 AS one")
+    except unanswered as error:
         log.warning("health check: the database does not answer: %r", error)
         return False
     return True

@@ -3,7 +3,9 @@ everything of one person's on request (`/analyze forget`, :func:`forget_user`).
 
 Driven entirely from the ``files`` and ``threads`` tables, so it survives restarts: a
 sweep after a restart picks up whatever the last process left. Idempotent: a file that
-is already gone at Anthropic is simply recorded as deleted.
+is already gone at Anthropic is simply recorded as deleted. Several processes may sweep one
+database at once: each file is claimed in the database before it is deleted, so exactly one of
+them deletes it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import anthropic
 
@@ -24,6 +27,8 @@ from bot.store import ConversationStore, Store, utc_iso
 log = logging.getLogger(__name__)
 
 EVENT_KEYS_DAYS = 7.0  # how long dedupe keys are kept (Slack retries within minutes)
+DELETE_CLAIM_STALE_S = 300  # a sweep's claim on deleting one file (one API call) is stale after this
+STALE_CLAIMS_DAYS = 1.0  # claims left by a crashed process are forgotten after this
 
 
 @dataclass(frozen=True)
@@ -56,13 +61,16 @@ class Sweeper:
         now = self.store.clock()
         outcomes: Counter[str] = Counter()
         for row in await self.store.files_created_before(utc_iso(now - self.settings.file_ttl_hours * 3600)):
-            outcomes[await self.files_api.delete(row["id"])] += 1
+            outcome = await self._delete_claimed(row["id"])
+            if outcome is not None:
+                outcomes[outcome] += 1
         deleted, gone, failed = outcomes["deleted"], outcomes["gone"], outcomes["failed"]
         conversations = await self.conversations.delete_idle_since(utc_iso(now - self.settings.history_days * 86400))
         await self.store.prune(
             events_before=utc_iso(now - EVENT_KEYS_DAYS * 86400),
             shares_before=utc_iso(now - self.settings.recent_files_hours * 3600),
             posts_before=utc_iso(now - self.settings.history_days * 86400),
+            claims_before=utc_iso(now - STALE_CLAIMS_DAYS * 86400),
         )
         report = SweepReport(deleted, gone, failed, conversations)
         if deleted or gone or failed or conversations:
@@ -72,6 +80,19 @@ class Sweeper:
         self.sweeps += 1
         self.swept.set()
         return report
+
+    async def _delete_claimed(self, file_id: str) -> Literal["deleted", "gone", "failed"] | None:
+        """Delete the file at Anthropic if this process wins its claim and it is still live; None
+        when another process is deleting it, or already has (several replicas sweep at once)."""
+        key = f"delete:{file_id}"
+        if not await self.store.take_claim(key, stale_after=DELETE_CLAIM_STALE_S):
+            return None
+        try:
+            if not await self.store.file_is_live(file_id):
+                return None
+            return await self.files_api.delete(file_id)
+        finally:
+            await self.store.release_claim(key)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every ``ANALYST_SWEEP_INTERVAL_S`` until ``stop`` is set."""

@@ -13,10 +13,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 from urllib.parse import urlparse
 
+from bot.db import DatabaseTarget, database_target, is_postgres_url
 from bot.limiter import ADAPTIVE_MAX_WIDTH, START_WIDTH
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -340,13 +340,22 @@ SLACK_API_URL = Setting(
     note="Slack Web API base URL; only change it to point the bot at a test double.",
 )
 
+
+def _database(value: str) -> DatabaseTarget:
+    """An SQLite file, or a ``postgresql://`` URL (never echoed back: it may hold a password)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) and not is_postgres_url(value):
+        raise _Invalid("should be an SQLite file path or a postgresql:// URL (another scheme was given)")
+    return database_target(value)
+
+
 ANALYST_DB = Setting(
     "ANALYST_DB",
-    Path(DEFAULT_DB),
-    Path,
+    database_target(DEFAULT_DB),
+    _database,
     section=ANALYST,
-    doc="SQLite file: run ledger, seen events, uploaded files.",
-    note="SQLite file for the run ledger, seen events and uploaded files.",
+    doc="The database: run ledger, seen events, uploaded files, conversations. An SQLite file, or a "
+    "`postgresql://user:password@host:5432/dbname` URL to keep them in PostgreSQL (several processes may share it).",
+    note="The database: an SQLite file, or a postgresql://user:password@host:5432/dbname URL.",
 )
 
 ANALYST_MODEL = Setting(
@@ -720,7 +729,7 @@ class Settings:
     slack_signing_secret: str | None = _declare(SLACK_SIGNING_SECRET)
     slack_app_token: str | None = _declare(SLACK_APP_TOKEN)
     slack_api_url: str = _declare(SLACK_API_URL)
-    db_path: Path = _declare(ANALYST_DB)  # noqa: RUF009 (_declare returns a dataclasses.field)
+    db_path: DatabaseTarget = _declare(ANALYST_DB)  # noqa: RUF009 (_declare returns a dataclasses.field)
     model: str = _declare(ANALYST_MODEL)
     code_execution: CodeExecutionTool = _declare(ANALYST_CODE_EXECUTION)  # noqa: RUF009 (as above)
     max_file_mb: float = _declare(ANALYST_MAX_FILE_MB)

@@ -1,25 +1,21 @@
-"""The bot's SQLite store: seen events, uploaded files and the run ledger.
+"""The bot's store: seen events, uploaded files, conversations and the run ledger.
 
-One :class:`Store` owns one connection, used only from its own worker thread, so every
-read and write is serialised through a single path (no ``database is locked`` within a
-process) while the event loop never blocks on disk. The database runs in WAL mode with a
-busy timeout so a second process (the CLI, say) can read alongside.
+Written once, in the SQL both engines speak, over a :class:`bot.db.Database`: SQLite (one
+connection on one worker thread, WAL, a busy timeout) or, when ``ANALYST_DB`` is a
+``postgresql://`` URL, PostgreSQL through an asyncpg pool. What must be atomic across
+processes — claims, quota admission — is one statement or one transaction in the database.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
+import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict
 
-import sqlite_utils
-
+from bot.db import Database, DatabaseTarget, Queries, lock, open_database
 from bot.progress import Usage
 from bot.quotas import DAY, HOUR, LedgerState, Limits, Refusal, check, run_tokens
 from bot.schema import (
@@ -34,11 +30,9 @@ from bot.schema import (
     RunSource,
     RunStatus,
     SchemaState,
-    migrate,
-    schema_state,
+    database_schema_state,
+    migrate_database,
 )
-
-T = TypeVar("T")
 
 
 class UsageColumns(TypedDict):
@@ -86,27 +80,32 @@ class FileRecord:
 
 
 class Store:
-    """Async façade over a sqlite-utils database running on one worker thread."""
+    """The bot's records on a :class:`~bot.db.Database` (SQLite or PostgreSQL, by ``target``)."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, target: DatabaseTarget, *, clock: Callable[[], float] | None = None) -> None:
         import time
 
-        self.path = Path(path)
+        self.target = target
         self.clock = clock or time.time
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._db: sqlite_utils.Database | None = None
+        self.database: Database = open_database(target)
+        self.migrated: tuple[str, ...] = ()  # the migrations ``open`` applied
+        self.holder = uuid.uuid4().hex  # whose claims are this store's (see take_claim)
 
     # -- plumbing --------------------------------------------------------------------
 
     async def open(self) -> Store:
-        await self.call(self._open)
+        await self.database.open()
+        try:
+            self.migrated = await migrate_database(
+                self.database, now=self.now()
+            )  # create the schema, or bring an older database up to it
+        except BaseException:
+            await self.database.close()
+            raise
         return self
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self.call(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
+        await self.database.close()
 
     async def __aenter__(self) -> Store:
         return await self.open()
@@ -114,59 +113,48 @@ class Store:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        if self._db is None:
-            raise RuntimeError("Store is not open")
-        return self._db
-
     def now(self) -> str:
         return utc_iso(self.clock())
-
-    def _open(self) -> None:
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 30000")
-        db = sqlite_utils.Database(conn)
-        if str(self.path) != ":memory:":
-            db.enable_wal()
-        try:
-            migrate(db)  # create the schema, or bring an older database up to it
-        except BaseException:
-            conn.close()
-            raise
-        self._db = db
 
     # -- events ----------------------------------------------------------------------
 
     async def claim(self, key: str) -> bool:
-        """Record ``key`` as seen. True the first time only, atomically."""
-        return await self.call(self._claim, key)
+        """Record ``key`` as seen. True the first time only, atomically (across processes too)."""
+        won = await self.database.fetchone(
+            "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
+            [key, self.now()],
+        )
+        return won is not None
 
-    def _claim(self, key: str) -> bool:
-        cursor = self.db.execute("INSERT OR IGNORE INTO events (key, received_at) VALUES (?, ?)", [key, self.now()])
-        return cursor.rowcount == 1
+    # -- claims on work one process does at a time --------------------------------------
+
+    async def take_claim(self, key: str, *, stale_after: float) -> bool:
+        """Claim ``key`` for this store: True if it was free, or held for longer than
+        ``stale_after`` seconds (its holder is presumed gone). One statement, so exactly one of
+        several processes racing for it wins. Give it up with :meth:`release_claim`."""
+        now = self.clock()
+        won = await self.database.fetchone(
+            "INSERT INTO claims (key, holder, claimed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET holder = excluded.holder, claimed_at = excluded.claimed_at WHERE claims.claimed_at < ? "
+            "RETURNING key",
+            [key, self.holder, utc_iso(now), utc_iso(now - stale_after)],
+        )
+        return won is not None
+
+    async def release_claim(self, key: str) -> None:
+        """Give up this store's claim on ``key`` (one taken over meanwhile stays with its new holder)."""
+        await self.database.execute("DELETE FROM claims WHERE key = ? AND holder = ?", [key, self.holder])
 
     # -- files -----------------------------------------------------------------------
 
     async def find_upload(self, sha256: str) -> FileRecord | None:
         """The live Files API upload of this content, if we made one."""
-        return await self.call(self._find_upload, sha256)
-
-    def _find_upload(self, sha256: str) -> FileRecord | None:
-        rows = list(
-            self.db.table("files").rows_where(
-                "sha256 = ? AND origin = 'upload' AND deleted_at IS NULL",
-                [sha256],
-                order_by="created_at DESC",
-                limit=1,
-            )
+        row = await self.database.fetchone(
+            "SELECT * FROM files WHERE sha256 = ? AND origin = 'upload' AND deleted_at IS NULL "
+            "ORDER BY created_at DESC LIMIT 1",
+            [sha256],
         )
-        return _file_record(rows[0]) if rows else None
+        return _file_record(row) if row else None
 
     async def record_file(
         self,
@@ -194,25 +182,27 @@ class Store:
             "created_at": self.now(),
             "deleted_at": None,
         }
-        await self.call(lambda: self.db.table("files").upsert(row, pk="id"))
+        sql, params = upsert("files", row, key=("id",))
+        await self.database.execute(sql, params)
+
+    async def file_is_live(self, file_id: str) -> bool:
+        """True while the file is recorded and not yet deleted."""
+        row = await self.database.fetchone("SELECT id FROM files WHERE id = ? AND deleted_at IS NULL", [file_id])
+        return row is not None
 
     async def mark_file_deleted(self, file_id: str) -> None:
-        await self.call(lambda: self.db.table("files").update(file_id, {"deleted_at": self.now()}))
+        await self.database.execute("UPDATE files SET deleted_at = ? WHERE id = ?", [self.now(), file_id])
 
     async def live_files_of_user(self, user_id: str) -> list[dict[str, Any]]:
         """Files API files a person uploaded, or that their analyses generated, not yet deleted."""
-        return await self.call(
-            lambda: list(
-                self.db.query(
-                    "SELECT * FROM files WHERE deleted_at IS NULL AND "
-                    "(user_id = ? OR run_id IN (SELECT id FROM runs WHERE user_id = ?)) ORDER BY created_at",
-                    [user_id, user_id],
-                )
-            )
+        return await self.database.fetch(
+            "SELECT * FROM files WHERE deleted_at IS NULL AND "
+            "(user_id = ? OR run_id IN (SELECT id FROM runs WHERE user_id = ?)) ORDER BY created_at",
+            [user_id, user_id],
         )
 
     async def files(self) -> list[dict[str, Any]]:
-        return await self.call(lambda: list(self.db.table("files").rows))
+        return await self.database.fetch("SELECT * FROM files ORDER BY created_at, id")
 
     # -- runs ------------------------------------------------------------------------
 
@@ -220,29 +210,21 @@ class Store:
         """Insert a run and return its id."""
         row = {"source": source, "status": status, "started_at": self.now(), **fields}
         _check_run_fields(row)
-
-        def insert() -> int:
-            table = self.db.table("runs")
-            table.insert(row)
-            return int(table.last_pk or 0)
-
-        return await self.call(insert)
+        return await insert_run(self.database, row)
 
     async def admit(
         self, *, limits: Limits, exempt: bool, source: RunSource, **fields: Any
     ) -> tuple[int, Refusal | None]:
         """Record a new run, ``queued`` if the quotas allow it, else ``refused``: atomically.
 
-        Counting the ledger and inserting the run happen in one ``BEGIN IMMEDIATE``
-        transaction, so concurrent requests (from this process or another) can never
-        both take the last slot.
+        Counting the ledger and inserting the run happen in one transaction that holds the
+        person's and the workspace's locks (see :func:`admit_run`), so concurrent requests —
+        from this process or another — can never both take the last slot.
         """
         fields = {"source": source, **fields}
         _check_run_fields(fields)
-        return await self.call(self._admit, limits, exempt, fields)
-
-    def _admit(self, limits: Limits, exempt: bool, fields: dict[str, Any]) -> tuple[int, Refusal | None]:
-        return admit_run(self.db.conn, self.clock(), limits, exempt, fields)
+        async with self.database.transaction() as tx:
+            return await admit_run(tx, self.clock(), limits, exempt, fields)
 
     async def update_run(self, run_id: int, *, status: RunStatus | None = None, **fields: Any) -> None:
         """Set a run's columns; a terminal ``status`` also stamps ``finished_at`` (unless given)."""
@@ -251,7 +233,13 @@ class Store:
             if status in TERMINAL_STATUSES:
                 fields.setdefault("finished_at", self.now())
         _check_run_fields(fields)
-        await self.call(lambda: self.db.table("runs").update(run_id, fields))
+        if not fields:
+            return
+        assignments = ", ".join(f"{column} = ?" for column in fields)
+        await self.database.execute(
+            f"UPDATE runs SET {assignments} WHERE id = ?",  # noqa: S608 - checked column names
+            [*fields.values(), run_id],
+        )
 
     # -- what the bot posted (for deleting a run's replies) -------------------------
 
@@ -259,41 +247,48 @@ class Store:
         if kind not in POST_KINDS:
             raise ValueError(f"unknown post kind {kind!r}")
         row = {"channel_id": channel_id, "ref": ref, "kind": kind, "run_id": run_id, "posted_at": self.now()}
-        await self.call(lambda: self.db.table("posts").upsert(row, pk=("channel_id", "ref")))
+        sql, params = upsert("posts", row, key=("channel_id", "ref"))
+        await self.database.execute(sql, params)
 
     async def run_of_post(self, channel_id: str, ref: str) -> int | None:
-        rows = await self.call(
-            lambda: list(self.db.table("posts").rows_where("channel_id = ? AND ref = ?", [channel_id, ref]))
+        row = await self.database.fetchone(
+            "SELECT run_id FROM posts WHERE channel_id = ? AND ref = ?", [channel_id, ref]
         )
-        return int(rows[0]["run_id"]) if rows else None
+        return int(row["run_id"]) if row else None
 
     async def posts_of_run(self, run_id: int) -> list[dict[str, Any]]:
-        return await self.call(lambda: list(self.db.table("posts").rows_where("run_id = ?", [run_id])))
+        return await self.database.fetch(
+            "SELECT * FROM posts WHERE run_id = ? ORDER BY posted_at, channel_id, ref", [run_id]
+        )
 
     async def forget_posts(self, run_id: int) -> None:
-        await self.call(lambda: self.db.execute("DELETE FROM posts WHERE run_id = ?", [run_id]))
+        await self.database.execute("DELETE FROM posts WHERE run_id = ?", [run_id])
 
     # -- retention ----------------------------------------------------------------
 
     async def files_created_before(self, moment: str) -> list[dict[str, Any]]:
         """Files API files (ours and generated) older than ``moment`` and not yet deleted."""
-        return await self.call(
-            lambda: list(self.db.table("files").rows_where("deleted_at IS NULL AND created_at < ?", [moment]))
+        return await self.database.fetch(
+            "SELECT * FROM files WHERE deleted_at IS NULL AND created_at < ? ORDER BY created_at, id", [moment]
         )
 
-    async def prune(self, *, events_before: str, shares_before: str, posts_before: str) -> None:
-        """Forget bookkeeping no longer needed: old dedupe keys, shares and post records."""
-
-        def prune() -> None:
-            with self.db.conn:
-                self.db.execute("DELETE FROM events WHERE received_at < ?", [events_before])
-                self.db.execute("DELETE FROM shares WHERE shared_at < ?", [shares_before])
-                self.db.execute("DELETE FROM posts WHERE posted_at < ?", [posts_before])
-
-        await self.call(prune)
+    async def prune(
+        self, *, events_before: str, shares_before: str, posts_before: str, claims_before: str | None = None
+    ) -> None:
+        """Forget bookkeeping no longer needed: old dedupe keys, shares, post records and claims
+        their holders never gave up (they crashed)."""
+        async with self.database.transaction() as tx:
+            await tx.execute("DELETE FROM events WHERE received_at < ?", [events_before])
+            await tx.execute("DELETE FROM shares WHERE shared_at < ?", [shares_before])
+            await tx.execute("DELETE FROM posts WHERE posted_at < ?", [posts_before])
+            if claims_before is not None:
+                await tx.execute("DELETE FROM claims WHERE claimed_at < ?", [claims_before])
 
     async def get_run(self, run_id: int) -> dict[str, Any]:
-        return await self.call(lambda: dict(self.db.table("runs").get(run_id)))
+        run = await self.find_run(run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id}")
+        return run
 
     async def find_run(self, run_id: int) -> dict[str, Any] | None:
         """The run, or None if there is no such run (an id from a button, say)."""
@@ -301,7 +296,8 @@ class Store:
         return rows[0] if rows else None
 
     async def _runs_where(self, where: str | None, params: list[Any]) -> list[dict[str, Any]]:
-        return await self.call(lambda: list(self.db.table("runs").rows_where(where, params, order_by="id")))
+        clause = f" WHERE {where}" if where else ""
+        return await self.database.fetch(f"SELECT * FROM runs{clause} ORDER BY id", params)  # noqa: S608 - fixed
 
     async def all_runs(self) -> list[dict[str, Any]]:
         """Every run in the ledger, oldest first."""
@@ -322,76 +318,89 @@ class Store:
 
     async def latest_runs_of_user(self, user_id: str, limit: int) -> list[dict[str, Any]]:
         """The person's ``limit`` most recent admitted runs (not ``refused``), newest first."""
-        return await self.call(
-            lambda: list(
-                self.db.table("runs").rows_where(
-                    "user_id = ? AND status != 'refused'", [user_id], order_by="id DESC", limit=limit
-                )
-            )
+        return await self.database.fetch(
+            "SELECT * FROM runs WHERE user_id = ? AND status != 'refused' ORDER BY id DESC LIMIT ?", [user_id, limit]
         )
 
     async def count_runs(self) -> int:
-        return await self.call(lambda: self.db.table("runs").count)
+        row = await self.database.fetchone("SELECT COUNT(*) AS n FROM runs")
+        return int(row["n"]) if row else 0
 
     async def schema_state(self) -> SchemaState:
         """Which migrations this database has had (``Store.open`` applies every pending one)."""
-        return await self.call(schema_state, self.db)
+        return await database_schema_state(self.database)
 
     async def runs_since(self, since: str) -> list[dict[str, Any]]:
         """Every run started at or after ``since`` (refused ones too), oldest first, each with
         ``feedback_good`` and ``feedback_bad``: how many people rated its answer 👍 and 👎."""
         sql = (
             "SELECT runs.*, COALESCE(rated.good, 0) AS feedback_good, COALESCE(rated.bad, 0) AS feedback_bad "
-            "FROM runs LEFT JOIN (SELECT run_id, SUM(rating = 'good') AS good, SUM(rating = 'bad') AS bad "
+            "FROM runs LEFT JOIN (SELECT run_id, SUM(CASE WHEN rating = 'good' THEN 1 ELSE 0 END) AS good, "
+            "SUM(CASE WHEN rating = 'bad' THEN 1 ELSE 0 END) AS bad "
             "FROM feedback GROUP BY run_id) AS rated ON rated.run_id = runs.id "
             "WHERE runs.started_at >= ? ORDER BY runs.id"
         )
-        return await self.call(lambda: list(self.db.query(sql, [since])))
+        return await self.database.fetch(sql, [since])
 
 
-def admit_run(
-    conn: sqlite3.Connection, now: float, limits: Limits, exempt: bool, fields: dict[str, Any]
+def upsert(table: str, row: dict[str, Any], *, key: tuple[str, ...], update: bool = True) -> tuple[str, list[Any]]:
+    """``INSERT`` of ``row``, or — when a row with the same ``key`` exists — an update of the
+    columns ``row`` gives (the others keep their values), or nothing if not ``update``."""
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in row if column not in key)
+    action = f"DO UPDATE SET {updates}" if updates and update else "DO NOTHING"
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({', '.join(key)}) {action}"  # noqa: S608
+    return sql, list(row.values())
+
+
+async def insert_run(queries: Queries, row: dict[str, Any]) -> int:
+    """Insert a ``runs`` row (its columns checked by the caller); returns its id."""
+    columns = ", ".join(row)
+    inserted = await queries.fetchone(
+        f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in row)}) RETURNING id",  # noqa: S608 - known columns
+        list(row.values()),
+    )
+    assert inserted is not None  # INSERT … RETURNING returns the row it inserted
+    return int(inserted["id"])
+
+
+async def admit_run(
+    tx: Queries, now: float, limits: Limits, exempt: bool, fields: dict[str, Any]
 ) -> tuple[int, Refusal | None]:
-    """Count the ledger and insert the run in one ``BEGIN IMMEDIATE`` transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        day_ago = utc_iso(now - DAY)
-        mine = _tokens_since(conn, "user_id", fields.get("user_id"), day_ago)
-        active = conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
-            [fields.get("user_id")],
-        ).fetchone()[0]
-        usage = LedgerState(
-            run_starts=[started for started, _ in mine if started >= now - HOUR],
-            active=active,
-            user_tokens=mine,
-            workspace_tokens=_tokens_since(conn, "team_id", fields.get("team_id"), day_ago),
-        )
-        refusal = check(usage, limits, now=now, exempt=exempt)
-        row = {**fields, "started_at": utc_iso(now), "status": "refused" if refusal else "queued"}
-        if refusal is not None:
-            row.update(finished_at=row["started_at"], error=f"{refusal.limit}: {refusal.message}")
-        columns = ", ".join(row)
-        cursor = conn.execute(
-            f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in row)})",  # noqa: S608 - known columns
-            list(row.values()),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return int(cursor.lastrowid or 0), refusal
+    """Count the ledger and insert the run, inside the transaction ``tx``.
+
+    The transaction first takes the person's and the workspace's locks (``BEGIN IMMEDIATE``
+    already excludes every other writer on SQLite; on PostgreSQL, transaction-scoped advisory
+    locks), so the counts it reads cannot change before its row is in.
+    """
+    await lock(tx, f"admit:user:{fields.get('user_id')}", f"admit:team:{fields.get('team_id')}")
+    day_ago = utc_iso(now - DAY)
+    mine = await _tokens_since(tx, "user_id", fields.get("user_id"), day_ago)
+    active = await tx.fetchone(
+        "SELECT COUNT(*) AS n FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
+        [fields.get("user_id")],
+    )
+    usage = LedgerState(
+        run_starts=[started for started, _ in mine if started >= now - HOUR],
+        active=int(active["n"]) if active else 0,
+        user_tokens=mine,
+        workspace_tokens=await _tokens_since(tx, "team_id", fields.get("team_id"), day_ago),
+    )
+    refusal = check(usage, limits, now=now, exempt=exempt)
+    row = {**fields, "started_at": utc_iso(now), "status": "refused" if refusal else "queued"}
+    if refusal is not None:
+        row.update(finished_at=row["started_at"], error=f"{refusal.limit}: {refusal.message}")
+    return await insert_run(tx, row), refusal
 
 
-def _tokens_since(conn: sqlite3.Connection, column: str, value: Any, since: str) -> list[tuple[float, int]]:
+async def _tokens_since(tx: Queries, column: str, value: Any, since: str) -> list[tuple[float, int]]:
     """(start, tokens used) of the admitted runs with ``column = value`` started since ``since``."""
-    cursor = conn.execute(
+    rows = await tx.fetch(
         f"SELECT started_at, {USAGE_COUNT_COLUMNS} FROM runs "  # noqa: S608 - fixed column names
         f"WHERE {column} = ? AND started_at >= ? AND status != 'refused'",
         [value, since],
     )
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     return [(parse_iso(row["started_at"]), run_tokens(row)) for row in rows]
 
 
@@ -444,23 +453,22 @@ class Conversation:
 
 
 class ConversationStore:
-    """Conversations on top of a :class:`Store` (same database, same worker thread)."""
+    """Conversations on top of a :class:`Store` (the same database)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     @property
-    def db(self) -> sqlite_utils.Database:
-        return self.store.db
+    def database(self) -> Database:
+        return self.store.database
 
     async def get(self, key: str) -> Conversation | None:
-        return await self.store.call(self._get, key)
-
-    def _get(self, key: str) -> Conversation | None:
-        rows = list(self.db.table("threads").rows_where("key = ?", [key]))
-        if not rows:
-            return None
-        thread = rows[0]
+        async with self.database.transaction() as tx:  # one consistent read of the three tables
+            thread = await tx.fetchone("SELECT * FROM threads WHERE key = ?", [key])
+            if thread is None:
+                return None
+            file_rows = await tx.fetch("SELECT * FROM thread_files WHERE thread_key = ? ORDER BY added_at", [key])
+            turn_rows = await tx.fetch("SELECT * FROM turns WHERE thread_key = ? ORDER BY id", [key])
         files = tuple(
             ThreadFile(
                 sha256=row["sha256"],
@@ -470,11 +478,10 @@ class ConversationStore:
                 kind=row["kind"],
                 size_bytes=row["size_bytes"],
             )
-            for row in self.db.table("thread_files").rows_where("thread_key = ?", [key], order_by="added_at")
+            for row in file_rows
         )
         turns = tuple(
-            {"role": row["role"], "content": json.loads(row["content"]), "model": row["model"]}
-            for row in self.db.table("turns").rows_where("thread_key = ?", [key], order_by="id")
+            {"role": row["role"], "content": json.loads(row["content"]), "model": row["model"]} for row in turn_rows
         )
         return Conversation(
             key=key,
@@ -502,7 +509,8 @@ class ConversationStore:
             "created_at": now,
             "updated_at": now,
         }
-        await self.store.call(lambda: self.db.table("threads").insert(row, ignore=True))
+        sql, params = upsert("threads", row, key=("key",), update=False)
+        await self.database.execute(sql, params)
 
     async def add_file(self, key: str, file: ThreadFile) -> None:
         row = {
@@ -515,7 +523,8 @@ class ConversationStore:
             "size_bytes": file.size_bytes,
             "added_at": self.store.now(),
         }
-        await self.store.call(lambda: self.db.table("thread_files").upsert(row, pk=("thread_key", "sha256")))
+        sql, params = upsert("thread_files", row, key=("thread_key", "sha256"))
+        await self.database.execute(sql, params)
 
     async def record_exchange(
         self,
@@ -530,67 +539,55 @@ class ConversationStore:
     ) -> None:
         """Append one question and its answer, and remember the container they ran in."""
         now = self.store.now()
-
-        def write() -> None:
-            with self.db.conn:
-                turns = self.db.table("turns")
-                for role, content in (("user", user_content), ("assistant", assistant_content)):
-                    turns.insert(
-                        {
-                            "thread_key": key,
-                            "run_id": run_id,
-                            "role": role,
-                            "content": json.dumps(content),
-                            "model": model,
-                            "created_at": now,
-                        }
-                    )
-                self.db.table("threads").update(
-                    key,
-                    {"container_id": container_id, "container_expires_at": container_expires_at, "updated_at": now},
+        async with self.database.transaction() as tx:
+            for role, content in (("user", user_content), ("assistant", assistant_content)):
+                await tx.execute(
+                    "INSERT INTO turns (thread_key, run_id, role, content, model, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [key, run_id, role, json.dumps(content), model, now],
                 )
-
-        await self.store.call(write)
+            await tx.execute(
+                "UPDATE threads SET container_id = ?, container_expires_at = ?, updated_at = ? WHERE key = ?",
+                [container_id, container_expires_at, now, key],
+            )
 
     async def file_names(self, keys: Iterable[str]) -> dict[str, list[str]]:
         """The names of each conversation's files (by thread key), oldest first; [] for none."""
         wanted = list(dict.fromkeys(keys))
-
-        def query() -> dict[str, list[str]]:
-            names: dict[str, list[str]] = {key: [] for key in wanted}
-            marks = ", ".join("?" for _ in wanted)
-            rows = self.db.query(
-                f"SELECT thread_key, filename FROM thread_files WHERE thread_key IN ({marks}) "  # noqa: S608 - placeholders
-                "ORDER BY added_at",
-                wanted,
-            )
-            for row in rows:
-                names[row["thread_key"]].append(row["filename"])
-            return names
-
-        return await self.store.call(query) if wanted else {}
+        if not wanted:
+            return {}
+        names: dict[str, list[str]] = {key: [] for key in wanted}
+        marks = ", ".join("?" for _ in wanted)
+        rows = await self.database.fetch(
+            f"SELECT thread_key, filename FROM thread_files WHERE thread_key IN ({marks}) "  # noqa: S608 - placeholders
+            "ORDER BY added_at",
+            wanted,
+        )
+        for row in rows:
+            names[row["thread_key"]].append(row["filename"])
+        return names
 
     async def forget_container(self, key: str) -> None:
-        await self.store.call(
-            lambda: self.db.table("threads").update(key, {"container_id": None, "container_expires_at": None})
+        await self.database.execute(
+            "UPDATE threads SET container_id = NULL, container_expires_at = NULL WHERE key = ?", [key]
         )
 
     async def delete_idle_since(self, moment: str) -> int:
         """Delete conversations untouched since ``moment``; returns how many."""
-        return await self.store.call(self._delete_where, "updated_at < ?", [moment])
+        return await self._delete_where("updated_at < ?", [moment])
 
-    def _delete_where(self, where: str, params: list[Any]) -> int:
-        keys = [row["key"] for row in self.db.table("threads").rows_where(where, params)]
-        with self.db.conn:
+    async def _delete_where(self, where: str, params: list[Any]) -> int:
+        async with self.database.transaction() as tx:
+            keys = [row["key"] for row in await tx.fetch(f"SELECT key FROM threads WHERE {where}", params)]  # noqa: S608
             for key in keys:
-                self.db.execute("DELETE FROM turns WHERE thread_key = ?", [key])
-                self.db.execute("DELETE FROM thread_files WHERE thread_key = ?", [key])
-                self.db.execute("DELETE FROM threads WHERE key = ?", [key])
+                await tx.execute("DELETE FROM turns WHERE thread_key = ?", [key])
+                await tx.execute("DELETE FROM thread_files WHERE thread_key = ?", [key])
+                await tx.execute("DELETE FROM threads WHERE key = ?", [key])
         return len(keys)
 
     async def delete_for_user(self, user_id: str) -> int:
         """Delete every conversation ``user_id`` started; returns how many."""
-        return await self.store.call(self._delete_where, "user_id = ?", [user_id])
+        return await self._delete_where("user_id = ?", [user_id])
 
     # -- files people share (for /analyze without a link) --------------------------------
 
@@ -600,28 +597,21 @@ class ConversationStore:
             "INSERT INTO shares (team_id, channel_id, user_id, slack_file_id, shared_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (channel_id, user_id, slack_file_id) DO UPDATE SET shared_at = excluded.shared_at"
         )
-        params = [team_id, channel_id, user_id, slack_file_id, self.store.now()]
-        await self.store.call(lambda: self.db.execute(sql, params))
+        await self.database.execute(sql, [team_id, channel_id, user_id, slack_file_id, self.store.now()])
 
     async def recent_shares(
         self, *, channel_id: str, user_id: str, since: str, batch_seconds: float = 120
     ) -> list[str]:
         """Slack file ids of the user's most recent share in the channel (one batch), newest first."""
-
-        def query() -> list[str]:
-            rows = list(
-                self.db.table("shares").rows_where(
-                    "channel_id = ? AND user_id = ? AND shared_at >= ?",
-                    [channel_id, user_id, since],
-                    order_by="shared_at DESC",
-                )
-            )
-            if not rows:
-                return []
-            newest = parse_iso(rows[0]["shared_at"])
-            return [r["slack_file_id"] for r in rows if newest - parse_iso(r["shared_at"]) <= batch_seconds]
-
-        return await self.store.call(query)
+        rows = await self.database.fetch(
+            "SELECT slack_file_id, shared_at FROM shares WHERE channel_id = ? AND user_id = ? AND shared_at >= ? "
+            "ORDER BY shared_at DESC",
+            [channel_id, user_id, since],
+        )
+        if not rows:
+            return []
+        newest = parse_iso(rows[0]["shared_at"])
+        return [r["slack_file_id"] for r in rows if newest - parse_iso(r["shared_at"]) <= batch_seconds]
 
 
 def parse_iso(value: str) -> float:

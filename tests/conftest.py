@@ -18,6 +18,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_contract import CONFORMANCE, ConformanceLog
 from tests.harness import Harness
+from tests.postgres import postgres_server, postgres_url, store_target  # noqa: F401 - fixtures
 
 STREAMING_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "streaming.csv"
 

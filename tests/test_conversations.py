@@ -109,7 +109,7 @@ async def test_a_container_past_its_reported_expiry_is_still_reused(
     first = await harness.mention("what drives churn here?", files=[harness.file("streaming.csv", streaming_csv)])
     container = claude.responses[0]["container"]["id"]
     store = harness.running.analyst.store
-    await store.call(lambda: store.db.execute("UPDATE threads SET container_expires_at = '2020-01-01T00:00:00+00:00'"))
+    await store.database.execute("UPDATE threads SET container_expires_at = '2020-01-01T00:00:00+00:00'")
     claude.advance_clock(timedelta(days=20))  # long past expires_at, well within the 30 days it stays restorable
     await harness.mention("now split that by country", thread_ts=first.thread_ts)
     assert all(r.status == 200 for r in claude.message_requests)

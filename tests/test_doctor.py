@@ -92,7 +92,7 @@ async def test_a_healthy_http_set_up_passes_every_check(
     assert line(output, "Socket Mode").startswith("– Socket Mode: not used")
     assert "verifies that requests to /slack/events come from Slack" in line(output, "Slack signing secret")
     assert line(output, "model") == "✓ model: claude-sonnet-5-5 (Claude Sonnet 5.5)"
-    database = f"✓ database: {tmp_path / 'analyst.db'}: created, schema current (migration 2 of 2)"
+    database = f"✓ database: {tmp_path / 'analyst.db'}: created, schema current (migration 3 of 3)"
     assert line(output, "database") == database
     assert output.endswith("No check failed.\n")
     assert [c.method for c in slack.calls] == ["auth.test"]
@@ -238,7 +238,7 @@ async def test_a_database_with_an_outdated_table_is_brought_up_to_date(
     status, output = await doctor(env, cwd=tmp_path)
     assert status == 0, output
     assert line(output, "database") == (
-        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 2 of 2), 0 runs recorded"
+        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 3 of 3), 0 runs recorded"
     )
     with contextlib.closing(sqlite3.connect(env["ANALYST_DB"])) as db:
         assert db.execute("SELECT key, container_expires_at, created_at FROM threads").fetchall() == [
@@ -288,7 +288,7 @@ async def test_an_existing_database_is_checked_without_leaving_anything_behind(
     status, output = await doctor(env, cwd=tmp_path)
     assert status == 0, output
     assert line(output, "database") == (
-        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 2 of 2), 0 runs recorded"
+        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 3 of 3), 0 runs recorded"
     )
     with sqlite3.connect(env["ANALYST_DB"]) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
@@ -424,3 +424,27 @@ async def test_doctor_runs_as_a_command(
     stdout, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode == 1
     assert "✗ Slack scopes: missing users:read" in stdout.decode()
+
+
+async def test_a_postgresql_database_is_checked_without_showing_its_password(
+    tmp_path: Path, env: dict[str, str], claude: FakeAnthropic, doctor: Doctor, postgres_url: str
+) -> None:
+    url = postgres_url.replace("postgres@", "postgres:s3cret-pw@")  # the test server trusts its socket
+    shown = url.replace("s3cret-pw", "***")
+    status, output = await doctor({**env, "ANALYST_DB": url}, cwd=tmp_path)
+    assert status == 0, output
+    assert line(output, "database") == f"✓ database: {shown}: created, schema current (migration 3 of 3)"
+    status, output = await doctor({**env, "ANALYST_DB": url}, cwd=tmp_path)
+    assert (
+        line(output, "database") == f"✓ database: {shown}: writable, schema current (migration 3 of 3), 0 runs recorded"
+    )
+
+    nowhere = f"postgresql://bot:s3cret-pw@/analyst?host={tmp_path / 'no-server-here'}"
+    status, output = await doctor({**env, "ANALYST_DB": nowhere}, cwd=tmp_path)
+    assert status == 1
+    database = line(output, "database")
+    assert database.startswith(
+        f"✗ database: can't use postgresql://bot:***@/analyst?host={tmp_path / 'no-server-here'} ("
+    )
+    assert "check ANALYST_DB's host, port, user, password and database name" in database
+    assert "s3cret-pw" not in output

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.db import database_target
+from bot.store import Store
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Code, Hold, Text, scripted
 from tests.fakes.slack import FakeSlack
@@ -179,10 +182,16 @@ async def test_a_hundred_concurrent_analyses_from_fifty_people(
 # -- a killed process, and a stopped one -----------------------------------------------------
 
 
-def ledger(db: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute("SELECT * FROM runs ORDER BY id")]
+async def ledger(env: dict[str, str]) -> list[dict[str, Any]]:
+    """The runs in the bot's database (SQLite or PostgreSQL), read as another process would."""
+    async with Store(database_target(env["ANALYST_DB"])) as store:
+        return await store.all_runs()
+
+
+@pytest.fixture
+def durable_env(env: dict[str, str], store_target: Path | str) -> dict[str, str]:
+    """The bot's environment with its database on each backend in turn."""
+    return {**env, "ANALYST_DB": str(store_target)}
 
 
 async def start_bot(env: dict[str, str], tmp_path: Path, port: int) -> asyncio.subprocess.Process:
@@ -218,10 +227,11 @@ async def kill_mid_analysis(
 
 
 async def test_a_killed_process_resumes_the_run_after_restart(
-    tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+    tmp_path: Path, durable_env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
+    env = durable_env
     message, port = await kill_mid_analysis(env, tmp_path, slack, claude)
-    assert [r["status"] for r in ledger(Path(env["ANALYST_DB"]))] == ["running"]
+    assert [r["status"] for r in await ledger(env)] == ["running"]
 
     claude.script = quick_answer()
     restarted = await start_bot(env, tmp_path, port)
@@ -232,7 +242,7 @@ async def test_a_killed_process_resumes_the_run_after_restart(
         text = "\n".join(slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]) if m.bot_id)
         assert "I was restarted while working on this — starting it again." in text
         assert "The answer is 42." in text
-        [run] = ledger(Path(env["ANALYST_DB"]))
+        [run] = await ledger(env)
         assert run["status"] == "succeeded"
     finally:
         restarted.send_signal(signal.SIGTERM)
@@ -240,8 +250,9 @@ async def test_a_killed_process_resumes_the_run_after_restart(
 
 
 async def test_a_run_too_old_to_resume_is_failed_with_a_message(
-    tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+    tmp_path: Path, durable_env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
+    env = durable_env
     message, port = await kill_mid_analysis(env, tmp_path, slack, claude)
     restarted = await start_bot({**env, "ANALYST_RESUME_MAX_AGE_S": "0"}, tmp_path, port)
     try:
@@ -250,7 +261,7 @@ async def test_a_run_too_old_to_resume_is_failed_with_a_message(
             timeout=60,
             what="the failure notice",
         )
-        [run] = ledger(Path(env["ANALYST_DB"]))
+        [run] = await ledger(env)
         assert run["status"] == "failed" and "restart" in run["error"]
     finally:
         restarted.send_signal(signal.SIGTERM)
@@ -258,8 +269,9 @@ async def test_a_run_too_old_to_resume_is_failed_with_a_message(
 
 
 async def test_sigterm_lets_a_running_analysis_finish(
-    tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+    tmp_path: Path, durable_env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
+    env = durable_env
     hold = Hold(asyncio.Event())
     process, message, _ = await ask_a_bot_process(env, tmp_path, slack, claude, hold)
     process.send_signal(signal.SIGTERM)
@@ -267,12 +279,13 @@ async def test_sigterm_lets_a_running_analysis_finish(
     assert await asyncio.wait_for(process.wait(), timeout=60) == 0
     text = "\n".join(slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]) if m.bot_id)
     assert "The answer is 42." in text
-    assert [r["status"] for r in ledger(Path(env["ANALYST_DB"]))] == ["succeeded"]
+    assert [r["status"] for r in await ledger(env)] == ["succeeded"]
 
 
 async def test_past_the_grace_period_a_run_is_interrupted_and_resumed_on_restart(
-    tmp_path: Path, env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+    tmp_path: Path, durable_env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
+    env = durable_env
     hold = Hold(asyncio.Event())
     process, message, port = await ask_a_bot_process(
         {**env, "ANALYST_SHUTDOWN_GRACE_S": "0"}, tmp_path, slack, claude, hold
@@ -280,7 +293,7 @@ async def test_past_the_grace_period_a_run_is_interrupted_and_resumed_on_restart
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), timeout=60) == 0
     hold.gate.set()
-    [run] = ledger(Path(env["ANALYST_DB"]))
+    [run] = await ledger(env)
     assert run["status"] == "queued" and "interrupted" in run["error"]
     assert any("I'm restarting" in m.text for m in slack.thread("C0DATA", message["ts"]))
 
@@ -290,7 +303,7 @@ async def test_past_the_grace_period_a_run_is_interrupted_and_resumed_on_restart
         await slack.wait_for(
             lambda: "white_check_mark" in slack.message("C0DATA", message["ts"]).reactions, timeout=60, what="resumed"
         )
-        assert [r["status"] for r in ledger(Path(env["ANALYST_DB"]))] == ["succeeded"]
+        assert [r["status"] for r in await ledger(env)] == ["succeeded"]
     finally:
         restarted.send_signal(signal.SIGTERM)
         await restarted.wait()

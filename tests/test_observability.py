@@ -124,9 +124,7 @@ async def test_slack_and_anthropic_errors_are_counted_by_kind(
 async def test_retention_deletions_are_counted(harness: Harness, streaming_csv: bytes) -> None:
     await harness.mention("what drives churn?", files=[harness.file("streaming.csv", streaming_csv)])
     analyst = harness.running.analyst
-    await analyst.store.call(
-        lambda: analyst.store.db.execute("UPDATE files SET created_at = '2000-01-01T00:00:00.000Z'")
-    )
+    await analyst.store.database.execute("UPDATE files SET created_at = '2000-01-01T00:00:00.000Z'")
     report = await analyst.sweeper.sweep_once()
     text = await scrape(harness.running.url)
     deleted = report.files_deleted + report.files_already_gone

@@ -57,8 +57,8 @@ def test_concurrency_and_workspace_limits_and_admins() -> None:
 # -- atomic admission ----------------------------------------------------------------------
 
 
-async def test_twenty_simultaneous_requests_with_a_limit_of_three_admit_exactly_three(tmp_path: Path) -> None:
-    async with Store(tmp_path / "db.sqlite", clock=lambda: NOW) as store:
+async def test_twenty_simultaneous_requests_with_a_limit_of_three_admit_exactly_three(store_target: Path | str) -> None:
+    async with Store(store_target, clock=lambda: NOW) as store:
         results = await asyncio.gather(*(store.admit(limits=LIMITS, exempt=False, **fields()) for _ in range(20)))
         admitted = [run_id for run_id, refusal in results if refusal is None]
         assert len(admitted) == 3
@@ -66,11 +66,11 @@ async def test_twenty_simultaneous_requests_with_a_limit_of_three_admit_exactly_
         assert statuses.count("queued") == 3 and statuses.count("refused") == 17
 
 
-async def test_two_processes_share_the_limit(tmp_path: Path) -> None:
-    """Two stores on one file stand for two bot processes: the transaction still holds."""
+async def test_two_processes_share_the_limit(store_target: Path | str) -> None:
+    """Two stores on one database stand for two bot processes: the transaction still holds."""
     async with (
-        Store(tmp_path / "db.sqlite", clock=lambda: NOW) as one,
-        Store(tmp_path / "db.sqlite", clock=lambda: NOW) as two,
+        Store(store_target, clock=lambda: NOW) as one,
+        Store(store_target, clock=lambda: NOW) as two,
     ):
         results = await asyncio.gather(
             *(store.admit(limits=LIMITS, exempt=False, **fields()) for store in [one, two] * 10)
@@ -78,23 +78,23 @@ async def test_two_processes_share_the_limit(tmp_path: Path) -> None:
         assert sum(refusal is None for _, refusal in results) == 3
 
 
-async def test_limits_survive_a_restart(tmp_path: Path) -> None:
-    async with Store(tmp_path / "db.sqlite", clock=lambda: NOW) as store:
+async def test_limits_survive_a_restart(store_target: Path | str) -> None:
+    async with Store(store_target, clock=lambda: NOW) as store:
         for _ in range(3):
             _, refusal = await store.admit(limits=LIMITS, exempt=False, **fields())
             assert refusal is None
-    async with Store(tmp_path / "db.sqlite", clock=lambda: NOW + 60) as restarted:
+    async with Store(store_target, clock=lambda: NOW + 60) as restarted:
         _, refusal = await restarted.admit(limits=LIMITS, exempt=False, **fields())
         assert refusal is not None and refusal.limit == "ANALYST_RUNS_PER_HOUR"
         _, other = await restarted.admit(limits=LIMITS, exempt=False, **fields(user="U0BOB"))
         assert other is None  # limits are per person
-    async with Store(tmp_path / "db.sqlite", clock=lambda: NOW + 3601) as later:
+    async with Store(store_target, clock=lambda: NOW + 3601) as later:
         _, refusal = await later.admit(limits=LIMITS, exempt=False, **fields())
         assert refusal is None  # the rolling hour moved on
 
 
-async def test_refused_requests_do_not_count(tmp_path: Path) -> None:
-    async with Store(tmp_path / "db.sqlite", clock=lambda: NOW) as store:
+async def test_refused_requests_do_not_count(store_target: Path | str) -> None:
+    async with Store(store_target, clock=lambda: NOW) as store:
         for _ in range(10):
             await store.admit(limits=LIMITS, exempt=False, **fields())
         runs = await store.all_runs()

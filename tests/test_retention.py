@@ -1,13 +1,23 @@
 """Retention: the sweeper deletes expired files at the Files API (idempotently, across
-restarts) and old history; :x: on a reply deletes that analysis's replies."""
+restarts) and old history; :x: on a reply deletes that analysis's replies. Every test runs
+with the bot's database on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.harness import Harness
+
+
+@pytest.fixture
+def env(env: dict[str, str], store_target: Path | str) -> dict[str, str]:
+    """The bot's environment (conftest's), with its database on each backend in turn."""
+    return {**env, "ANALYST_DB": str(store_target)}
 
 
 def later(harness: Harness, seconds: float) -> None:

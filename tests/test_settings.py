@@ -84,3 +84,15 @@ def test_the_concurrency_ceiling_is_adaptive_unless_a_whole_number_is_given() ->
             str(caught.value)
             == f"ANALYST_MAX_CONCURRENT: should be adaptive or a whole number of at least 1, got {bad!r}"
         )
+
+
+def test_the_database_is_a_file_or_a_postgresql_url_and_a_bad_url_is_not_echoed() -> None:
+    url = "postgresql://bot:s3cret@db.internal:5432/analyst"
+    assert Settings.from_env({**BASE, "ANALYST_DB": url}).db_path == url
+    assert Settings.from_env({**BASE, "ANALYST_DB": "postgres://bot@db/analyst"}).db_path == "postgres://bot@db/analyst"
+    assert Settings.from_env({**BASE, "ANALYST_DB": "/data/analyst.db"}).db_path == Path("/data/analyst.db")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({**BASE, "ANALYST_DB": "mysql://bot:s3cret@db/analyst"})
+    assert str(refused.value) == (
+        "ANALYST_DB: should be an SQLite file path or a postgresql:// URL (another scheme was given)"
+    )

@@ -10,17 +10,21 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlite_utils
 
 from bot.feedback import FeedbackStore
 from bot.schema import (
+    CLAIM_COLUMNS,
     EVENT_COLUMNS,
     FEEDBACK_COLUMNS,
     FILE_COLUMNS,
     MIGRATION_NAMES,
     MIGRATIONS,
     POST_COLUMNS,
+    POSTGRES_MIGRATIONS,
+    POSTGRES_MIGRATIONS_TABLE,
     RUN_COLUMNS,
     SHARE_COLUMNS,
     THREAD_COLUMNS,
@@ -125,11 +129,11 @@ def schema_sql(path: Path, *, without: tuple[str, ...] = ()) -> set[tuple[str, s
 
 
 #: The tables migrations after m001 added (absent from the code before migrations).
-LATER_TABLES = ("feedback",)
+LATER_TABLES = ("feedback", "claims")
 
 
 def test_the_migrations_are_numbered_in_order() -> None:
-    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims"]
     assert all(name.startswith(f"m{n:03d}_") for n, name in enumerate(MIGRATION_NAMES, start=1))
 
 
@@ -137,9 +141,9 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
     def m007_skips_ahead(db: sqlite_utils.Database) -> None:
         raise AssertionError("never registered, never run")
 
-    with pytest.raises(ValueError, match="must be named m003_"):
+    with pytest.raises(ValueError, match="must be named m004_"):
         migration(m007_skips_ahead)
-    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims"]
 
 
 # -- m001_initial_schema -----------------------------------------------------------------------
@@ -148,7 +152,7 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
 async def test_m001_on_an_empty_database_makes_the_schema_the_previous_code_made(tmp_path: Path) -> None:
     async with Store(tmp_path / "new.db") as store:
         state = await store.schema_state()
-    assert state.applied == tuple(MIGRATION_NAMES) and state.current and state.describe() == "migration 2 of 2"
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current and state.describe() == "migration 3 of 3"
     with contextlib.closing(sqlite3.connect(tmp_path / "old.db", isolation_level=None)) as conn:
         previous_code_schema(sqlite_utils.Database(conn))
     assert schema_sql(tmp_path / "new.db", without=LATER_TABLES) == schema_sql(tmp_path / "old.db")
@@ -179,7 +183,7 @@ async def test_m001_brings_the_previous_codes_database_to_the_schema_and_keeps_i
         )
         conversation = await conversations.get("C0DATA:1.0")
 
-    assert state.current and state.describe() == "migration 2 of 2"
+    assert state.current and state.describe() == "migration 3 of 3"
     found = columns(path)
     assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
     assert indexes(path) == INDEXES
@@ -209,7 +213,7 @@ async def test_m002_adds_feedback_to_a_database_at_m001_and_keeps_its_rows(tmp_p
         [run] = await store.all_runs()
         ratings = await feedback.ratings_since(utc_iso(NOW - 60), team_id="T0TEAM")
 
-    assert state.applied == ("m001_initial_schema", "m002_feedback") and state.current
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current
     assert columns(path)["feedback"] == set(FEEDBACK_COLUMNS)
     assert ("feedback", ("team_id", "updated_at")) in indexes(path, tables=("feedback",))
     assert run["id"] == 3
@@ -240,11 +244,52 @@ async def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Pa
     assert set(columns(path)) == {"shares"}
 
 
+# -- m003_claims --------------------------------------------------------------------------------
+
+
+async def test_m003_adds_claims_to_a_database_at_m002_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "analyst.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        db = sqlite_utils.Database(conn)
+        MIGRATIONS.apply(db, stop_before="m003_claims")
+        db.table("runs").insert({"id": 3, "user_id": "U0ALICE", "status": "succeeded", "source": "mention"})
+        db.table("events").insert({"key": "event:Ev1", "received_at": "2025-11-25T00:00:00.000Z"})
+    assert "claims" not in columns(path)
+
+    async with Store(path, clock=lambda: NOW) as store:
+        assert store.migrated == ("m003_claims",)
+        assert await store.take_claim("upload:abc", stale_after=60) is True
+        assert await store.claim("event:Ev1") is False  # the rows it had are kept
+        [run] = await store.all_runs()
+
+    assert columns(path)["claims"] == set(CLAIM_COLUMNS)
+    assert run["id"] == 3
+
+
+async def test_postgresql_m003_adds_claims_to_a_database_at_m002(postgres_url: str) -> None:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        async with connection.transaction():
+            await connection.execute(POSTGRES_MIGRATIONS_TABLE)
+            for name in ("m001_initial_schema", "m002_feedback"):
+                for statement in POSTGRES_MIGRATIONS[name]:
+                    await connection.execute(statement)
+                await connection.execute("INSERT INTO migrations VALUES ($1, '2025-11-25T00:00:00Z')", name)
+            await connection.execute("INSERT INTO events VALUES ('event:Ev1', '2025-11-25T00:00:00.000Z')")
+    finally:
+        await connection.close()
+
+    async with Store(postgres_url, clock=lambda: NOW) as store:
+        assert store.migrated == ("m003_claims",)
+        assert await store.take_claim("upload:abc", stale_after=60) is True
+        assert await store.claim("event:Ev1") is False
+
+
 # -- named queries and typed values ------------------------------------------------------------
 
 
-async def test_the_named_run_queries(tmp_path: Path) -> None:
-    async with Store(tmp_path / "analyst.db", clock=lambda: NOW) as store:
+async def test_the_named_run_queries(store_target: Path | str) -> None:
+    async with Store(store_target, clock=lambda: NOW) as store:
         queued = await store.create_run(source="mention", user_id="U0ALICE", team_id="T0TEAM")
         running = await store.create_run(source="dm", status="running", user_id="U0BOB", team_id="T0TEAM")
         done = await store.create_run(source="command", user_id="U0ALICE", team_id="T0TEAM")
@@ -268,8 +313,8 @@ async def test_the_named_run_queries(tmp_path: Path) -> None:
         assert finished["finished_at"] == utc_iso(NOW)
 
 
-async def test_values_the_ledger_cannot_hold_are_refused(tmp_path: Path) -> None:
-    async with Store(tmp_path / "analyst.db") as store:
+async def test_values_the_ledger_cannot_hold_are_refused(store_target: Path | str) -> None:
+    async with Store(store_target) as store:
         run_id = await store.create_run(source="mention")
         with pytest.raises(ValueError, match="unknown run status 'interrupted'"):
             await store.update_run(run_id, **{"status": "interrupted"})  # type: ignore[arg-type]
@@ -280,3 +325,94 @@ async def test_values_the_ledger_cannot_hold_are_refused(tmp_path: Path) -> None
         with pytest.raises(ValueError, match="unknown post kind 'reaction'"):
             await store.record_post(channel_id="C", ref="1.0", kind="reaction", run_id=run_id)  # type: ignore[arg-type]
         assert [run["status"] for run in await store.all_runs()] == ["queued"]
+
+
+# -- PostgreSQL: the same migrations, as DDL ---------------------------------------------------
+
+SQL_TYPES = {str: "text", int: "bigint"}
+
+
+async def postgres_columns(url: str) -> dict[str, dict[str, str]]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'"
+        )
+    finally:
+        await connection.close()
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        found.setdefault(row["table_name"], {})[row["column_name"]] = row["data_type"]
+    return found
+
+
+async def postgres_indexes(url: str) -> set[tuple[str, tuple[str, ...]]]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT t.relname AS table_name, array_agg(a.attname ORDER BY k.ord) AS columns "
+            "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+            "WHERE n.nspname = 'public' AND NOT i.indisprimary GROUP BY i.indexrelid, t.relname"
+        )
+    finally:
+        await connection.close()
+    return {(row["table_name"], tuple(row["columns"])) for row in rows}
+
+
+def test_every_migration_has_postgresql_ddl() -> None:
+    assert list(POSTGRES_MIGRATIONS) == MIGRATION_NAMES
+
+
+async def test_postgresql_migrations_make_the_schema_sqlite_has(postgres_url: str) -> None:
+    async with Store(postgres_url) as store:
+        state = await store.schema_state()
+        assert store.migrated == tuple(MIGRATION_NAMES)
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current
+    found = await postgres_columns(postgres_url)
+    expected = {**SCHEMA, "feedback": FEEDBACK_COLUMNS, "claims": CLAIM_COLUMNS}
+    assert {table: found[table] for table in expected} == {
+        table: {name: SQL_TYPES[kind] for name, kind in cols.items()} for table, cols in expected.items()
+    }
+    assert await postgres_indexes(postgres_url) - {("feedback", ("team_id", "updated_at"))} == INDEXES
+
+    async with Store(postgres_url) as reopened:  # a current database: nothing to apply
+        assert reopened.migrated == ()
+
+
+async def test_postgresql_m002_adds_feedback_to_a_database_at_m001_and_keeps_its_rows(postgres_url: str) -> None:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        async with connection.transaction():
+            for statement in POSTGRES_MIGRATIONS["m001_initial_schema"]:
+                await connection.execute(statement)
+            await connection.execute(POSTGRES_MIGRATIONS_TABLE)
+            await connection.execute(
+                "INSERT INTO migrations VALUES ('m001_initial_schema', '2025-11-25T00:00:00.000Z')"
+            )
+            await connection.execute("INSERT INTO runs (user_id, status, source) VALUES ('U0ALICE', 'succeeded', 'dm')")
+    finally:
+        await connection.close()
+
+    async with Store(postgres_url, clock=lambda: NOW) as store:
+        assert store.migrated == ("m002_feedback", "m003_claims")
+        [run] = await store.all_runs()
+        await FeedbackStore(store).rate(run_id=run["id"], user_id="U0BOB", team_id="T0TEAM", rating="good")
+        [row] = await FeedbackStore(store).of_run(run["id"])
+        next_id = await store.create_run(source="mention")
+    assert run["status"] == "succeeded" and row["rating"] == "good"
+    assert next_id == run["id"] + 1  # the identity column carries on after the rows it had
+
+
+async def test_a_postgresql_migration_that_fails_leaves_the_database_as_it_was(postgres_url: str) -> None:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        await connection.execute("CREATE TABLE shares (id BIGINT PRIMARY KEY)")  # in m001's way
+    finally:
+        await connection.close()
+    store = Store(postgres_url)
+    with pytest.raises(MigrationError, match=r'relation "shares" already exists.*left unchanged'):
+        await store.open()
+    await store.close()
+    assert set(await postgres_columns(postgres_url)) == {"shares"}  # no migrations table, no half schema

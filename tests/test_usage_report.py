@@ -22,7 +22,7 @@ DAY = 86400.0
 MODEL = "claude-sonnet-5-5"  # $2 in, $10 out, $0.10 cache read per million tokens (bot/pricing.py)
 
 
-def _populate(path: Path, now: float) -> None:
+def _populate(path: Path | str, now: float) -> None:
     """A week of ledger: U1 the top spender, U2 with a failure and a refusal, U3 who stopped one,
     a run from the terminal (no user or channel), and one run too old for the default window."""
 
@@ -68,15 +68,15 @@ def now() -> float:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: float) -> Path:
-    """ANALYST_DB, populated; no Slack or Anthropic credentials in the environment."""
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: float, store_target: Path | str) -> Path | str:
+    """ANALYST_DB (an SQLite file, then a PostgreSQL URL), populated; no Slack or Anthropic
+    credentials in the environment."""
     monkeypatch.chdir(tmp_path)
     for name in ("ANTHROPIC_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    path = tmp_path / "analyst.db"
-    monkeypatch.setenv("ANALYST_DB", str(path))
-    _populate(path, now)
-    return path
+    monkeypatch.setenv("ANALYST_DB", str(store_target))
+    _populate(store_target, now)
+    return store_target
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -94,7 +94,7 @@ def _table_rows(out: str) -> dict[str, list[str]]:
 
 
 def test_the_default_table_lists_people_top_spender_first_with_totals(
-    ledger: Path, capsys: pytest.CaptureFixture[str]
+    ledger: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = _run(capsys)
     assert (status, err) == (0, "")
@@ -119,7 +119,7 @@ def test_the_default_table_lists_people_top_spender_first_with_totals(
     assert table[1].endswith("4   2   1") and table[-1].endswith("5   2   2")
 
 
-def test_csv_by_channel(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_csv_by_channel(ledger: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = _run(capsys, "--by", "channel", "--format", "csv")
     assert status == 0
     records = list(csv.DictReader(io.StringIO(out)))
@@ -137,7 +137,7 @@ def test_csv_by_channel(ledger: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert by_channel["total"]["runs"] == "4" and by_channel["total"]["cost_usd"] == "3.31"
 
 
-def test_json_by_day_runs_in_date_order(ledger: Path, now: float, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_by_day_runs_in_date_order(ledger: Path | str, now: float, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = _run(capsys, "--by", "day", "--format", "json")
     assert status == 0
     report = json.loads(out)
@@ -155,7 +155,7 @@ def test_json_by_day_runs_in_date_order(ledger: Path, now: float, capsys: pytest
     assert report["since"] < days[0]
 
 
-def test_since_moves_the_window(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_since_moves_the_window(ledger: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = _run(capsys, "--since", "2w", "--format", "json")
     report = json.loads(out)
     assert report["rows"][0]["user"] == "U4"  # ten days ago, $10: now the top spender
@@ -168,7 +168,7 @@ def test_since_moves_the_window(ledger: Path, capsys: pytest.CaptureFixture[str]
     assert json.loads(out)["rows"] == []
 
 
-def test_nothing_in_the_window_says_so(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_in_the_window_says_so(ledger: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = _run(capsys, "--since", "90m")
     assert (status, err) == (0, "")
     assert out.startswith("No runs since ") and out.rstrip().endswith(f"(UTC) in {ledger}.")
@@ -222,15 +222,27 @@ def test_a_file_that_is_not_a_database(
     assert err.count("\n") == 1
 
 
+def test_an_unreachable_postgresql_database_is_one_line_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    socket = tmp_path / "no-server-here"
+    monkeypatch.setenv("ANALYST_DB", f"postgresql://bot:s3cret-pw@/analyst?host={socket}")
+    status, out, err = _run(capsys)
+    assert (status, out) == (1, "")
+    assert err.startswith(f"slack-analyst: could not read the ledger in postgresql://bot:***@/analyst?host={socket}: ")
+    assert err.count("\n") == 1 and "s3cret-pw" not in err
+
+
 @pytest.mark.parametrize("since", ["7x", "7", "d", "0d", "-1d", "1.5h", ""])
-def test_a_bad_since_is_one_line_and_exit_2(ledger: Path, capsys: pytest.CaptureFixture[str], since: str) -> None:
+def test_a_bad_since_is_one_line_and_exit_2(ledger: Path | str, capsys: pytest.CaptureFixture[str], since: str) -> None:
     status, out, err = _run(capsys, f"--since={since}")
     assert (status, out) == (2, "")
     assert err.startswith("slack-analyst: --since: ") and err.count("\n") == 1
     assert "7d" in err  # says what a good value looks like
 
 
-def test_an_unknown_grouping_is_refused(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_grouping_is_refused(ledger: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["usage", "--by", "team"])
     assert stopped.value.code == 2

@@ -1,0 +1,315 @@
+"""The database under the store: one async interface, SQLite or PostgreSQL beneath it.
+
+SQL is written once, in the subset both engines speak: ``?`` placeholders (turned into
+``$1, $2, …`` for PostgreSQL), ``INSERT … ON CONFLICT … DO NOTHING / DO UPDATE`` and
+``RETURNING``. Everything above this module — claims, quota admission, the ledger, files,
+threads — is written once against :class:`Queries`.
+
+- :class:`SqliteDatabase`: one connection used only from one worker thread (a single write
+  path, so no ``database is locked`` within a process), WAL mode and a busy timeout; a
+  transaction is ``BEGIN IMMEDIATE`` on that thread, and statements from other tasks wait
+  for it to end.
+- :class:`PostgresDatabase` (``ANALYST_DB=postgresql://…``): an asyncpg pool; a transaction
+  holds one pooled connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+T = TypeVar("T")
+Row = dict[str, Any]
+Params = Sequence[Any]
+Dialect = Literal["sqlite", "postgresql"]
+
+#: ``ANALYST_DB``: a file for SQLite, or a ``postgresql://`` URL (a str) for PostgreSQL.
+DatabaseTarget = Path | str
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(value: str) -> bool:
+    return value.startswith(POSTGRES_SCHEMES)
+
+
+def database_target(value: str) -> DatabaseTarget:
+    """``ANALYST_DB``'s value: a PostgreSQL URL stays a str; anything else is an SQLite file."""
+    return value if is_postgres_url(value) else Path(value)
+
+
+def describe_target(target: DatabaseTarget) -> str:
+    """The target as it may be shown to a person or logged: a URL's password is masked."""
+    if isinstance(target, Path):
+        return str(target)
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class Queries(Protocol):
+    """What a statement can be run on: the database itself (each statement on its own) or a
+    transaction (every statement in it, or none, takes effect)."""
+
+    dialect: Dialect
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        """Every row the statement returns, as dicts."""
+        ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """The first row the statement returns, or None."""
+        ...
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; returns how many rows it changed."""
+        ...
+
+
+class Database(Queries, Protocol):
+    #: What the driver raises when the database refuses or can't be reached.
+    errors: tuple[type[BaseException], ...]
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Queries]:
+        """Every statement run on the yielded :class:`Queries` commits together, or none does
+        (an exception, or cancellation, rolls back). Inside, run statements on the yielded
+        object only: on SQLite the database's own methods wait for the transaction to end. On
+        SQLite it excludes every other writer (``BEGIN IMMEDIATE``); on PostgreSQL it is READ
+        COMMITTED, so take :func:`lock` on what must not change under it."""
+        ...
+
+
+def open_database(target: DatabaseTarget) -> Database:
+    """The backend ``target`` names (not yet opened)."""
+    if isinstance(target, str) and is_postgres_url(target):
+        return PostgresDatabase(target)
+    return SqliteDatabase(Path(target))
+
+
+# ---------------------------------------------------------------------------------- SQLite
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[Row]:
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+class _SqliteStatements:
+    """Statements on the SQLite connection, each run on the worker thread."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._database = database
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._database.run(lambda conn: _rows(conn.execute(sql, list(params))))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await self._database.run(lambda conn: conn.execute(sql, list(params)).rowcount)
+
+
+class SqliteDatabase:
+    """One SQLite connection on one worker thread; see the module's docstring."""
+
+    dialect: Dialect = "sqlite"
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._conn: sqlite3.Connection | None = None
+        # Held by a transaction from BEGIN to COMMIT, and by each statement outside one, so no
+        # other task's statement lands inside someone's transaction on the shared connection.
+        self._turn = asyncio.Lock()
+        self._inside = _SqliteStatements(self)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the database is not open")
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` on the worker thread."""
+        conn = self.conn
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            memory = str(self.path) == ":memory:"
+            if not memory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if not memory:
+                conn.execute("PRAGMA journal_mode = wal")
+            return conn
+
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        async with self._turn:  # not in the middle of someone's transaction
+            if self._conn is not None:
+                await self.run(lambda conn: conn.close())
+                self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._turn:
+            return await self._inside.fetch(sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        async with self._turn:
+            return await self._inside.fetchone(sql, params)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self._turn:
+            return await self._inside.execute(sql, params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        async with self._turn:
+            try:
+                await self.run(lambda conn: conn.execute("BEGIN IMMEDIATE"))
+                yield self._inside
+            except BaseException:
+                # Queued behind whatever the thread still runs (a cancelled BEGIN, say), so it
+                # ends any transaction that began.
+                await asyncio.shield(self.run(_rollback))
+                raise
+            await self.run(lambda conn: conn.execute("COMMIT"))
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+# ---------------------------------------------------------------------------------- PostgreSQL
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?")
+
+
+def to_numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, …`` (quoted text and names left alone)."""
+    count = 0
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal count
+        if match[0] != "?":
+            return match[0]
+        count += 1
+        return f"${count}"
+
+    return _PLACEHOLDER.sub(number, sql)
+
+
+def _changed(status: str) -> int:
+    """Rows a statement changed, from asyncpg's command tag ("UPDATE 3", "INSERT 0 1")."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class _PostgresStatements:
+    """Statements on one asyncpg connection (or on the pool, one connection per statement)."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, target: asyncpg.Pool | PoolConnectionProxy) -> None:
+        self._target = target
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        return [dict(record) for record in await self._target.fetch(to_numbered(sql), *params)]
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        record = await self._target.fetchrow(to_numbered(sql), *params)
+        return dict(record) if record is not None else None
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return _changed(await self._target.execute(to_numbered(sql), *params))
+
+
+class PostgresDatabase:
+    """An asyncpg pool on ``url``; see the module's docstring."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, *, max_connections: int = 10) -> None:
+        import asyncpg
+
+        self.url = url
+        self.max_connections = max_connections
+        self.errors: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the database is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.max_connections)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        return await _PostgresStatements(self.pool).fetch(sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        return await _PostgresStatements(self.pool).fetchone(sql, params)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await _PostgresStatements(self.pool).execute(sql, params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield _PostgresStatements(conn)
+
+
+def lock_id(key: str) -> int:
+    """A stable 64-bit id for ``key`` (the same in every process), for PostgreSQL's advisory locks."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+async def lock(tx: Queries, *keys: str) -> None:
+    """Serialise the transaction ``tx`` with every other one that locks any of ``keys``, until it ends.
+
+    On SQLite the transaction's ``BEGIN IMMEDIATE`` already excludes every other writer, so there is
+    nothing more to take. On PostgreSQL each key is a transaction-scoped advisory lock, taken in
+    one global order (by id) so two transactions locking overlapping keys can never deadlock.
+    """
+    if tx.dialect != "postgresql":
+        return
+    for ident in sorted({lock_id(key) for key in keys}):
+        await tx.execute("SELECT pg_advisory_xact_lock(?)", [ident])
