@@ -41,6 +41,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, help="seconds before a load run is cut off (full: 60)")
     parser.add_argument("--profile-n", type=int, default=200, help="simultaneous analyses of the profiled run")
     parser.add_argument("--claude-s", type=float, default=fixed_claude.CLAUDE_S, help="Claude time per analysis")
+    parser.add_argument(
+        "--steps", type=int, default=fixed_claude.STEPS, help="code steps per analysis (default: none; see claude.py)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="don't pin the rig and the bots to separate cores")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="where to write the results")
     parser.add_argument("--workdir", type=Path, help="keep the bots' databases and logs here (default: a temp dir)")
@@ -69,7 +72,7 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> report.Results:
         "repeats": args.repeats,
         "deadline_s": args.deadline,
         "claude_s": args.claude_s,
-        "steps": fixed_claude.STEPS,
+        "steps": args.steps,
         "bots": [s.key for s in args.specs],
         "profile_n": args.profile_n,
         "pinning": pinning,
@@ -79,7 +82,7 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> report.Results:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="slack-analyst-bench-"))
     print(f"benchmarks: bots' databases and logs in {workdir}", flush=True)
     users = itertools.count(1)
-    async with Rig(workdir, claude_s=args.claude_s) as rig:
+    async with Rig(workdir, claude_s=args.claude_s, steps=args.steps) as rig:
         if "load" in args.measures:
             print("load: n analyses delivered at once", flush=True)
             for repeat in range(args.repeats):

@@ -45,6 +45,8 @@ class Results:
     profile: tuple[float, list[HotSpot], list[HotSpot]] | None = None
     profile_note: str = ""
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: The machine and the commit, read when the run starts (the tree may change while it runs).
+    machine: list[str] = field(default_factory=lambda: machine())
     seconds: float = 0.0
 
     def runs(self, bot: str, n: int) -> list[LoadRun]:
@@ -160,7 +162,7 @@ def render(results: Results) -> str:
         f"Written by `python -m benchmarks {opts['argv']}` on {results.started:%Y-%m-%d %H:%M} UTC; "
         f"the run took {results.seconds / 60:.1f} minutes.",
         "",
-        *machine(),
+        *results.machine,
         f"- Rig: fake Slack and fake Anthropic in the rig's process{opts['pinning']}; every bot a separate "
         f"process started per configuration (fresh database) and warmed up with one analysis before "
         f"measuring. One analysis = {opts['claude_s']:g} s of Claude time ({opts['steps']} code steps, "

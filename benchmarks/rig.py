@@ -137,16 +137,26 @@ class BenchSlack(FakeSlack):
 class Rig:
     """Both fakes, started in this process, with the fixed-time model answering."""
 
-    def __init__(self, workdir: Path, *, claude_s: float = fixed_claude.CLAUDE_S) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        claude_s: float = fixed_claude.CLAUDE_S,
+        steps: int = fixed_claude.STEPS,
+        check_fake_responses: bool = False,
+    ) -> None:
         self.workdir = workdir
+        self.check_fake_responses = check_fake_responses
         self.slack = BenchSlack()
-        self.claude = FakeAnthropic(script=fixed_claude.fixed_time(claude_s))
+        self.claude = FakeAnthropic(script=fixed_claude.fixed_time(claude_s, steps))
         self.claude_s = claude_s
         self._users: set[str] = set()
         self._file_numbers = itertools.count(1)
 
     async def __aenter__(self) -> Rig:
         fixed_claude.slow_pings()
+        if not self.check_fake_responses:
+            fixed_claude.trust_fake_responses()
         await self.slack.start()
         await self.claude.start()
         return self
