@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -15,7 +16,15 @@ from pathlib import Path
 import aiohttp
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
 START_LIMIT_S = 60.0
+
+
+def _die_with_the_rig() -> None:
+    """In the child before exec: SIGKILL it when the rig's process goes (prctl PR_SET_PDEATHSIG),
+    so an interrupted run leaves no bot behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -78,7 +87,12 @@ class BotProcess:
         self.log_path = self.cwd / f"{self.name}.log"
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                *self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=asyncio.subprocess.STDOUT
+                *self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=_die_with_the_rig,
             )
         if self.cpu is not None:
             with contextlib.suppress(OSError):

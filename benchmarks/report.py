@@ -108,8 +108,10 @@ def machine() -> list[str]:
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, check=False
     ).stdout.strip()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return [
-        f"- Machine: {os.cpu_count()} cores ({cpu}), {memory}; {platform.platform()}",
+        f"- Machine: {os.cpu_count()} cores ({cpu}), {memory}; {platform.platform()}; "
+        f"load average at the start {load} (1, 5, 15 min: other work on the machine shares its cores)",
         f"- Python {platform.python_version()} ({sys.executable})",
         f"- Commit: `{commit or 'unknown'}`{' with uncommitted changes' if dirty else ''}",
     ]
@@ -160,7 +162,8 @@ def render(results: Results) -> str:
         "# Benchmark results",
         "",
         f"Written by `python -m benchmarks {opts['argv']}` on {results.started:%Y-%m-%d %H:%M} UTC; "
-        f"the run took {results.seconds / 60:.1f} minutes.",
+        f"the run took {results.seconds / 60:.1f} minutes; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}.",
         "",
         *results.machine,
         f"- Rig: fake Slack and fake Anthropic in the rig's process{opts['pinning']}; every bot a separate "

@@ -166,18 +166,7 @@ class Rig:
         await self.slack.stop()
 
     def env(self, db: Path) -> dict[str, str]:
-        """What every bot process gets: the fakes' addresses and secrets, nothing of ours."""
-        return {
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(REPO),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "SLACK_BOT_TOKEN": self.slack.bot_token,
-            "SLACK_SIGNING_SECRET": self.slack.signing_secret,
-            "SLACK_API_URL": self.slack.api_url,
-            "ANTHROPIC_API_KEY": self.claude.api_key,
-            "ANTHROPIC_BASE_URL": self.claude.base_url,
-            "ANALYST_DB": str(db),
-        }
+        return bot_env(self.slack, self.claude, db)
 
     def user(self, number: int) -> str:
         """A distinct person per simultaneous analysis (per-person limits are not what is measured)."""
@@ -244,6 +233,21 @@ class Rig:
     def forget(self, asks: list[Ask]) -> None:
         for ask in asks:
             self.slack.watched.pop((ask.channel, ask.ts), None)
+
+
+def bot_env(slack: FakeSlack, claude: FakeAnthropic, db: Path) -> dict[str, str]:
+    """What every bot process gets: the fakes' addresses and secrets, nothing of the rig's."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ANTHROPIC_API_KEY": claude.api_key,
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "ANALYST_DB": str(db),
+    }
 
 
 def split_cpus() -> tuple[set[int] | None, set[int] | None]:
