@@ -76,7 +76,7 @@ def _spread_text(values: Sequence[float], digits: int = 0, unit: str = "") -> st
         return "—"
     middle = median(finite)
     low, high = spread(finite)
-    if len(finite) == 1 or low == high:
+    if len(finite) == 1 or _num(low, digits) == _num(high, digits):
         return f"{_num(middle, digits)}{unit}"
     return f"{_num(middle, digits)}{unit} [{_num(low, digits)}–{_num(high, digits)}]"
 
@@ -225,6 +225,19 @@ def render(results: Results) -> str:
         )
         if ok is False:
             missed.append("cpu")
+        calls = {spec.key: _per_repeat(results, spec.key, n50, lambda r: r.calls_per_analysis[0]) for spec in bots}
+        requests = {spec.key: _per_repeat(results, spec.key, n50, lambda r: r.calls_per_analysis[1]) for spec in bots}
+        row(
+            f"Slack calls / Anthropic requests per analysis, {n50} at once",
+            "(informative)",
+            {
+                k: f"{_num(median(calls[k]), 1)} / {_num(median(requests[k]), 1)}"
+                for k in calls
+                if calls[k] and not math.isnan(median(calls[k]))
+            },
+            "—",
+            None,
+        )
     if 1 in {r.n for r in results.loads}:
         overhead = {spec.key: _per_repeat(results, spec.key, 1, _overhead_ms) for spec in bots}
         mid = medians(_overhead_ms, 1)
@@ -298,7 +311,7 @@ def render(results: Results) -> str:
                 for spec in bots
                 if spec.key != NULL.key
             },
-            "—",
+            _ratio(_pct(results, ANALYST.key, THROUGHPUT_TARGET_N), _pct(results, NAIVE.key, THROUGHPUT_TARGET_N)),
             target_ok,
         )
         if target_ok is False:
@@ -370,11 +383,13 @@ def _throughput_section(results: Results, bots: list[Any], sizes: list[int], dea
                 notes.append(f"{failed} failed")
             if unfinished:
                 notes.append(f"{unfinished} unfinished")
-            cpu = median([_cpu_ms(r) for r in runs])
+            # A run cut off at the deadline spent CPU on analyses it never finished: no per-analysis figure.
+            cpu = median([_cpu_ms(r) for r in runs if not r.unfinished])
             cell = _spread_text([r.percent_of_ideal for r in runs], 0, "%")
             if spec.key != NULL.key and results.runs(NULL.key, n):
                 cell += f" ({_num(_of_ceiling(results, spec.key, n))}% of ceiling)"
-            cell += ("; " + ", ".join(notes) if notes else "; 0 errors") + f"; {_num(cpu)} ms CPU"
+            cell += "; " + (", ".join(notes) if notes else "0 errors")
+            cell += f"; {_num(cpu)} ms CPU" if not math.isnan(cpu) else "; cut off"
             cells.append(cell)
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return [*lines, ""]
@@ -454,5 +469,20 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
     return [*lines, ""]
 
 
+NOTES_BEGIN = "<!-- notes:begin (kept by the next run) -->"
+NOTES_END = "<!-- notes:end -->"
+
+
+def kept_notes(previous: str) -> str:
+    """The hand-written notes of an earlier RESULTS.md, markers included ("" if none)."""
+    start, end = previous.find(NOTES_BEGIN), previous.find(NOTES_END)
+    if start < 0 or end < start:
+        return ""
+    return previous[start : end + len(NOTES_END)]
+
+
 def write(results: Results, path: Path) -> None:
-    path.write_text(render(results))
+    """Write RESULTS.md, keeping the notes section of the one it replaces."""
+    notes = kept_notes(path.read_text()) if path.exists() else ""
+    text = render(results)
+    path.write_text(text + ("\n" + notes + "\n" if notes else ""))

@@ -7,6 +7,7 @@ process's /proc entries; nothing is asked of the bot itself.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import shutil
 import time
@@ -28,6 +29,7 @@ BIG_FILE_ENV = {"ANALYST_MAX_FILE_MB": "500"}
 BIG_FILE_LIMIT_S = 600.0
 
 Log = Callable[[str], None]
+PROCESS_NUMBERS = itertools.count(1)
 
 
 @dataclass
@@ -42,6 +44,9 @@ class LoadRun:
     asks: list[Ask]
     elapsed_s: float
     cpu_s: float
+    #: Slack Web API and Anthropic requests that reached the fakes during the run.
+    slack_calls: int = 0
+    anthropic_requests: int = 0
 
     @property
     def finished(self) -> int:
@@ -76,6 +81,13 @@ class LoadRun:
         return self.cpu_s / self.finished if self.finished else math.nan
 
     @property
+    def calls_per_analysis(self) -> tuple[float, float]:
+        """(Slack calls, Anthropic requests) per finished analysis."""
+        if not self.finished:
+            return math.nan, math.nan
+        return self.slack_calls / self.finished, self.anthropic_requests / self.finished
+
+    @property
     def ack_s(self) -> list[float]:
         return [a.ack_s for a in self.asks if a.ack_status]
 
@@ -95,15 +107,14 @@ class BotSession:
     def __init__(self, rig: Rig, spec: BotSpec, workdir: Path, cpu: set[int] | None, log: Log) -> None:
         self.rig, self.spec, self.workdir, self.cpu, self.log = rig, spec, workdir, cpu, log
         self.process: BotProcess | None = None
-        self._starts = 0
         self._warm_numbers = 900_000
 
     async def ensure(self) -> BotProcess:
         if self.process is None:
-            self._starts += 1
-            self.process = await start_bot(
-                self.spec, self.rig, self.workdir / f"{self.spec.key}-{self._starts}", cpu=self.cpu
-            )
+            # A directory (and database) of its own: a process cut off at a deadline leaves queued
+            # runs in its database, which the next one would resume.
+            fresh = self.workdir / f"{self.spec.key}-{next(PROCESS_NUMBERS)}"
+            self.process = await start_bot(self.spec, self.rig, fresh, cpu=self.cpu)
             await self.warm_up()
         return self.process
 
@@ -149,6 +160,7 @@ async def load_run(
         user = rig.user(next_user())
         asks.append(rig.mention(user, "what drives churn?", session.spec.done_rule, files=[rig.csv_file(user=user)]))
     cpu_before = process.cpu_seconds()
+    slack_before, anthropic_before = len(rig.slack.calls), len(rig.claude.requests)
     start = time.perf_counter()
     await asyncio.gather(*(rig.deliver(events_url(process), ask, envelope) for ask, envelope in asks))
     all_done = await rig.wait_all([a for a, _ in asks], start + deadline_s)
@@ -161,7 +173,18 @@ async def load_run(
         # Work still queued would spill into the next run: start afresh.
         await session.close(graceful=False)
     rig.forget([a for a, _ in asks])
-    run = LoadRun(session.spec.key, n, repeat, rig.claude_s, deadline_s, [a for a, _ in asks], elapsed, cpu)
+    run = LoadRun(
+        session.spec.key,
+        n,
+        repeat,
+        rig.claude_s,
+        deadline_s,
+        [a for a, _ in asks],
+        elapsed,
+        cpu,
+        slack_calls=len(rig.slack.calls) - slack_before,
+        anthropic_requests=len(rig.claude.requests) - anthropic_before,
+    )
     session.log(
         f"  {session.spec.key:>12} n={n:<3} #{repeat + 1}: {run.percent_of_ideal:5.1f}% of ideal, "
         f"{run.succeeded}/{n} ok, {run.failed} failed, {run.unfinished} unfinished, "

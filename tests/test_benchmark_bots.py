@@ -10,7 +10,9 @@ import pytest
 from benchmarks.bots import NAIVE, NULL, BotSpec
 from benchmarks.claude import fixed_time
 from benchmarks.proc import BotProcess, free_port
+from benchmarks.report import NOTES_BEGIN, NOTES_END, kept_notes
 from benchmarks.rig import bot_env
+from benchmarks.stats import median, percentile
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 
@@ -38,3 +40,16 @@ async def test_a_reference_bot_answers_a_mention(
         assert len(claude.uploads) == (1 if spec is NAIVE else 0)
     finally:
         await process.stop()
+
+
+def test_p99_of_fifty_samples_is_the_slowest_and_the_median_of_an_even_count_is_a_mean() -> None:
+    samples = [float(k) for k in range(1, 51)]
+    assert percentile(samples, 99) == 50.0
+    assert percentile(samples, 50) == 25.0
+    assert median([1.0, 2.0, 3.0, 10.0]) == 2.5
+
+
+def test_a_new_results_file_keeps_the_notes_written_into_the_old_one() -> None:
+    old = f"# Benchmark results\n| old table |\n\n{NOTES_BEGIN}\nWhy the cache share is low.\n{NOTES_END}\n"
+    assert kept_notes(old) == f"{NOTES_BEGIN}\nWhy the cache share is low.\n{NOTES_END}"
+    assert kept_notes("# Benchmark results\n") == ""
