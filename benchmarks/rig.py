@@ -216,6 +216,9 @@ class Rig:
             status, _, _ = await self.slack.deliver_http(url, envelope)
         except (aiohttp.ClientError, OSError):
             status = 0
+        except asyncio.CancelledError:  # still unanswered when the run was cut off
+            ask.acked = time.perf_counter()
+            raise
         ask.acked = time.perf_counter()
         ask.ack_status = status
 
