@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -125,9 +126,13 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> report.Results:
             )
             session = BotSession(rig, profiled, workdir, bot_cpus, _log)
             try:
+                process = await session.ensure()  # started and warmed up: now profile
+                os.kill(process.pid, signal.SIGUSR1)
                 profiled_run = await load_run(
                     session, args.profile_n, 0, max(args.deadline, 120.0), lambda: next(users)
                 )
+                os.kill(process.pid, signal.SIGUSR2)
+                await _wait_for_file(dump)
             finally:
                 await session.close()
             results.profile = hot_spots(dump)
@@ -138,6 +143,13 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> report.Results:
             )
     results.seconds = time.perf_counter() - started
     return results
+
+
+async def _wait_for_file(path: Path, limit_s: float = 60.0) -> None:
+    """Poll until the profiled process has written its stats (it does so between two events)."""
+    deadline = time.perf_counter() + limit_s
+    while not path.exists() and time.perf_counter() < deadline:  # noqa: ASYNC110 - another process's file
+        await asyncio.sleep(0.1)
 
 
 def _present(specs: list[BotSpec], *wanted: BotSpec) -> list[BotSpec]:

@@ -416,8 +416,8 @@ def _profile_section(results: Results) -> list[str]:
         "## Where the bot's CPU goes",
         "",
         f"cProfile of the bot process (`this bot, ANALYST_MAX_CONCURRENT=1000`) during one "
-        f"{results.options['profile_n']}-way run, counting the main thread's CPU time "
-        f"(`benchmarks/profiled.py`): {total:.1f} CPU seconds profiled. {results.profile_note}",
+        f"{results.options['profile_n']}-way run (start-up and warm-up left out), counting the main "
+        f"thread's CPU time (`benchmarks/profiled.py`): {total:.1f} CPU seconds profiled. {results.profile_note}",
         "",
         "Top functions by own CPU time:",
         "",
