@@ -1,0 +1,55 @@
+"""The benchmark rig's reference bots (benchmarks/, otherwise not part of the test run) answer a
+mention against the fakes, as separate processes: the naive tutorial bot and the do-nothing bot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bots import NAIVE, NULL, BotSpec
+from benchmarks.claude import fixed_time
+from benchmarks.proc import BotProcess, free_port
+from benchmarks.report import NOTES_BEGIN, NOTES_END, kept_notes
+from benchmarks.rig import bot_env
+from benchmarks.stats import median, percentile
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import FakeSlack
+
+
+@pytest.mark.parametrize("spec", [NAIVE, NULL], ids=lambda spec: spec.key)
+async def test_a_reference_bot_answers_a_mention(
+    spec: BotSpec, slack: FakeSlack, claude: FakeAnthropic, tmp_path: Path
+) -> None:
+    claude.script = fixed_time(claude_s=0.01)
+    port = free_port()
+    env = {**bot_env(slack, claude, tmp_path / "analyst.db"), "PORT": str(port)}
+    process = await BotProcess(spec.key, spec.command(port), env, tmp_path, port).start()
+    try:
+        csv = slack.host_file(name="churn.csv", content=b"customer_id,churned\n1,0\n2,1\n")
+        message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what drives churn?", files=[csv])
+        status, _, _ = await slack.deliver_http(process.url + "/slack/events", envelope)
+        assert status == 200
+
+        def replies() -> list[str]:
+            return [slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]) if m.bot_id]
+
+        await slack.wait_for(lambda: bool(replies()), timeout=30, what=f"{spec.key}'s reply")
+        assert "Overall churn is 29.1%" in replies()[0], process.log_tail()
+        # The naive bot relays the file to the Files API; the do-nothing bot never touches it.
+        assert len(claude.uploads) == (1 if spec is NAIVE else 0)
+    finally:
+        await process.stop()
+
+
+def test_p99_of_fifty_samples_is_the_slowest_and_the_median_of_an_even_count_is_a_mean() -> None:
+    samples = [float(k) for k in range(1, 51)]
+    assert percentile(samples, 99) == 50.0
+    assert percentile(samples, 50) == 25.0
+    assert median([1.0, 2.0, 3.0, 10.0]) == 2.5
+
+
+def test_a_new_results_file_keeps_the_notes_written_into_the_old_one() -> None:
+    old = f"# Benchmark results\n| old table |\n\n{NOTES_BEGIN}\nWhy the cache share is low.\n{NOTES_END}\n"
+    assert kept_notes(old) == f"{NOTES_BEGIN}\nWhy the cache share is low.\n{NOTES_END}"
+    assert kept_notes("# Benchmark results\n") == ""
