@@ -154,6 +154,34 @@ def test_compose_runs_http_mode_with_the_database_on_a_named_volume() -> None:
     assert re.search(rf"^volumes:\n  {volume[1]}:", compose, re.MULTILINE)
 
 
+def _compose_services() -> dict[str, str]:
+    """compose.yaml's services, each as its block of text (no YAML parser in the dependencies)."""
+    compose = (REPO / "compose.yaml").read_text()
+    services = compose.split("\nservices:\n", 1)[1].split("\n\n", -1)
+    blocks = [block for block in services if re.match(r"^  [\w-]+:$", block.split("\n", 1)[0])]
+    return {block.split("\n", 1)[0].strip().rstrip(":"): block for block in blocks}
+
+
+def test_compose_has_a_replicas_profile_of_postgresql_two_replicas_and_a_balancer() -> None:
+    """README, "Running several replicas": `docker compose --profile replicas up -d balancer`."""
+    services = _compose_services()
+    assert "profiles" not in services["analyst"]  # `docker compose up -d` still starts the single bot
+    for name in ("db", "replica", "balancer"):
+        assert re.search(r'^    profiles: \["replicas"\]$', services[name], re.MULTILINE), name
+    assert re.search(r"^    image: postgres:15$", services["db"], re.MULTILINE)
+    assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" in services["db"]  # never a default password
+    replica = services["replica"]
+    assert re.search(r'^    command: \["serve", "--http"\]$', replica, re.MULTILINE)
+    assert re.search(r"^      ANALYST_DB: postgresql://analyst:\$\{POSTGRES_PASSWORD\}@db:5432/analyst$", replica, re.M)
+    assert re.search(r"^      replicas: 2$", replica, re.MULTILINE)
+    assert re.search(r"^        condition: service_healthy$", replica, re.MULTILINE)
+    assert "ports:" not in replica  # only the balancer is reachable from outside
+    assert re.search(r'^      - "3000:3000"$', services["balancer"], re.MULTILINE)
+    compose = (REPO / "compose.yaml").read_text()
+    assert "proxy_pass http://$$replicas:3000;" in compose
+    assert re.search(r"^volumes:\n  analyst-data:\n  analyst-pg:$", compose, re.MULTILINE)
+
+
 async def _check(*command: str | Path, cwd: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         *command, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
