@@ -19,10 +19,11 @@ from benchmarks import report
 from benchmarks.bots import ALL, ANALYST, ANALYST_UNCAPPED, BY_KEY, NAIVE, BotSpec
 from benchmarks.profile_report import hot_spots
 from benchmarks.rig import Rig, split_cpus
+from benchmarks.scale import scale_runs
 from benchmarks.scenarios import BotSession, cache_run, dedupe_run, load_run, memory_run, rate_limited_run
 
 HERE = Path(__file__).resolve().parent
-MEASURES = ("load", "memory", "dedupe", "cache", "rate", "profile")
+MEASURES = ("load", "memory", "dedupe", "cache", "rate", "scale", "profile")
 QUICK = {"repeats": 1, "concurrency": "1,10,50", "sizes": "10", "deadline": 20.0}
 FULL = {"repeats": 3, "concurrency": "1,10,50,200", "sizes": "10,100,400", "deadline": 60.0}
 
@@ -113,6 +114,10 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> report.Results:
             results.rate_limited = await rate_limited_run(rig, workdir, bot_cpus, _log)
             if results.rate_limited is None:
                 print("rate: skipped (the fake Anthropic has no per-minute budget yet)", flush=True)
+        if "scale" in args.measures:
+            n = max(_ints(args.concurrency))
+            print(f"scale: {n} at once, one process on SQLite, then two replicas on PostgreSQL", flush=True)
+            results.scale = await scale_runs(rig, n, args.repeats, args.deadline, workdir, bot_cpus, _log)
         if "profile" in args.measures:
             print(f"profile: cProfile of the bot at {args.profile_n} at once", flush=True)
             dump = workdir / "analyst.prof"

@@ -18,6 +18,7 @@ from typing import Any
 from benchmarks.bots import ALL, ANALYST, ANALYST_UNCAPPED, NAIVE, NULL
 from benchmarks.profile_report import HotSpot
 from benchmarks.rig import REPO
+from benchmarks.scale import RETRIED_SHARE, ScaleRun
 from benchmarks.scenarios import CacheRun, DedupeRun, LoadRun, MemoryRun
 from benchmarks.stats import median, percentile, spread
 
@@ -42,6 +43,7 @@ class Results:
     dedupe: list[DedupeRun] = field(default_factory=list)
     cache: list[CacheRun] = field(default_factory=list)
     rate_limited: dict[str, Any] | None = None
+    scale: list[ScaleRun] = field(default_factory=list)
     profile: tuple[float, list[HotSpot], list[HotSpot]] | None = None
     profile_note: str = ""
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -319,6 +321,7 @@ def render(results: Results) -> str:
 
     lines += ["", *_throughput_section(results, bots, sizes, deadline)]
     lines += _rate_limited_section(results)
+    lines += _scale_section(results)
     lines += _profile_section(results)
     lines += _missed_section(results, missed, n50)
     return "\n".join(lines) + "\n"
@@ -405,6 +408,41 @@ def _rate_limited_section(results: Results) -> list[str]:
         )
     else:
         lines.append(f"Result: {results.rate_limited}")
+    return [*lines, ""]
+
+
+def _scale_section(results: Results) -> list[str]:
+    """Issue #12's figure: two replicas on PostgreSQL reach at least one process on SQLite."""
+    if not results.scale:
+        return []
+    n = results.scale[0].n
+    lines = [
+        "## Several replicas",
+        "",
+        f"{n} analyses at once, each from its own person with its own CSV: one process on SQLite, then two "
+        "replicas on one PostgreSQL (the suite's throwaway server, `fsync` off) receiving them round-robin, "
+        f"with one in {RETRIED_SHARE} delivered again at the other replica as a Slack retry. Both replicas "
+        "share the bots' CPU set, so this says whether sharing the work through the database costs "
+        "throughput, not how it scales with cores (`benchmarks/scale.py`).",
+        "",
+        "| setup | % of ideal | succeeded | runs in the ledger / messages / expected | exactly once |",
+        "|---|---|---|---|---|",
+    ]
+    for setup in dict.fromkeys(r.setup for r in results.scale):
+        runs = [r for r in results.scale if r.setup == setup]
+        percent = [r.percent_of_ideal for r in runs]
+        lines.append(
+            f"| {setup} | {_spread_text(percent, unit='%')} | "
+            f"{min(r.succeeded for r in runs)}/{n} (worst repeat) | "
+            + ", ".join(f"{r.runs} / {r.distinct_messages} / {r.expected_runs}" for r in runs)
+            + f" | {'yes' if all(r.exactly_once for r in runs) else '**no**'} |"
+        )
+    single = [r.percent_of_ideal for r in results.scale if r.setup.startswith("1 ")]
+    double = [r.percent_of_ideal for r in results.scale if not r.setup.startswith("1 ")]
+    if single and double:
+        ok = median(double) >= median(single) and all(r.exactly_once for r in results.scale)
+        verdict = _verdict(ok)
+        lines += ["", f"Target: two replicas on PostgreSQL ≥ one on SQLite, exactly once: {verdict}."]
     return [*lines, ""]
 
 
