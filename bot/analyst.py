@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import anthropic
 
+from bot import ledger
 from bot.admission import Admission, Admitted, Duplicate, Gate, HowTo, Refused
 from bot.engine import Engine
 from bot.feedback import FeedbackStore
@@ -208,15 +209,21 @@ class Analyst:
 
     async def stop(self, run_id: int, *, user_id: str) -> str | None:
         """Stop run ``run_id`` for ``user_id`` (its asker or an admin): its in-flight API call
-        is closed and it ends ``cancelled``. Otherwise the words to tell them privately."""
+        is closed and it ends ``cancelled``. Otherwise the words to tell them privately.
+
+        A run another process carries out is stopped by that process: the request is recorded
+        with the run, and its owner acts on it at its next lease renewal (bot/supervisor.py)."""
         run, refusal = await self._controlled(run_id, user_id, "stop this analysis")
         if run is None:
             return refusal
         running = self.parts.running.get(run_id)
-        if running is None:
-            return "That analysis has already finished."
-        running.stop(by=user_id)
-        return None
+        if running is not None:
+            running.stop(by=user_id)
+            return None
+        if await ledger.record_stop_request(self.store, run_id, user_id):
+            log.info("run %s is not running here; recorded %s's stop request for its process", run_id, user_id)
+            return None
+        return "That analysis has already finished."
 
     async def rate(self, run_id: int, *, user_id: str, team_id: str, rating: Rating) -> None:
         """A person's 👍/👎 on run ``run_id``'s answer (the latest one counts)."""
