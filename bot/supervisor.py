@@ -113,8 +113,8 @@ class Supervisor:
                 return
             try:
                 await self.recover()
-            except self.parts.store.database.errors as error:
-                log.warning("renewing leases failed (%s); trying again in %.1fs", error, interval)
+            except Exception as error:  # noqa: BLE001 - a failed pass (database down, say) is retried next tick
+                log.warning("renewing leases failed (%r); trying again in %.1fs", error, interval)
 
     async def recover(self) -> None:
         """One pass of the lease loop (the first at start-up): renew this process's leases, act on
@@ -198,9 +198,15 @@ class Supervisor:
         if self._leasing is not None:
             await self._leasing
             self._leasing = None
-            handed = await ledger.hand_back(self.parts.store)
-            if handed:
-                log.info("handed %d unfinished runs back for another process to take", handed)
+            try:
+                handed = await ledger.hand_back(self.parts.store)
+            except Exception as error:  # noqa: BLE001 - then they are taken over when their leases expire
+                log.warning(
+                    "could not hand unfinished runs back (%r); they will be taken when their leases expire", error
+                )
+            else:
+                if handed:
+                    log.info("handed %d unfinished runs back for another process to take", handed)
         self._stop.set()
         if self._sweeping is not None:
             await self._sweeping
