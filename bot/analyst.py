@@ -8,6 +8,8 @@ a terminal ledger status, and every failure ends as a message in the thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any, Literal
@@ -153,7 +155,15 @@ class Analyst:
         if not await self.gate.claim(request):
             log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
             return "duplicate"
-        async with self.supervisor.thread_lock(request):
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(self.supervisor.thread_lock(request))
+            except asyncio.CancelledError:
+                # Shut down while waiting for the thread (a run at another process holds it):
+                # admitted for later, so another process runs it once the thread is free.
+                if self.stopping:
+                    await self.supervisor.admit_for_later(request, behind_its_thread=True)
+                raise
             admission = await self.gate.admit(request)
             return await self._carry_out(request, admission)
 

@@ -12,6 +12,8 @@ shutdown (:func:`hand_back`); and a Stop pressed at another process is recorded 
 from __future__ import annotations
 
 import logging
+import sys
+from dataclasses import replace
 
 from bot.files_api import FilesApi
 from bot.progress import (
@@ -47,12 +49,19 @@ def limits_of(settings: Settings) -> Limits:
 
 
 async def admit(
-    store: Store, settings: Settings, request: AnalysisRequest, question: str
+    store: Store, settings: Settings, request: AnalysisRequest, question: str, *, behind_its_thread: bool = False
 ) -> tuple[int, Refusal | None]:
     """A new run for ``request``: ``queued`` if the quotas allow it, else ``refused`` (one
-    atomic step in the store). The request is kept with it, for resuming after a restart."""
+    atomic step in the store). The request is kept with it, for resuming after a restart.
+
+    ``behind_its_thread``: a follow-up that was waiting for its thread's running analysis when
+    this process shut down. It runs only after that one (the thread lock), never beside it, so
+    the per-person concurrency limit doesn't refuse it; the other quotas do."""
+    limits = limits_of(settings)
+    if behind_its_thread:
+        limits = replace(limits, max_concurrent_per_user=sys.maxsize)
     return await store.admit(
-        limits=limits_of(settings),
+        limits=limits,
         exempt=request.user_id in settings.admins,
         lease_s=settings.lease_s,
         team_id=request.team_id,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bot.store import Store
-from bot.supervisor import RESTARTED
+from bot.supervisor import DEFERRED, RESTARTED
 from handlers.slack.controls import STOP
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Hold, Script, ScriptContext, Text, scripted
@@ -384,6 +384,39 @@ async def test_a_follow_up_at_another_replica_waits_for_the_running_answer_and_r
     assert claude.requests.index(follow_up_call) > claude.requests.index(first_call)
     assert follow_up_call.body.get("container") == first_response["container"]["id"]
     assert "Answer for q000." in str(follow_up_call.body["messages"])
+
+
+async def test_a_follow_up_waiting_at_a_replica_that_shuts_down_is_run_by_another(
+    rig: Replicas, slack: FakeSlack, claude: FakeAnthropic, backend: dict[str, str]
+) -> None:
+    hold = Hold(asyncio.Event())
+    claude.script = quick(hold)
+    first = await rig.start_one()
+    leaving = await rig.start_one(ANALYST_SHUTDOWN_GRACE_S="0")
+    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
+    await rig.deliver(envelope, to=first)
+    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    follow_up, envelope = slack.mention_event(
+        CHANNEL, ALICE, f"and 6 times 8? ({tag(1)})", thread_ts=str(message["ts"])
+    )
+    await rig.deliver(envelope, to=leaving)
+    await rig.wait_until(
+        lambda: bool(leaving.messages(r"^waiting for thread ")), timeout=60, what="the follow-up to wait for the thread"
+    )
+
+    # It shuts down while the follow-up waits: the follow-up is admitted for later (not refused for
+    # Alice's analysis in progress: it runs after it, not beside it) and handed back.
+    assert await rig.sigterm(leaving) == 0
+    hold.gate.set()
+    await rig.wait_until(
+        lambda: bool(answers(slack, follow_up, 1)), timeout=ANSWERS_WITHIN_S, what="the follow-up's answer"
+    )
+    await rig.idle()
+
+    assert len(answers(slack, message, 0)) == 1 and len(answers(slack, follow_up, 1)) == 1, rig.report()
+    text = "\n".join(slack.visible_text(m) for m in slack.thread(CHANNEL, message["ts"]) if m.bot_id)
+    assert DEFERRED in text
+    assert sorted(r["status"] for r in await ledger(backend)) == ["succeeded", "succeeded"]
 
 
 # -- controls ----------------------------------------------------------------------------------
