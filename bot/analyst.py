@@ -8,12 +8,15 @@ a terminal ledger status, and every failure ends as a message in the thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any, Literal
 
 import anthropic
 
+from bot import ledger
 from bot.admission import Admission, Admitted, Duplicate, Gate, HowTo, Refused
 from bot.engine import Engine
 from bot.feedback import FeedbackStore
@@ -152,7 +155,15 @@ class Analyst:
         if not await self.gate.claim(request):
             log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
             return "duplicate"
-        async with self.supervisor.thread_lock(request):
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(self.supervisor.thread_lock(request))
+            except asyncio.CancelledError:
+                # Shut down while waiting for the thread (a run at another process holds it):
+                # admitted for later, so another process runs it once the thread is free.
+                if self.stopping:
+                    await self.supervisor.admit_for_later(request, behind_its_thread=True)
+                raise
             admission = await self.gate.admit(request)
             return await self._carry_out(request, admission)
 
@@ -208,15 +219,21 @@ class Analyst:
 
     async def stop(self, run_id: int, *, user_id: str) -> str | None:
         """Stop run ``run_id`` for ``user_id`` (its asker or an admin): its in-flight API call
-        is closed and it ends ``cancelled``. Otherwise the words to tell them privately."""
+        is closed and it ends ``cancelled``. Otherwise the words to tell them privately.
+
+        A run another process carries out is stopped by that process: the request is recorded
+        with the run, and its owner acts on it at its next lease renewal (bot/supervisor.py)."""
         run, refusal = await self._controlled(run_id, user_id, "stop this analysis")
         if run is None:
             return refusal
         running = self.parts.running.get(run_id)
-        if running is None:
-            return "That analysis has already finished."
-        running.stop(by=user_id)
-        return None
+        if running is not None:
+            running.stop(by=user_id)
+            return None
+        if await ledger.record_stop_request(self.store, run_id, user_id):
+            log.info("run %s is not running here; recorded %s's stop request for its process", run_id, user_id)
+            return None
+        return "That analysis has already finished."
 
     async def rate(self, run_id: int, *, user_id: str, team_id: str, rating: Rating) -> None:
         """A person's 👍/👎 on run ``run_id``'s answer (the latest one counts)."""

@@ -4,12 +4,16 @@ A run's row is born here — admitted against the quotas (:func:`admit`), or ope
 terminal analysis (:func:`open_run`) — and from then on it follows the run's progress
 events: the :class:`Ledger` is a subscriber of the run's stream, for Slack and ``ask``
 alike. Start-up recovery settles rows a previous process left behind (:func:`requeue`,
-:func:`give_up`).
+:func:`give_up`). A run's lease — which process carries it out (bot/leases.py) — is kept here too:
+set at admission, renewed (:func:`renew`), taken over (:func:`take_over`), handed back at
+shutdown (:func:`hand_back`); and a Stop pressed at another process is recorded (:func:`record_stop_request`).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from dataclasses import replace
 
 from bot.files_api import FilesApi
 from bot.progress import (
@@ -45,13 +49,21 @@ def limits_of(settings: Settings) -> Limits:
 
 
 async def admit(
-    store: Store, settings: Settings, request: AnalysisRequest, question: str
+    store: Store, settings: Settings, request: AnalysisRequest, question: str, *, behind_its_thread: bool = False
 ) -> tuple[int, Refusal | None]:
     """A new run for ``request``: ``queued`` if the quotas allow it, else ``refused`` (one
-    atomic step in the store). The request is kept with it, for resuming after a restart."""
+    atomic step in the store). The request is kept with it, for resuming after a restart.
+
+    ``behind_its_thread``: a follow-up that was waiting for its thread's running analysis when
+    this process shut down. It runs only after that one (the thread lock), never beside it, so
+    the per-person concurrency limit doesn't refuse it; the other quotas do."""
+    limits = limits_of(settings)
+    if behind_its_thread:
+        limits = replace(limits, max_concurrent_per_user=sys.maxsize)
     return await store.admit(
-        limits=limits_of(settings),
+        limits=limits,
         exempt=request.user_id in settings.admins,
+        lease_s=settings.lease_s,
         team_id=request.team_id,
         channel_id=request.channel_id,
         thread_ts=request.thread_ts,
@@ -81,6 +93,27 @@ async def open_run(store: Store, settings: Settings, *, question: str, files_in:
 async def requeue(store: Store, run_id: int) -> None:
     """A run a previous process left unfinished goes back in the queue, to be resumed."""
     await store.update_run(run_id, status="queued", error=None)
+
+
+async def renew(store: Store, settings: Settings) -> int:
+    """This process still carries out its runs (and holds its threads): their leases are extended."""
+    return await store.renew_leases(settings.lease_s)
+
+
+async def take_over(store: Store, settings: Settings, run_id: int, *, gone_owner: str | None) -> bool:
+    """Make a run whose lease expired (or that is unowned, or whose owner is gone) this process's;
+    False if another process took it first."""
+    return await store.take_over_run(run_id, lease_s=settings.lease_s, gone_owner=gone_owner)
+
+
+async def hand_back(store: Store) -> int:
+    """At shutdown: this process's unfinished runs are left unowned, for another process to take at once."""
+    return await store.hand_back_runs()
+
+
+async def record_stop_request(store: Store, run_id: int, by: str) -> bool:
+    """A Stop pressed at a process not running the run: recorded for the run's owner to act on."""
+    return await store.request_stop(run_id, by)
 
 
 async def give_up(store: Store, run_id: int) -> None:

@@ -160,6 +160,22 @@ CLAIM_COLUMNS: dict[str, type] = {
     "claimed_at": str,  # when; a claim older than its work could take is stale and may be taken over
 }
 
+#: Columns m004 added to ``runs`` (not in :data:`RUN_COLUMNS`, which m001 creates): which process
+#: carries the run out and until when (its lease), and a Stop asked for at a process not running it.
+#: Only the store's lease statements write them (see bot/leases.py).
+RUN_LEASE_COLUMNS: dict[str, type] = {
+    "owner": str,  # "<host>:<pid>:<random>", the process carrying the run out; NULL = free to take
+    "lease_until": str,  # the owner's claim lasts until then unless renewed
+    "stop_requested_by": str,  # who pressed Stop at another process (the owner stops the run)
+}
+
+THREAD_LOCK_COLUMNS: dict[str, type] = {
+    "thread_key": str,  # "<channel>:<thread_ts>": one analysis at a time per thread, across processes
+    "owner": str,  # the process holding it
+    "run_id": int,  # the run it is held for, when known
+    "lease_until": str,  # renewed with the owner's runs; an expired one may be taken
+}
+
 MIGRATIONS = sqlite_utils.Migrations("slack-analyst")
 #: The names of :data:`MIGRATIONS`, in order (``mNNN_what_it_does``).
 MIGRATION_NAMES: list[str] = []
@@ -219,6 +235,16 @@ def m002_feedback(db: sqlite_utils.Database) -> None:
 def m003_claims(db: sqlite_utils.Database) -> None:
     """Claims on work exactly one process may do at a time: uploading one content, deleting one file."""
     db.table("claims").create(CLAIM_COLUMNS, pk="key")
+
+
+@migration
+def m004_leases(db: sqlite_utils.Database) -> None:
+    """Run leases (owner, lease_until, a Stop shared through the database) and per-thread locks."""
+    runs = db.table("runs")
+    for name, kind in RUN_LEASE_COLUMNS.items():
+        runs.add_column(name, kind)
+    runs.create_index(["owner"])
+    db.table("thread_locks").create(THREAD_LOCK_COLUMNS, pk="thread_key")
 
 
 class MigrationError(Exception):
@@ -318,6 +344,13 @@ POSTGRES_MIGRATIONS: dict[str, tuple[str, ...]] = {
         "CREATE INDEX idx_feedback_team_id_updated_at ON feedback (team_id, updated_at)",
     ),
     "m003_claims": ("CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT, claimed_at TEXT)",),
+    "m004_leases": (
+        "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_until TEXT",
+        "ALTER TABLE runs ADD COLUMN stop_requested_by TEXT",
+        "CREATE INDEX idx_runs_owner ON runs (owner)",
+        "CREATE TABLE thread_locks (thread_key TEXT PRIMARY KEY, owner TEXT, run_id BIGINT, lease_until TEXT)",
+    ),
 }
 
 POSTGRES_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

@@ -655,6 +655,18 @@ ANALYST_RESUME_MAX_AGE_S = Setting(
     note="Unfinished runs found at start-up are resumed if younger than this (seconds), else failed with a note.",
 )
 
+ANALYST_LEASE_S = Setting(
+    "ANALYST_LEASE_S",
+    30.0,
+    _number(),
+    section=DURABILITY,
+    doc="How long a process's claim on a run (its lease) lasts unless renewed. Each process renews the "
+    "leases of its runs every third of this (at most every second); a run whose lease expired — its "
+    "process crashed — is taken over by another process (or the next start). Replicas on one database "
+    "must use the same value.",
+    note="Seconds a run's lease lasts unless its process renews it; an expired one is taken over.",
+)
+
 ANALYST_SHUTDOWN_GRACE_S = Setting(
     "ANALYST_SHUTDOWN_GRACE_S",
     60.0,
@@ -763,6 +775,7 @@ class Settings:
     # Durability: how old an interrupted run may be to resume, shutdown grace, per-run deadline.
     resume_max_age_s: float = _declare(ANALYST_RESUME_MAX_AGE_S)
     shutdown_grace_s: float = _declare(ANALYST_SHUTDOWN_GRACE_S)
+    lease_s: float = _declare(ANALYST_LEASE_S)
     run_deadline_s: float = _declare(ANALYST_RUN_DEADLINE_S)
 
     @property

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from bot import leases
 from bot.db import Database, DatabaseTarget, Queries, lock, open_database
 from bot.progress import Usage
 from bot.quotas import DAY, HOUR, LedgerState, Limits, Refusal, check, run_tokens
@@ -90,6 +91,7 @@ class Store:
         self.database: Database = open_database(target)
         self.migrated: tuple[str, ...] = ()  # the migrations ``open`` applied
         self.holder = uuid.uuid4().hex  # whose claims are this store's (see take_claim)
+        self.owner = leases.make_owner()  # whose run leases and thread locks are this process's
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -102,9 +104,11 @@ class Store:
         except BaseException:
             await self.database.close()
             raise
+        leases.opened(self.owner)
         return self
 
     async def close(self) -> None:
+        leases.closed(self.owner)
         await self.database.close()
 
     async def __aenter__(self) -> Store:
@@ -213,7 +217,7 @@ class Store:
         return await insert_run(self.database, row)
 
     async def admit(
-        self, *, limits: Limits, exempt: bool, source: RunSource, **fields: Any
+        self, *, limits: Limits, exempt: bool, source: RunSource, lease_s: float | None = None, **fields: Any
     ) -> tuple[int, Refusal | None]:
         """Record a new run, ``queued`` if the quotas allow it, else ``refused``: atomically.
 
@@ -223,8 +227,11 @@ class Store:
         """
         fields = {"source": source, **fields}
         _check_run_fields(fields)
+        now = self.clock()
+        if lease_s is not None:  # the admitting process carries it out (see bot/leases.py)
+            fields.update(owner=self.owner, lease_until=utc_iso(now + lease_s))
         async with self.database.transaction() as tx:
-            return await admit_run(tx, self.clock(), limits, exempt, fields)
+            return await admit_run(tx, now, limits, exempt, fields)
 
     async def update_run(self, run_id: int, *, status: RunStatus | None = None, **fields: Any) -> None:
         """Set a run's columns; a terminal ``status`` also stamps ``finished_at`` (unless given)."""
@@ -240,6 +247,90 @@ class Store:
             f"UPDATE runs SET {assignments} WHERE id = ?",  # noqa: S608 - checked column names
             [*fields.values(), run_id],
         )
+
+    # -- leases (bot/leases.py): which process carries out a run, which holds a thread ------
+
+    async def renew_leases(self, lease_s: float) -> int:
+        """Extend the lease of this process's unfinished runs and thread locks; returns how many runs."""
+        until = utc_iso(self.clock() + lease_s)
+        async with self.database.transaction() as tx:
+            renewed = await tx.execute(
+                f"UPDATE runs SET lease_until = ? WHERE owner = ? AND status IN ({_UNFINISHED})",  # noqa: S608
+                [until, self.owner, *UNFINISHED_STATUSES],
+            )
+            await tx.execute("UPDATE thread_locks SET lease_until = ? WHERE owner = ?", [until, self.owner])
+        return renewed
+
+    async def runs_to_take_over(self) -> list[dict[str, Any]]:
+        """Unfinished runs another process may take: unowned, their lease expired, or their owner gone."""
+        rows = await self._runs_where(
+            f"status IN ({_UNFINISHED}) AND (owner IS NULL OR owner != ?)", [*UNFINISHED_STATUSES, self.owner]
+        )
+        now = self.now()
+        return [row for row in rows if leases.takeable(row["owner"], row["lease_until"], now)]
+
+    async def take_over_run(self, run_id: int, *, lease_s: float, gone_owner: str | None = None) -> bool:
+        """Make run ``run_id`` this process's, if it is still unfinished and unowned, its lease
+        expired, or still owned by ``gone_owner`` (seen to have exited): one compare-and-set, so
+        of several processes trying at once exactly one wins."""
+        now = self.clock()
+        won = await self.database.fetchone(
+            f"UPDATE runs SET owner = ?, lease_until = ? WHERE id = ? AND status IN ({_UNFINISHED}) "  # noqa: S608
+            "AND (owner IS NULL OR lease_until IS NULL OR lease_until < ? OR owner = ?) RETURNING id",
+            [self.owner, utc_iso(now + lease_s), run_id, *UNFINISHED_STATUSES, utc_iso(now), gone_owner],
+        )
+        return won is not None
+
+    async def hand_back_runs(self) -> int:
+        """Leave this process's unfinished runs unowned (another process takes them at once) and
+        release its thread locks; returns how many runs."""
+        async with self.database.transaction() as tx:
+            handed = await tx.execute(
+                f"UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ? AND status IN ({_UNFINISHED})",  # noqa: S608
+                [self.owner, *UNFINISHED_STATUSES],
+            )
+            await tx.execute("DELETE FROM thread_locks WHERE owner = ?", [self.owner])
+        return handed
+
+    async def request_stop(self, run_id: int, by: str) -> bool:
+        """Record that ``by`` asked to stop run ``run_id`` (for its owner to act on); False if it
+        has finished meanwhile."""
+        changed = await self.database.execute(
+            f"UPDATE runs SET stop_requested_by = ? WHERE id = ? AND status IN ({_UNFINISHED})",  # noqa: S608
+            [by, run_id, *UNFINISHED_STATUSES],
+        )
+        return changed > 0
+
+    async def stops_requested(self) -> list[tuple[int, str]]:
+        """(run id, who asked) of this process's unfinished runs someone asked to stop elsewhere."""
+        rows = await self._runs_where(
+            f"owner = ? AND status IN ({_UNFINISHED}) AND stop_requested_by IS NOT NULL",
+            [self.owner, *UNFINISHED_STATUSES],
+        )
+        return [(int(row["id"]), str(row["stop_requested_by"])) for row in rows]
+
+    async def take_thread_lock(
+        self, key: str, *, run_id: int | None, lease_s: float, gone_owner: str | None = None
+    ) -> bool:
+        """Hold thread ``key`` for this process: True if it was free, its lease expired, or its
+        holder is ``gone_owner`` (one statement: exactly one of several racing processes wins)."""
+        now = self.clock()
+        won = await self.database.fetchone(
+            "INSERT INTO thread_locks (thread_key, owner, run_id, lease_until) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (thread_key) DO UPDATE SET owner = excluded.owner, run_id = excluded.run_id, "
+            "lease_until = excluded.lease_until WHERE thread_locks.lease_until < ? OR thread_locks.owner = ? "
+            "RETURNING thread_key",
+            [key, self.owner, run_id, utc_iso(now + lease_s), utc_iso(now), gone_owner],
+        )
+        return won is not None
+
+    async def thread_lock_holder(self, key: str) -> str | None:
+        row = await self.database.fetchone("SELECT owner FROM thread_locks WHERE thread_key = ?", [key])
+        return str(row["owner"]) if row and row["owner"] is not None else None
+
+    async def release_thread_lock(self, key: str) -> None:
+        """Give up this process's lock on thread ``key`` (one taken over meanwhile stays with its new holder)."""
+        await self.database.execute("DELETE FROM thread_locks WHERE thread_key = ? AND owner = ?", [key, self.owner])
 
     # -- what the bot posted (for deleting a run's replies) -------------------------
 
@@ -377,9 +468,12 @@ async def admit_run(
     await lock(tx, f"admit:user:{fields.get('user_id')}", f"admit:team:{fields.get('team_id')}")
     day_ago = utc_iso(now - DAY)
     mine = await _tokens_since(tx, "user_id", fields.get("user_id"), day_ago)
+    # A run whose lease expired (its process is gone) no longer holds a slot; an unowned one does
+    # (it is waiting for a process to take it).
     active = await tx.fetchone(
-        "SELECT COUNT(*) AS n FROM runs WHERE user_id = ? AND status IN ('queued', 'running')",
-        [fields.get("user_id")],
+        "SELECT COUNT(*) AS n FROM runs WHERE user_id = ? AND status IN ('queued', 'running') "
+        "AND (owner IS NULL OR lease_until IS NULL OR lease_until >= ?)",
+        [fields.get("user_id"), utc_iso(now)],
     )
     usage = LedgerState(
         run_starts=[started for started, _ in mine if started >= now - HOUR],
@@ -402,6 +496,9 @@ async def _tokens_since(tx: Queries, column: str, value: Any, since: str) -> lis
         [value, since],
     )
     return [(parse_iso(row["started_at"]), run_tokens(row)) for row in rows]
+
+
+_UNFINISHED = ", ".join("?" for _ in UNFINISHED_STATUSES)
 
 
 def _check_run_fields(fields: dict[str, Any]) -> None:

@@ -1,21 +1,24 @@
-"""The supervisor: owns the process's background tasks, one-at-a-time threads, start-up
-recovery, deferral while shutting down, and the retention sweeper.
+"""The supervisor: owns the process's background tasks, one-at-a-time threads, the lease
+loop (start-up recovery is its first pass), deferral while shutting down, and the retention
+sweeper.
 
 Every task is tracked (never garbage-collected mid-run, never failing silently); every
-run a previous process left unfinished is resumed or, if too old, failed — and either
+run another process left unfinished — it crashed, or shut down and handed the run back — is
+taken over once its lease allows (bot/leases.py) and resumed or, if too old, failed; either
 way its thread hears about it, and the ledger agrees.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import weakref
 from collections.abc import Coroutine
 from typing import Any
 
 from bot import ledger
 from bot.admission import Gate
+from bot.leases import ThreadLocks, owner_is_gone, renew_every
 from bot.requests import AnalysisRequest
 from bot.retention import Sweeper
 from bot.run import Parts, Run
@@ -79,30 +82,58 @@ class Supervisor:
         self.stopping = False  # set when shutdown begins: new requests are deferred
         self._stop = asyncio.Event()
         self._sweeping: asyncio.Task[None] | None = None
-        # One analysis at a time per thread: they share a container and a history.
-        self._thread_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._leasing: asyncio.Task[None] | None = None
+        self._stop_leasing = asyncio.Event()
+        # One analysis at a time per thread, across processes: they share a container and a history.
+        self.thread_locks = ThreadLocks(parts.store, parts.settings.lease_s)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
         self.tasks.spawn(coro, name=name)
 
-    def thread_lock(self, request: AnalysisRequest) -> asyncio.Lock:
-        key = thread_key(request.channel_id, request.thread_ts)
-        lock = self._thread_locks.get(key)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._thread_locks[key] = lock
-        return lock
+    def thread_lock(
+        self, request: AnalysisRequest, *, run_id: int | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held while a request in the thread is admitted and run (waits for one running elsewhere)."""
+        return self.thread_locks.hold(thread_key(request.channel_id, request.thread_ts), run_id=run_id)
 
     async def start(self) -> None:
-        """Start the retention sweeper, then take up what a previous process left."""
+        """Start the retention sweeper, take up what other processes left, then keep leases."""
         self._sweeping = asyncio.get_running_loop().create_task(self.sweeper.run(self._stop), name="retention")
         await self.recover()
+        self._leasing = asyncio.get_running_loop().create_task(self._keep_leases(), name="leases")
+
+    async def _keep_leases(self) -> None:
+        """Every third of a lease (at most every second): one :meth:`recover` pass, until shutdown
+        ends (while it drains, running analyses keep their leases; nothing is taken over)."""
+        interval = renew_every(self.parts.settings.lease_s)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_leasing.wait(), timeout=interval)
+            if self._stop_leasing.is_set():
+                return
+            try:
+                await self.recover()
+            except Exception as error:  # noqa: BLE001 - a failed pass (database down, say) is retried next tick
+                log.warning("renewing leases failed (%r); trying again in %.1fs", error, interval)
 
     async def recover(self) -> None:
-        """Runs a previous process left queued or running: resumed, or failed if too old."""
-        store = self.parts.store
+        """One pass of the lease loop (the first at start-up): renew this process's leases, act on
+        Stops pressed at other processes, and take over every run whose lease expired, that is
+        unowned, or whose owner is gone — resumed, or failed if too old. A live lease is never touched."""
+        store, settings = self.parts.store, self.parts.settings
+        await ledger.renew(store, settings)
+        for run_id, by in await store.stops_requested():
+            running = self.parts.running.get(run_id)
+            if running is not None and running.stopped_by is None:
+                log.info("run %s: stop requested by %s at another process", run_id, by)
+                running.stop(by=by)
+        if self.stopping:
+            return
         now = store.clock()
-        for run in await store.unfinished_runs():
+        for run in await store.runs_to_take_over():
+            gone = run["owner"] if owner_is_gone(run["owner"]) else None
+            if not await ledger.take_over(store, settings, run["id"], gone_owner=gone):
+                continue  # another process took it first
             request = AnalysisRequest.from_json(run["request"]) if run.get("request") else None
             age = now - parse_iso(run["started_at"])
             if request is not None and age <= self.parts.settings.resume_max_age_s:
@@ -117,7 +148,7 @@ class Supervisor:
 
     async def resume(self, run_id: int, request: AnalysisRequest) -> RunStatus:
         """Run an interrupted analysis again from the start, with the same files."""
-        async with self.thread_lock(request):
+        async with self.thread_lock(request, run_id=run_id):
             await self.parts.surface.tell_thread(request, RESTARTED)
             question = await self.gate.question(request)
             conversation = await self.parts.conversations.get(thread_key(request.channel_id, request.thread_ts))
@@ -135,9 +166,19 @@ class Supervisor:
         """A request that arrived while shutting down: admitted and left queued for the next start."""
         if not await self.parts.store.claim(request.dedupe_key):
             return
+        await self.admit_for_later(request)
+
+    async def admit_for_later(self, request: AnalysisRequest, *, behind_its_thread: bool = False) -> None:
+        """Admit a claimed request as a queued run this process won't start (it is shutting down):
+        handed back at the end of shutdown, another process (or the next start) runs it.
+        ``behind_its_thread``: it was waiting for its thread (see :func:`bot.ledger.admit`)."""
         settings = self.parts.settings
         _, refusal = await ledger.admit(
-            self.parts.store, settings, request, request.text[: settings.max_question_chars]
+            self.parts.store,
+            settings,
+            request,
+            request.text[: settings.max_question_chars],
+            behind_its_thread=behind_its_thread,
         )
         if refusal is not None:
             await self.parts.surface.tell_privately(request, f":hourglass: {refusal.message}")
@@ -149,8 +190,9 @@ class Supervisor:
 
     async def shutdown(self, grace: float) -> None:
         """Let running work finish within ``grace`` seconds, then interrupt the rest (each
-        run left queued for the next start, its thread told) and stop the sweeper. New
-        requests are deferred from the moment shutdown begins."""
+        run left queued, its thread told), hand every unfinished run of this process back
+        (unowned: another process, or the next start, takes it at once) and stop the sweeper.
+        New requests are deferred from the moment shutdown begins."""
         self.stopping = True
         if self.tasks:
             log.info("waiting up to %.0fs for %d analyses to finish", grace, len(self.tasks))
@@ -160,7 +202,21 @@ class Supervisor:
         await self.stop_background()
 
     async def stop_background(self) -> None:
-        """Stop the sweeper (analyses are drained separately)."""
+        """Stop the lease loop and hand this process's unfinished runs back, then stop the
+        sweeper (analyses are drained separately)."""
+        self._stop_leasing.set()
+        if self._leasing is not None:
+            await self._leasing
+            self._leasing = None
+            try:
+                handed = await ledger.hand_back(self.parts.store)
+            except Exception as error:  # noqa: BLE001 - then they are taken over when their leases expire
+                log.warning(
+                    "could not hand unfinished runs back (%r); they will be taken when their leases expire", error
+                )
+            else:
+                if handed:
+                    log.info("handed %d unfinished runs back for another process to take", handed)
         self._stop.set()
         if self._sweeping is not None:
             await self._sweeping

@@ -92,7 +92,7 @@ async def test_a_healthy_http_set_up_passes_every_check(
     assert line(output, "Socket Mode").startswith("– Socket Mode: not used")
     assert "verifies that requests to /slack/events come from Slack" in line(output, "Slack signing secret")
     assert line(output, "model") == "✓ model: claude-sonnet-5-5 (Claude Sonnet 5.5)"
-    database = f"✓ database: {tmp_path / 'analyst.db'}: created, schema current (migration 3 of 3)"
+    database = f"✓ database: {tmp_path / 'analyst.db'}: created, schema current (migration 4 of 4)"
     assert line(output, "database") == database
     assert output.endswith("No check failed.\n")
     assert [c.method for c in slack.calls] == ["auth.test"]
@@ -238,7 +238,7 @@ async def test_a_database_with_an_outdated_table_is_brought_up_to_date(
     status, output = await doctor(env, cwd=tmp_path)
     assert status == 0, output
     assert line(output, "database") == (
-        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 3 of 3), 0 runs recorded"
+        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 4 of 4), 0 runs recorded"
     )
     with contextlib.closing(sqlite3.connect(env["ANALYST_DB"])) as db:
         assert db.execute("SELECT key, container_expires_at, created_at FROM threads").fetchall() == [
@@ -288,7 +288,7 @@ async def test_an_existing_database_is_checked_without_leaving_anything_behind(
     status, output = await doctor(env, cwd=tmp_path)
     assert status == 0, output
     assert line(output, "database") == (
-        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 3 of 3), 0 runs recorded"
+        f"✓ database: {env['ANALYST_DB']}: writable, schema current (migration 4 of 4), 0 runs recorded"
     )
     with sqlite3.connect(env["ANALYST_DB"]) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
@@ -433,10 +433,10 @@ async def test_a_postgresql_database_is_checked_without_showing_its_password(
     shown = url.replace("s3cret-pw", "***")
     status, output = await doctor({**env, "ANALYST_DB": url}, cwd=tmp_path)
     assert status == 0, output
-    assert line(output, "database") == f"✓ database: {shown}: created, schema current (migration 3 of 3)"
+    assert line(output, "database") == f"✓ database: {shown}: created, schema current (migration 4 of 4)"
     status, output = await doctor({**env, "ANALYST_DB": url}, cwd=tmp_path)
     assert (
-        line(output, "database") == f"✓ database: {shown}: writable, schema current (migration 3 of 3), 0 runs recorded"
+        line(output, "database") == f"✓ database: {shown}: writable, schema current (migration 4 of 4), 0 runs recorded"
     )
 
     nowhere = f"postgresql://bot:s3cret-pw@/analyst?host={tmp_path / 'no-server-here'}"

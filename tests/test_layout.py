@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SURFACE_PACKAGES = ("slack_sdk", "slack_bolt")
 # Calls that write the runs table; only the ledger (and the store that implements them) make them.
-RUN_WRITES = ("update_run", "create_run")
+# The lease bookkeeping (bot/leases.py) writes owner, lease_until and stop_requested_by through these too.
+RUN_WRITES = ("update_run", "create_run", "renew_leases", "take_over_run", "hand_back_runs", "request_stop")
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:

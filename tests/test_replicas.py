@@ -2,12 +2,10 @@
 (tests/replicas.py) sharing the store and the loopback fakes, Slack's deliveries spread over
 them round-robin, with Slack's retries, a quota race, restarts and crashes.
 
-The backend is a fixture so each test runs on every store the replicas can share: today one
-SQLite file (WAL mode works across processes on one host, not across hosts).
-
-What needs run leases and a thread lock held in the database (#12 stage 2), or a Stop shared
-through it, is written too, marked ``xfail(strict=True)``: each fails today for exactly that
-reason, and flips when it lands.
+The backend is a fixture so each test runs on every store the replicas can share: one SQLite
+file (WAL mode works across processes on one host, not across hosts) and one PostgreSQL database
+(tests/postgres.py). Run leases, the thread lock and Stop are shared through the database
+(bot/leases.py).
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from typing import Any
 import pytest
 
 from bot.store import Store
-from bot.supervisor import RESTARTED
+from bot.supervisor import DEFERRED, RESTARTED
 from handlers.slack.controls import STOP
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Hold, Script, ScriptContext, Text, scripted
@@ -46,8 +44,6 @@ IGNORED_DUPLICATE = r"already handled; ignoring the duplicate"
 RESUMING = r"^resuming run \d+"
 #: Bounds that only turn a hang into a failure (no speed is asserted).
 ANSWERS_WITHIN_S = 300.0
-NEEDS_LEASES = "needs run leases and a thread lock in the database (#12 stage 2)"
-NEEDS_SHARED_STOP = "a Stop pressed at another replica needs the stop request shared through the database"
 
 TAG = re.compile(r"\bq\d{3}\b")
 
@@ -67,11 +63,13 @@ def quick(hold: Hold | None = None) -> Script:
     return scripted(*([hold] if hold else []), Text(answer))
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     """The environment that points every replica at the same store."""
-    assert request.param == "sqlite"
-    return {"ANALYST_DB": str(tmp_path / "shared.db")}
+    if request.param == "sqlite":
+        return {"ANALYST_DB": str(tmp_path / "shared.db")}
+    url: str = request.getfixturevalue("postgres_url")
+    return {"ANALYST_DB": url}
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +292,6 @@ async def test_a_rolling_restart_with_nothing_in_flight_loses_and_duplicates_not
     assert len(runs) == 20 and {r["status"] for r in runs} == {"succeeded"}
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_LEASES)
 async def test_a_rolling_restart_with_a_run_in_flight_loses_and_duplicates_nothing(
     rig: Replicas, slack: FakeSlack, claude: FakeAnthropic, backend: dict[str, str]
 ) -> None:
@@ -306,8 +303,7 @@ async def test_a_rolling_restart_with_a_run_in_flight_loses_and_duplicates_nothi
     await rig.deliver(envelope, to=old)
     await asyncio.wait_for(hold.reached.wait(), timeout=60)
 
-    # The new process starts while the old one works: it must leave that live run alone.
-    # (Today start-up recovery takes over every unfinished run, so it resumes it a second time.)
+    # The new process starts while the old one works: it must leave that live run (its lease) alone.
     new = await rig.start_one(**GENEROUS)
     assert not new.messages(RESUMING), rig.report()
 
@@ -327,7 +323,6 @@ async def test_a_rolling_restart_with_a_run_in_flight_loses_and_duplicates_nothi
     assert len(runs) == 6 and {r["status"] for r in runs} == {"succeeded"}
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_LEASES)
 async def test_a_killed_replicas_run_is_finished_by_another_within_about_a_lease(
     rig: Replicas, slack: FakeSlack, claude: FakeAnthropic, backend: dict[str, str]
 ) -> None:
@@ -341,8 +336,8 @@ async def test_a_killed_replicas_run_is_finished_by_another_within_about_a_lease
     await rig.sigkill(doomed)
     hold.gate.set()
 
-    # No restart: the survivor takes the run over once its lease expires (bounded generously:
-    # a hang is the failure, not slowness).
+    # No restart: the survivor takes the run over once its lease expires, or at once when it sees
+    # the owner's process is gone from this host (bounded generously: a hang is the failure).
     await rig.wait_until(
         lambda: reacted(slack, message, "white_check_mark"), timeout=10, what="the survivor to finish the run"
     )
@@ -357,7 +352,6 @@ async def test_a_killed_replicas_run_is_finished_by_another_within_about_a_lease
 # -- threads -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_LEASES)
 async def test_a_follow_up_at_another_replica_waits_for_the_running_answer_and_reuses_its_container(
     rig: Replicas, slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
@@ -371,8 +365,8 @@ async def test_a_follow_up_at_another_replica_waits_for_the_running_answer_and_r
         CHANNEL, ALICE, f"and 6 times 8? ({tag(1)})", thread_ts=str(message["ts"])
     )
     await rig.deliver(envelope, to=second)
-    # Let the first answer go once the other replica has decided about the follow-up (today it
-    # admits or refuses it at once); with a thread lock it waits, and the window just runs out.
+    # Let the first answer go once the other replica has decided about the follow-up (without the
+    # thread lock in the database it admits or refuses it at once); it waits, and the window runs out.
     await rig.holds_within(lambda: reacted(slack, follow_up, "eyes", "no_entry_sign"), timeout=5)
     hold.gate.set()
     await rig.wait_until(
@@ -392,6 +386,39 @@ async def test_a_follow_up_at_another_replica_waits_for_the_running_answer_and_r
     assert "Answer for q000." in str(follow_up_call.body["messages"])
 
 
+async def test_a_follow_up_waiting_at_a_replica_that_shuts_down_is_run_by_another(
+    rig: Replicas, slack: FakeSlack, claude: FakeAnthropic, backend: dict[str, str]
+) -> None:
+    hold = Hold(asyncio.Event())
+    claude.script = quick(hold)
+    first = await rig.start_one()
+    leaving = await rig.start_one(ANALYST_SHUTDOWN_GRACE_S="0")
+    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
+    await rig.deliver(envelope, to=first)
+    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    follow_up, envelope = slack.mention_event(
+        CHANNEL, ALICE, f"and 6 times 8? ({tag(1)})", thread_ts=str(message["ts"])
+    )
+    await rig.deliver(envelope, to=leaving)
+    await rig.wait_until(
+        lambda: bool(leaving.messages(r"^waiting for thread ")), timeout=60, what="the follow-up to wait for the thread"
+    )
+
+    # It shuts down while the follow-up waits: the follow-up is admitted for later (not refused for
+    # Alice's analysis in progress: it runs after it, not beside it) and handed back.
+    assert await rig.sigterm(leaving) == 0
+    hold.gate.set()
+    await rig.wait_until(
+        lambda: bool(answers(slack, follow_up, 1)), timeout=ANSWERS_WITHIN_S, what="the follow-up's answer"
+    )
+    await rig.idle()
+
+    assert len(answers(slack, message, 0)) == 1 and len(answers(slack, follow_up, 1)) == 1, rig.report()
+    text = "\n".join(slack.visible_text(m) for m in slack.thread(CHANNEL, message["ts"]) if m.bot_id)
+    assert DEFERRED in text
+    assert sorted(r["status"] for r in await ledger(backend)) == ["succeeded", "succeeded"]
+
+
 # -- controls ----------------------------------------------------------------------------------
 
 
@@ -407,7 +434,6 @@ def stop_button(slack: FakeSlack, message: dict[str, Any]) -> Message | None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_SHARED_STOP)
 async def test_stop_pressed_at_another_replica_stops_the_run(
     rig: Replicas, slack: FakeSlack, claude: FakeAnthropic, backend: dict[str, str]
 ) -> None:
@@ -437,7 +463,7 @@ async def test_stop_pressed_at_another_replica_stops_the_run(
     )
     await rig.idle()
 
-    # Today the other replica, not finding the run among its own, says it has already finished.
+    # The other replica records the Stop for the run's owner rather than saying it has finished.
     assert [slack.visible_text(e) for e in slack.ephemerals(CHANNEL, ALICE)] == []
     assert reacted(slack, message, "black_square_for_stop") and not answers(slack, message, 0)
     [run] = await ledger(backend)

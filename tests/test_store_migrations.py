@@ -26,9 +26,11 @@ from bot.schema import (
     POSTGRES_MIGRATIONS,
     POSTGRES_MIGRATIONS_TABLE,
     RUN_COLUMNS,
+    RUN_LEASE_COLUMNS,
     SHARE_COLUMNS,
     THREAD_COLUMNS,
     THREAD_FILE_COLUMNS,
+    THREAD_LOCK_COLUMNS,
     TURN_COLUMNS,
     MigrationError,
     migrate,
@@ -41,7 +43,7 @@ NOW = 1_764_115_200.0  # 2025-11-26 00:00 UTC
 SCHEMA: dict[str, dict[str, type]] = {
     "events": EVENT_COLUMNS,
     "files": FILE_COLUMNS,
-    "runs": RUN_COLUMNS,
+    "runs": {**RUN_COLUMNS, **RUN_LEASE_COLUMNS},  # m004 added the lease columns
     "threads": THREAD_COLUMNS,
     "turns": TURN_COLUMNS,
     "thread_files": THREAD_FILE_COLUMNS,
@@ -53,6 +55,7 @@ INDEXES = {
     ("runs", ("user_id", "started_at")),
     ("runs", ("status",)),
     ("runs", ("team_id", "started_at")),
+    ("runs", ("owner",)),  # m004
     ("threads", ("user_id",)),
     ("turns", ("thread_key", "id")),
     ("posts", ("run_id",)),
@@ -129,11 +132,11 @@ def schema_sql(path: Path, *, without: tuple[str, ...] = ()) -> set[tuple[str, s
 
 
 #: The tables migrations after m001 added (absent from the code before migrations).
-LATER_TABLES = ("feedback", "claims")
+LATER_TABLES = ("feedback", "claims", "thread_locks")
 
 
 def test_the_migrations_are_numbered_in_order() -> None:
-    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims", "m004_leases"]
     assert all(name.startswith(f"m{n:03d}_") for n, name in enumerate(MIGRATION_NAMES, start=1))
 
 
@@ -141,9 +144,9 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
     def m007_skips_ahead(db: sqlite_utils.Database) -> None:
         raise AssertionError("never registered, never run")
 
-    with pytest.raises(ValueError, match="must be named m004_"):
+    with pytest.raises(ValueError, match="must be named m005_"):
         migration(m007_skips_ahead)
-    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims"]
+    assert MIGRATION_NAMES == ["m001_initial_schema", "m002_feedback", "m003_claims", "m004_leases"]
 
 
 # -- m001_initial_schema -----------------------------------------------------------------------
@@ -152,10 +155,12 @@ def test_a_migration_out_of_sequence_is_refused() -> None:
 async def test_m001_on_an_empty_database_makes_the_schema_the_previous_code_made(tmp_path: Path) -> None:
     async with Store(tmp_path / "new.db") as store:
         state = await store.schema_state()
-    assert state.applied == tuple(MIGRATION_NAMES) and state.current and state.describe() == "migration 3 of 3"
+    assert state.applied == tuple(MIGRATION_NAMES) and state.current and state.describe() == "migration 4 of 4"
     with contextlib.closing(sqlite3.connect(tmp_path / "old.db", isolation_level=None)) as conn:
         previous_code_schema(sqlite_utils.Database(conn))
-    assert schema_sql(tmp_path / "new.db", without=LATER_TABLES) == schema_sql(tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "m003.db", isolation_level=None)) as conn:
+        MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m004_leases")  # m004 alters runs
+    assert schema_sql(tmp_path / "m003.db", without=LATER_TABLES) == schema_sql(tmp_path / "old.db")
     found = columns(tmp_path / "new.db")
     assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
     assert indexes(tmp_path / "new.db") == INDEXES
@@ -183,7 +188,7 @@ async def test_m001_brings_the_previous_codes_database_to_the_schema_and_keeps_i
         )
         conversation = await conversations.get("C0DATA:1.0")
 
-    assert state.current and state.describe() == "migration 3 of 3"
+    assert state.current and state.describe() == "migration 4 of 4"
     found = columns(path)
     assert {table: found[table] for table in SCHEMA} == {table: set(cols) for table, cols in SCHEMA.items()}
     assert indexes(path) == INDEXES
@@ -257,7 +262,7 @@ async def test_m003_adds_claims_to_a_database_at_m002_and_keeps_its_rows(tmp_pat
     assert "claims" not in columns(path)
 
     async with Store(path, clock=lambda: NOW) as store:
-        assert store.migrated == ("m003_claims",)
+        assert store.migrated == ("m003_claims", "m004_leases")
         assert await store.take_claim("upload:abc", stale_after=60) is True
         assert await store.claim("event:Ev1") is False  # the rows it had are kept
         [run] = await store.all_runs()
@@ -280,7 +285,7 @@ async def test_postgresql_m003_adds_claims_to_a_database_at_m002(postgres_url: s
         await connection.close()
 
     async with Store(postgres_url, clock=lambda: NOW) as store:
-        assert store.migrated == ("m003_claims",)
+        assert store.migrated == ("m003_claims", "m004_leases")
         assert await store.take_claim("upload:abc", stale_after=60) is True
         assert await store.claim("event:Ev1") is False
 
@@ -371,7 +376,7 @@ async def test_postgresql_migrations_make_the_schema_sqlite_has(postgres_url: st
         assert store.migrated == tuple(MIGRATION_NAMES)
     assert state.applied == tuple(MIGRATION_NAMES) and state.current
     found = await postgres_columns(postgres_url)
-    expected = {**SCHEMA, "feedback": FEEDBACK_COLUMNS, "claims": CLAIM_COLUMNS}
+    expected = {**SCHEMA, "feedback": FEEDBACK_COLUMNS, "claims": CLAIM_COLUMNS, "thread_locks": THREAD_LOCK_COLUMNS}
     assert {table: found[table] for table in expected} == {
         table: {name: SQL_TYPES[kind] for name, kind in cols.items()} for table, cols in expected.items()
     }
@@ -396,7 +401,7 @@ async def test_postgresql_m002_adds_feedback_to_a_database_at_m001_and_keeps_its
         await connection.close()
 
     async with Store(postgres_url, clock=lambda: NOW) as store:
-        assert store.migrated == ("m002_feedback", "m003_claims")
+        assert store.migrated == ("m002_feedback", "m003_claims", "m004_leases")
         [run] = await store.all_runs()
         await FeedbackStore(store).rate(run_id=run["id"], user_id="U0BOB", team_id="T0TEAM", rating="good")
         [row] = await FeedbackStore(store).of_run(run["id"])
@@ -416,3 +421,52 @@ async def test_a_postgresql_migration_that_fails_leaves_the_database_as_it_was(p
         await store.open()
     await store.close()
     assert set(await postgres_columns(postgres_url)) == {"shares"}  # no migrations table, no half schema
+
+
+# -- m004_leases --------------------------------------------------------------------------------
+
+
+async def test_m004_adds_leases_and_thread_locks_to_a_database_at_m003_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "analyst.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        db = sqlite_utils.Database(conn)
+        MIGRATIONS.apply(db, stop_before="m004_leases")
+        db.table("runs").insert(
+            {"id": 3, "user_id": "U0ALICE", "status": "running", "source": "mention", "started_at": "2025-11-25"}
+        )
+    assert "owner" not in columns(path)["runs"] and "thread_locks" not in columns(path)
+
+    async with Store(path, clock=lambda: NOW) as store:
+        assert store.migrated == ("m004_leases",)
+        [left] = await store.runs_to_take_over()  # a run from before leases is unowned: free to take
+        assert await store.take_over_run(3, lease_s=30) is True
+        assert await store.take_thread_lock("C0DATA:1.0", run_id=3, lease_s=30) is True
+        [run] = await store.all_runs()
+
+    assert columns(path)["runs"] == set(RUN_COLUMNS) | set(RUN_LEASE_COLUMNS)
+    assert columns(path)["thread_locks"] == set(THREAD_LOCK_COLUMNS)
+    assert left["id"] == 3 and run["owner"] == store.owner and run["status"] == "running"
+
+
+async def test_postgresql_m004_adds_leases_and_thread_locks_to_a_database_at_m003(postgres_url: str) -> None:
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        async with connection.transaction():
+            await connection.execute(POSTGRES_MIGRATIONS_TABLE)
+            for name in ("m001_initial_schema", "m002_feedback", "m003_claims"):
+                for statement in POSTGRES_MIGRATIONS[name]:
+                    await connection.execute(statement)
+                await connection.execute("INSERT INTO migrations VALUES ($1, '2025-11-25T00:00:00Z')", name)
+            await connection.execute(
+                "INSERT INTO runs (user_id, status, source, started_at) VALUES ('U0ALICE', 'queued', 'dm', '2025')"
+            )
+    finally:
+        await connection.close()
+
+    async with Store(postgres_url, clock=lambda: NOW) as store:
+        assert store.migrated == ("m004_leases",)
+        [left] = await store.runs_to_take_over()
+        assert await store.take_over_run(left["id"], lease_s=30) is True
+        assert await store.take_thread_lock("C0DATA:1.0", run_id=left["id"], lease_s=30) is True
+        [run] = await store.all_runs()
+    assert run["owner"] == store.owner and run["status"] == "queued"
