@@ -78,8 +78,9 @@ class Gate:
             return False
         return await self.store.claim(request.dedupe_key)
 
-    async def admit(self, request: AnalysisRequest) -> Admission:
-        """The outcome for a claimed request (the caller holds the thread's lock)."""
+    async def access(self, request: AnalysisRequest) -> Refused | None:
+        """The refusal of a request whose asker or channel the access rules leave out, else None.
+        Every way a request becomes a run passes here first, deferred ones included."""
         surface = self.surface
         refusal = access_refusal(
             self.settings,
@@ -89,9 +90,15 @@ class Gate:
                 request.user_id, team_id=surface.team_id or request.team_id, user_team=request.user_team
             ),
         )
-        if refusal is not None:
-            log.info("refused %s from %s in %s: %s", request.dedupe_key, request.user_id, request.channel_id, refusal)
-            return Refused(f":no_entry_sign: {refusal}", by="access")
+        if refusal is None:
+            return None
+        log.info("refused %s from %s in %s: %s", request.dedupe_key, request.user_id, request.channel_id, refusal)
+        return Refused(f":no_entry_sign: {refusal}", by="access")
+
+    async def admit(self, request: AnalysisRequest) -> Admission:
+        """The outcome for a claimed request (the caller holds the thread's lock)."""
+        if (refused := await self.access(request)) is not None:
+            return refused
         question = await self.question(request)
         conversation = await self.conversations.get(thread_key(request.channel_id, request.thread_ts))
         if not request.files and not question.text:

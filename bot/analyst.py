@@ -109,9 +109,21 @@ class Analyst:
         """Start work on ``request`` in the background and return immediately (while
         shutting down, record it for the next start instead)."""
         if self.stopping:
-            self.spawn(self.supervisor.defer(request), name=f"defer {request.dedupe_key}")
+            self.spawn(self._defer(request), name=f"defer {request.dedupe_key}")
             return
         self.spawn(self.handle(request), name=f"analysis {request.dedupe_key}")
+
+    async def _defer(self, request: AnalysisRequest, *, claimed: bool = False, behind_its_thread: bool = False) -> None:
+        """A request that arrived (or was still waiting for its thread) while shutting down:
+        checked against the access rules like any other, then admitted for another process or
+        the next start to run."""
+        if not claimed and not await self.gate.claim(request):
+            log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
+            return
+        if (refused := await self.gate.access(request)) is not None:
+            await self.surface.tell_privately(request, refused.message)
+            return
+        await self.supervisor.admit_for_later(request, behind_its_thread=behind_its_thread)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
         """Run ``coro`` as a tracked background task (drained at shutdown)."""
@@ -162,7 +174,7 @@ class Analyst:
                 # Shut down while waiting for the thread (a run at another process holds it):
                 # admitted for later, so another process runs it once the thread is free.
                 if self.stopping:
-                    await self.supervisor.admit_for_later(request, behind_its_thread=True)
+                    await self._defer(request, claimed=True, behind_its_thread=True)
                 raise
             admission = await self.gate.admit(request)
             return await self._carry_out(request, admission)

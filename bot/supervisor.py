@@ -162,14 +162,9 @@ class Supervisor:
             )
             return await run.execute()
 
-    async def defer(self, request: AnalysisRequest) -> None:
-        """A request that arrived while shutting down: admitted and left queued for the next start."""
-        if not await self.parts.store.claim(request.dedupe_key):
-            return
-        await self.admit_for_later(request)
-
     async def admit_for_later(self, request: AnalysisRequest, *, behind_its_thread: bool = False) -> None:
-        """Admit a claimed request as a queued run this process won't start (it is shutting down):
+        """Admit a claimed request, already checked against the access rules (``Analyst._defer``),
+        as a queued run this process won't start (it is shutting down):
         handed back at the end of shutdown, another process (or the next start) runs it.
         ``behind_its_thread``: it was waiting for its thread (see :func:`bot.ledger.admit`)."""
         settings = self.parts.settings

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from bot.sanitize import ZWSP
+from bot.supervisor import DEFERRED
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Code, Text, scripted
 from tests.fakes.slack import FakeSlack
@@ -306,3 +307,22 @@ async def test_generated_file_names_cannot_ping(
     assert len(posted) == 1
     sent = what_the_bot_sent(slack)
     assert "<!channel>" not in sent and "@here" not in sent
+
+
+async def test_while_shutting_down_only_allowed_requests_are_kept_for_later(
+    env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    """A request that arrives during a shutdown is admitted for another process (or the next
+    start) to run — after the same access rules as any other, never instead of them."""
+    async with Harness({**env, "ANALYST_ALLOWED_USERS": "U0BOB"}, slack, claude) as harness:
+        harness.running.analyst.stop_taking_work()
+        text = await refused_privately(harness, slack, claude, "U0ALICE", "C0DATA")
+        assert "isn't enabled for you" in text
+        assert await harness.running.analyst.store.all_runs() == []
+
+        message, envelope = slack.mention_event("C0DATA", "U0BOB", "analyse")
+        await harness.deliver(envelope)
+        await harness.settle()
+        [run] = await harness.running.analyst.store.all_runs()
+        assert run["user_id"] == "U0BOB" and run["status"] == "queued"
+        assert any(DEFERRED in m.text for m in slack.thread("C0DATA", message["ts"]) if m.bot_id)
