@@ -167,6 +167,20 @@ def test_the_upload_timeout_fits_the_largest_output_file(env: dict[str, str]) ->
     )
 
 
+async def test_an_analysis_reuses_its_connections_to_slack(harness: Harness, slack: FakeSlack) -> None:
+    """One HTTP session for every Web API call: a call reuses an idle keep-alive connection
+    instead of opening its own (slack-sdk, given no session, opens a new one per call)."""
+    asked = await harness.mention("what is in the data?")
+    assert harness.replies(asked)  # the bot answered in the thread
+    calls = [call for call in slack.calls if call.token == slack.bot_token]
+    connections = {call.connection for call in calls}
+    assert None not in connections
+    assert len(calls) >= 6
+    assert len(connections) <= len(calls) // 3, (len(connections), len(calls))
+    assert harness.running.surface.client.session is not None
+    assert not harness.running.surface.client.session.closed
+
+
 async def test_uploads_go_through_the_client_sized_for_them(harness: Harness) -> None:
     surface, analyst = harness.running.surface, harness.running.analyst
     request = AnalysisRequest("T0TEAM", "C0DATA", "U0ALICE", "1.000100", "1.000100", "hi")
