@@ -8,6 +8,7 @@ a terminal ledger status, and every failure ends as a message in the thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Coroutine
 from typing import Any, Literal
@@ -149,11 +150,20 @@ class Analyst:
 
     async def handle(self, request: AnalysisRequest) -> Ending:
         """Run ``request`` now; returns how it ended."""
-        if not await self.gate.claim(request):
+        # The asker's lookup runs alongside the claims, so the first thing the person sees
+        # (👀, once admitted) does not wait for the two one after the other.
+        external = asyncio.ensure_future(self.gate.is_external(request))
+        try:
+            claimed = await self.gate.claim(request)
+        except BaseException:
+            external.cancel()
+            raise
+        if not claimed:
+            external.cancel()
             log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
             return "duplicate"
         async with self.supervisor.thread_lock(request):
-            admission = await self.gate.admit(request)
+            admission = await self.gate.admit(request, external=external)
             return await self._carry_out(request, admission)
 
     async def _carry_out(self, request: AnalysisRequest, admission: Admission) -> Ending:
