@@ -284,6 +284,24 @@ def test_a_long_progress_message_keeps_within_its_limit() -> None:
 # -- stream chunk limits and recipients ------------------------------------------------------
 
 
+async def test_the_progress_stream_sends_its_first_task_once(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    """chat.startStream carries the "Reading your data" task; no appendStream repeats it."""
+    claude.script = scripted(Text("Nothing to run."))
+    await harness.mention("what is in the data?")
+    sent = [
+        (chunk.get("id"), chunk.get("status"))
+        for method in ("chat.startStream", "chat.appendStream")
+        for call in slack.calls_to(method)
+        for chunk in call.params.get("chunks") or ()
+        if chunk.get("type") == "task_update"
+    ]
+    assert sent.count(("prepare", "in_progress")) == 1
+    assert ("prepare", "complete") in sent
+    assert steps_shown(slack)[0] == "complete"
+
+
 async def test_a_long_step_output_fits_the_task_update_limit(
     harness: Harness, slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
