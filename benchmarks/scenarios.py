@@ -353,52 +353,81 @@ async def cache_run(rig: Rig, repeat: int, workdir: Path, cpu: set[int] | None, 
 
 
 # --------------------------------------------------------------------------------------------
-# RATE-LIMITED SCENARIO (not run yet): "fake returns 429 once tokens/min run out: converges
-# below the limit, no failed run, never retries faster than retry-after" (issue #11).
-#
-# It needs the fake Anthropic's per-minute budget, which another branch adds. The interface
-# this scenario is written against (see the report / benchmarks/README.md):
-#   - ``FakeAnthropic.rate_limit(input_tokens_per_minute=int)``: from then on a Messages request
-#     whose input tokens would exceed the rolling minute's budget is answered 429
-#     ``rate_limit_error`` with ``retry-after`` (seconds until enough budget returns) and the
-#     ``anthropic-ratelimit-input-tokens-*`` headers; every response carries those headers.
-#   - ``FakeAnthropic.rate_log``: one ``(monotonic_s, input_tokens, status, retry_after_s, client_key)``
-#     per Messages request, where client_key tells one run's requests apart
-#     (the container id or, for a first request, the request's first user text).
+# RATE-LIMITED SCENARIO: "fake returns 429 once tokens/min run out: converges below the limit,
+# no failed run, never retries faster than retry-after" (issue #11). It uses the fake
+# Anthropic's budget (tests/fakes/ratelimits.py): ``FakeAnthropic.rate_limit(input_tokens=,
+# window_s=)`` refuses Messages requests with 429 ``rate_limit_error`` and ``retry-after`` once
+# a window's input tokens are used up, and ``FakeAnthropic.retried_too_soon()`` lists the
+# requests sent again before their ``retry-after`` had passed.
 # --------------------------------------------------------------------------------------------
+
+RATE_N = 50  # analyses delivered at once
+RATE_WINDOW_S = 60.0
 
 
 async def rate_limited_run(rig: Rig, workdir: Path, cpu: set[int] | None, log: Log) -> dict[str, Any] | None:
-    """50 analyses against a budget of half what they need per minute; None when the fake
-    has no per-minute budget yet (the scenario is then reported as not run)."""
-    budget = getattr(rig.claude, "rate_limit", None)
-    rate_log = getattr(rig.claude, "rate_log", None)
-    if budget is None or rate_log is None:
-        return None
-    per_analysis = 2_000  # about what the fixed-time model's first request carries
-    limit = 25 * per_analysis
-    budget(input_tokens_per_minute=limit)
+    """50 analyses at once against an input-token budget of half what they need per minute:
+    two analyses first measure what an analysis needs (prompt cache warm), then the budget is set."""
+    claude = rig.claude
     process = await start_bot(ANALYST, rig, workdir / "rate-limited", cpu=cpu)
     try:
+        charged: list[tuple[float, int]] = []  # (its window's start, input tokens) of each request accepted
+
+        def metered() -> None:
+            window = claude.rate_window
+            charge = window.charge
+
+            def counted(name: str, amount: int) -> None:
+                charge(name, amount)  # rolls the window first when it has ended
+                if name == "input-tokens":
+                    charged.append((window.started, amount))
+
+            window.charge = counted  # type: ignore[method-assign]
+
+        metered()
+        for k in (2, 1):  # the second, with the prompt cache warm, is what each of the 50 takes
+            charged.clear()
+            user = rig.user(500_000 - k)
+            first, envelope = rig.mention(user, "what drives churn?", "reaction", files=[rig.csv_file(user=user)])
+            await rig.deliver(events_url(process), first, envelope)
+            await rig.wait_all([first], time.perf_counter() + 60)
+        per_analysis = max(1, sum(tokens for _, tokens in charged))
+        limit = RATE_N * per_analysis // 2
+        claude.rate_limit(input_tokens=limit, window_s=RATE_WINDOW_S)
+        metered()
+        charged.clear()
+        requests_before = len(claude.message_requests)
         asks = []
-        for k in range(50):
+        for k in range(RATE_N):
             user = rig.user(500_000 + k)
             asks.append(rig.mention(user, "what drives churn?", "reaction", files=[rig.csv_file(user=user)]))
+        began = time.perf_counter()
         await asyncio.gather(*(rig.deliver(events_url(process), a, e) for a, e in asks))
         await rig.wait_all([a for a, _ in asks], time.perf_counter() + 600)
-        failed = sum(1 for a, _ in asks if not a.ok)
-        too_early = 0
-        refused_at: dict[Any, tuple[float, float]] = {}
-        for moment, _tokens, status, retry_after, key in rate_log:
-            earlier = refused_at.get(key)
-            if earlier is not None and moment < earlier[0] + earlier[1]:
-                too_early += 1
-            if status == 429:
-                refused_at[key] = (moment, float(retry_after or 0))
-        accepted = [(m, t) for m, t, s, _, _ in rate_log if s == 200]
-        last_minute = [t for m, t in accepted if m >= accepted[-1][0] - 60] if accepted else []
-        result = {"failed": failed, "retries_too_early": too_early, "limit": limit, "last_minute": sum(last_minute)}
+        requests = claude.message_requests[requests_before:]
+        # The most input tokens the fake accepted in one of its windows (a fixed window admits
+        # a request while any budget is left, so the last one may overdraw it).
+        per_window: dict[float, int] = {}
+        for started, tokens in charged:
+            per_window[started] = per_window.get(started, 0) + tokens
+        busiest = max(per_window.values(), default=0)
+        result = {
+            "analyses": RATE_N,
+            "finished": sum(1 for a, _ in asks if a.done.is_set()),
+            "failed": sum(1 for a, _ in asks if a.failed),
+            "late_acks": sum(1 for a, _ in asks if not a.acked_in_time),
+            "input_tokens_per_analysis": per_analysis,
+            "limit_per_window": limit,
+            "window_s": RATE_WINDOW_S,
+            "messages_requests": len(requests),
+            "refused_429": sum(1 for r in requests if r.status == 429),
+            "retried_too_soon": len(claude.retried_too_soon()),
+            "windows": len(per_window),
+            "busiest_window_input_tokens": busiest,
+            "minutes": round((time.perf_counter() - began) / 60, 1),
+        }
         log(f"  rate-limited: {result}")
         return result
     finally:
+        claude.rate_limit()  # back to the default, generous budget
         await process.stop()

@@ -7,7 +7,9 @@ nothing to analyse (a how-to then), a run admitted against the quotas in the led
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,29 +80,41 @@ class Gate:
             return False
         return await self.store.claim(request.dedupe_key)
 
-    async def access(self, request: AnalysisRequest) -> Refused | None:
-        """The refusal of a request whose asker or channel the access rules leave out, else None.
-        Every way a request becomes a run passes here first, deferred ones included."""
+    async def is_external(self, request: AnalysisRequest) -> bool | None:
+        """Whether the asker belongs to another organisation (None: Slack won't say); a lookup
+        (``users.info``) the first time a person asks, so callers start it early."""
         surface = self.surface
+        return await surface.people.is_external(
+            request.user_id, team_id=surface.team_id or request.team_id, user_team=request.user_team
+        )
+
+    async def access(
+        self, request: AnalysisRequest, *, external: Awaitable[bool | None] | None = None
+    ) -> Refused | None:
+        """The refusal of a request whose asker or channel the access rules leave out, else None.
+        Every way a request becomes a run passes here first, deferred ones included.
+        ``external`` is :meth:`is_external` for it, if the caller started it already."""
         refusal = access_refusal(
             self.settings,
             user_id=request.user_id,
             channel_id=request.channel_id,
-            external=await surface.people.is_external(
-                request.user_id, team_id=surface.team_id or request.team_id, user_team=request.user_team
-            ),
+            external=await (self.is_external(request) if external is None else external),
         )
         if refusal is None:
             return None
         log.info("refused %s from %s in %s: %s", request.dedupe_key, request.user_id, request.channel_id, refusal)
         return Refused(f":no_entry_sign: {refusal}", by="access")
 
-    async def admit(self, request: AnalysisRequest) -> Admission:
-        """The outcome for a claimed request (the caller holds the thread's lock)."""
-        if (refused := await self.access(request)) is not None:
+    async def admit(self, request: AnalysisRequest, *, external: Awaitable[bool | None] | None = None) -> Admission:
+        """The outcome for a claimed request (the caller holds the thread's lock);
+        ``external`` is :meth:`is_external` for it, if the caller started it already."""
+        if (refused := await self.access(request, external=external)) is not None:
             return refused
-        question = await self.question(request)
-        conversation = await self.conversations.get(thread_key(request.channel_id, request.thread_ts))
+        # The names of people the question mentions (Slack lookups) and the thread's
+        # conversation (the database) are fetched together.
+        question, conversation = await asyncio.gather(
+            self.question(request), self.conversations.get(thread_key(request.channel_id, request.thread_ts))
+        )
         if not request.files and not question.text:
             return HowTo(HOW_TO if conversation is None else FOLLOW_UP_HOW_TO)
         run_id, over_quota = await ledger.admit(self.store, self.settings, request, question.text)

@@ -164,19 +164,29 @@ class Analyst:
 
     async def handle(self, request: AnalysisRequest) -> Ending:
         """Run ``request`` now; returns how it ended."""
-        if not await self.gate.claim(request):
+        # The asker's lookup runs alongside the claims, so the first thing the person sees
+        # (👀, once admitted) does not wait for the two one after the other.
+        external = asyncio.ensure_future(self.gate.is_external(request))
+        try:
+            claimed = await self.gate.claim(request)
+        except BaseException:
+            external.cancel()
+            raise
+        if not claimed:
+            external.cancel()
             log.info("%s already handled; ignoring the duplicate", request.dedupe_key)
             return "duplicate"
         async with contextlib.AsyncExitStack() as held:
             try:
                 await held.enter_async_context(self.supervisor.thread_lock(request))
             except asyncio.CancelledError:
+                external.cancel()
                 # Shut down while waiting for the thread (a run at another process holds it):
                 # admitted for later, so another process runs it once the thread is free.
                 if self.stopping:
                     await self._defer(request, claimed=True, behind_its_thread=True)
                 raise
-            admission = await self.gate.admit(request)
+            admission = await self.gate.admit(request, external=external)
             return await self._carry_out(request, admission)
 
     async def _carry_out(self, request: AnalysisRequest, admission: Admission) -> Ending:

@@ -51,6 +51,9 @@ class FilesApi:
         self.on_upload = on_upload
         # Uploads also carry an expiry at Anthropic (a safety net behind the sweeper).
         self.claim_poll_s = UPLOAD_CLAIM_POLL_S
+        # Runs in this process bringing the same content queue here (no polling); the first
+        # uploads, the others then find its record. Entries: sha256 → (lock, runs using it).
+        self._same_content: dict[str, tuple[asyncio.Lock, int]] = {}
         self.expires_in = int(min(ttl_seconds, MAX_EXPIRY_S)) if ttl_seconds and ttl_seconds >= MIN_EXPIRY_S else None
 
     async def delete(self, file_id: str) -> Literal["deleted", "gone", "failed"]:
@@ -86,6 +89,34 @@ class FilesApi:
         or another — that bring the same file at once, one uploads it and the others wait for its
         record and reuse the id.
         """
+        lock, users = self._same_content.get(sha256, (asyncio.Lock(), 0))
+        self._same_content[sha256] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._claim_and_upload(
+                    path, sha256=sha256, filename=filename, mime_type=mime_type, size=size,
+                    team_id=team_id, user_id=user_id, run_id=run_id,
+                )  # fmt: skip
+        finally:
+            lock, users = self._same_content[sha256]
+            if users == 1:
+                del self._same_content[sha256]
+            else:
+                self._same_content[sha256] = (lock, users - 1)
+
+    async def _claim_and_upload(
+        self,
+        path: Path,
+        *,
+        sha256: str,
+        filename: str,
+        mime_type: str,
+        size: int,
+        team_id: str | None,
+        user_id: str | None,
+        run_id: int | None,
+    ) -> str:
+        """:meth:`ensure_uploaded` across processes: the database claim on the content."""
         key = f"upload:{sha256}"
         while True:
             known = await self._reusable(sha256)

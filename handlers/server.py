@@ -32,7 +32,7 @@ from bot.settings import Settings
 from bot.store import Store
 from bot.surface import Clock
 from handlers.app import create_app
-from handlers.slack.clients import slack_client
+from handlers.slack.clients import slack_client, slack_session
 from handlers.slack.errors import slack_error_code
 from handlers.slack.surface import SlackSurface
 
@@ -51,10 +51,12 @@ async def open_analyst(
     async with (
         Store(settings.db_path, clock=clock) as store,
         aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http,
+        slack_session() as web_api,
     ):
         claude = anthropic_client(settings)
         metrics = Metrics()
-        surface = SlackSurface(settings, slack_client(settings, on_error=metrics.record_slack_error), http)
+        client = slack_client(settings, session=web_api, on_error=metrics.record_slack_error)
+        surface = SlackSurface(settings, client, http)
         try:
             yield Analyst(settings, store, claude, surface, metrics), surface
         finally:

@@ -169,6 +169,21 @@ async def test_every_answer_offers_feedback_delete_and_a_link_to_its_code(
     assert actions == {"feedback_buttons", "icon_button"}
 
 
+async def test_an_answer_with_nothing_to_upload_is_posted_with_its_buttons(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    """No code ran and no file came back: the buttons have no links to wait for, so they go
+    out with the answer (one chat.postMessage) rather than in a chat.update after it."""
+    claude.script = scripted(Text("The answer is 42."))
+    asked = await harness.mention("what is 6 times 7?")
+    answer = with_element(harness, asked, RATE)
+    assert "The answer is 42." in slack.visible_text(answer)
+    assert [b["type"] for b in answer.blocks or []][-1] == "context_actions"
+    [posted] = [c for c in slack.calls_to("chat.postMessage") if c.response and c.response.get("ts") == answer.ts]
+    assert RATE in str(posted.params.get("blocks"))
+    assert [c for c in slack.calls_to("chat.update") if c.params.get("ts") == answer.ts] == []
+
+
 async def test_feedback_is_stored_last_write_wins_and_a_thumbs_down_asks_what_was_wrong(
     harness: Harness, slack: FakeSlack, claude: FakeAnthropic
 ) -> None:

@@ -8,6 +8,7 @@ records the same run as the publisher saw.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 from collections.abc import AsyncIterator
@@ -184,3 +185,34 @@ async def test_admission_outcomes_reach_the_surface(core: tuple[Analyst, MemoryS
     assert [type(e) for e in events] == [Started, Failed, Finished]
     assert isinstance(events[1], Failed) and events[1].message == "no such file"
     assert surface.reactions == ["wave", "eyes"]
+
+
+class LookedUp(Everyone):
+    """Everyone, telling when the asker's lookup (``users.info`` on Slack) began."""
+
+    def __init__(self) -> None:
+        self.began = asyncio.Event()
+
+    async def is_external(self, user_id: str, *, team_id: str, user_team: str | None = None) -> bool | None:
+        self.began.set()
+        return False
+
+
+async def test_the_askers_lookup_runs_alongside_the_claims(
+    core: tuple[Analyst, MemorySurface], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first visible write (👀, or the how-to) waits for the asker's lookup and the
+    request's claims together, not for one after the other."""
+    analyst, surface = core
+    people = surface.people = LookedUp()
+    claim = analyst.gate.claim
+
+    async def claim_during_the_lookup(request: AnalysisRequest) -> bool:
+        # The lookup is under way before the claims finish (the limit only turns a hang into a failure).
+        await asyncio.wait_for(people.began.wait(), timeout=10)
+        return await claim(request)
+
+    monkeypatch.setattr(analyst.gate, "claim", claim_during_the_lookup)
+    assert await analyst.handle(ask("", ts="4.000100")) == "how-to"
+    assert surface.reactions == ["wave"]
+    assert await analyst.handle(ask("", ts="4.000100")) == "duplicate"  # its lookup is not waited for

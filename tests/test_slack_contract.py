@@ -167,6 +167,20 @@ def test_the_upload_timeout_fits_the_largest_output_file(env: dict[str, str]) ->
     )
 
 
+async def test_an_analysis_reuses_its_connections_to_slack(harness: Harness, slack: FakeSlack) -> None:
+    """One HTTP session for every Web API call: a call reuses an idle keep-alive connection
+    instead of opening its own (slack-sdk, given no session, opens a new one per call)."""
+    asked = await harness.mention("what is in the data?")
+    assert harness.replies(asked)  # the bot answered in the thread
+    calls = [call for call in slack.calls if call.token == slack.bot_token]
+    connections = {call.connection for call in calls}
+    assert None not in connections
+    assert len(calls) >= 6
+    assert len(connections) <= len(calls) // 3, (len(connections), len(calls))
+    assert harness.running.surface.client.session is not None
+    assert not harness.running.surface.client.session.closed
+
+
 async def test_uploads_go_through_the_client_sized_for_them(harness: Harness) -> None:
     surface, analyst = harness.running.surface, harness.running.analyst
     request = AnalysisRequest("T0TEAM", "C0DATA", "U0ALICE", "1.000100", "1.000100", "hi")
@@ -268,6 +282,24 @@ def test_a_long_progress_message_keeps_within_its_limit() -> None:
 
 
 # -- stream chunk limits and recipients ------------------------------------------------------
+
+
+async def test_the_progress_stream_sends_its_first_task_once(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    """chat.startStream carries the "Reading your data" task; no appendStream repeats it."""
+    claude.script = scripted(Text("Nothing to run."))
+    await harness.mention("what is in the data?")
+    sent = [
+        (chunk.get("id"), chunk.get("status"))
+        for method in ("chat.startStream", "chat.appendStream")
+        for call in slack.calls_to(method)
+        for chunk in call.params.get("chunks") or ()
+        if chunk.get("type") == "task_update"
+    ]
+    assert sent.count(("prepare", "in_progress")) == 1
+    assert ("prepare", "complete") in sent
+    assert steps_shown(slack)[0] == "complete"
 
 
 async def test_a_long_step_output_fits_the_task_update_limit(

@@ -168,6 +168,40 @@ async def test_processes_bringing_the_same_file_at_once_upload_it_once(
     assert len(set(ids)) == 1 and [row["id"] for row in records] == [ids[0]]
 
 
+async def test_runs_in_one_process_bringing_the_same_file_at_once_wait_without_polling(
+    store_target: Path | str, claude: FakeAnthropic, tmp_path: Path, streaming_csv: bytes
+) -> None:
+    """Same-process racers queue behind the first (no database claim, no polling), then
+    reuse its upload."""
+    csv = tmp_path / "streaming.csv"
+    csv.write_bytes(streaming_csv)
+    sha256, size, _ = digest_file(csv)
+    client = anthropic_client(settings_for(claude, store_target))
+    try:
+        async with processes(store_target, 1) as [store]:
+            api = FilesApi(client, store)
+            api.claim_poll_s = 0.01
+            claims: list[str] = []
+            take_claim = store.take_claim
+
+            async def counted(key: str, *, stale_after: float) -> bool:
+                claims.append(key)
+                return await take_claim(key, stale_after=stale_after)
+
+            store.take_claim = counted  # type: ignore[method-assign]
+            ids = await asyncio.gather(
+                *(
+                    api.ensure_uploaded(csv, sha256=sha256, filename="streaming.csv", mime_type="text/csv", size=size)
+                    for _ in range(10)
+                )
+            )
+    finally:
+        await client.close()
+    assert len(claude.uploads_of(streaming_csv)) == 1
+    assert len(set(ids)) == 1
+    assert claims == [f"upload:{sha256}"]  # only the first run claimed it; the rest never polled
+
+
 # -- the retention sweep ------------------------------------------------------------------------
 
 

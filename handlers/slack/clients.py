@@ -2,6 +2,8 @@
 
 Every client gets slack-sdk's retry handlers (rate limits honour ``Retry-After``; server
 errors and dropped connections are retried with backoff) and the configured API base URL.
+The bot's Web API calls share one aiohttp session (:func:`slack_session`): without one,
+slack-sdk opens a new session, and a new connection, for every call.
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ SLACK_TIMEOUT_S = 30
 # The slowest uplink an upload should still finish on. slack-sdk applies its client timeout
 # to the whole POST of a file's bytes, so uploads get a timeout sized for the largest file.
 SLOWEST_UPLOAD_BYTES_PER_S = 512 * 1024
+# Open connections to Slack's Web API at most (aiohttp's default); more calls wait for one.
+SLACK_CONNECTIONS = 100
+
+
+def slack_session() -> aiohttp.ClientSession:
+    """The one HTTP session (keep-alive connections) for the bot's Web API calls; create it
+    in the running loop and close it on shutdown. slack-sdk applies a client's ``timeout``
+    only to sessions it makes itself, so this session carries :data:`SLACK_TIMEOUT_S`."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_S),
+        connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS),
+    )
 
 
 def upload_timeout_s(max_file_mb: float) -> int:
@@ -53,13 +67,19 @@ class MeteredWebClient(AsyncWebClient):
 
 
 def slack_client(
-    settings: Settings, token: str | None = None, *, on_error: Callable[[str], None] | None = None
+    settings: Settings,
+    token: str | None = None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> AsyncWebClient:
-    """The bot's Web API client; ``on_error`` is told the code of every failed call."""
+    """The bot's Web API client, over ``session`` (:func:`slack_session`; None: a new session
+    per call); ``on_error`` is told the code of every failed call."""
     client = MeteredWebClient(
         token=token or settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=SLACK_TIMEOUT_S,
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
@@ -71,13 +91,13 @@ def slack_client(
 
 
 def upload_client(client: AsyncWebClient, settings: Settings) -> AsyncWebClient:
-    """A twin of ``client`` (same token, API, retries and session) for ``files_upload_v2``,
-    with a timeout that lets a file of ``ANALYST_MAX_OUTPUT_FILE_MB`` through."""
+    """A twin of ``client`` (same token, API and retries) for ``files_upload_v2``, with a
+    timeout that lets a file of ``ANALYST_MAX_OUTPUT_FILE_MB`` through. It has no shared
+    session: slack-sdk applies that timeout only to a session it opens per call."""
     twin = MeteredWebClient(
         token=client.token,
         base_url=client.base_url,
         timeout=upload_timeout_s(settings.max_output_file_mb),
-        session=client.session,
         retry_handlers=client.retry_handlers,
     )
     twin.on_error = getattr(client, "on_error", None)

@@ -251,7 +251,12 @@ class ProgressView:
                 await self._posted(message.ts)
             except SlackApiError as error:
                 log.warning("progress message failed: %s", slack_error_code(error))
-        await self.task("prepare", "Reading your data", "in_progress")
+        if isinstance(self.progress, StreamProgress):
+            # The stream's first chunks (chat.startStream) show this task already.
+            self.open_tasks["prepare"] = "Reading your data"
+            self.task_states["prepare"] = ("Reading your data", "in_progress")
+        else:
+            await self.task("prepare", "Reading your data", "in_progress")
 
     async def set_status(self, status: str, loading: str = "") -> None:
         """The assistant pane's status line (cleared by Slack when the bot replies), with

@@ -287,12 +287,20 @@ class SlackPublisher:
             summary += f", {charts} chart{'s' if charts != 1 else ''}"
         await self.view.finish(summary + ".", ok=True)
         await self._withdraw_stop()
+        # Nothing to upload (no files, no code): the buttons have no links to wait for, so they
+        # go out with the answer's last part instead of in a chat.update after it.
+        uploads = bool(done.files or self.code)
         if done.answer or done.notes:
-            for message in answer_messages(done.answer or "Here is what the analysis produced.", done.notes):
-                self.last_answer = (await self.post(message.text, blocks=message.blocks), message)
+            messages = answer_messages(done.answer or "Here is what the analysis produced.", done.notes)
+            for n, message in enumerate(messages, 1):
+                blocks = message.blocks
+                if n == len(messages) and not uploads and self.run_id is not None:
+                    blocks = [*message.blocks, *answer_actions(self.run_id, {})]
+                self.last_answer = (await self.post(message.text, blocks=blocks), message)
         await self.attachments.post_files(done.files)
         await self.attachments.post_code(self.code)
-        await self._offer_actions()
+        if uploads:
+            await self._offer_actions()
 
     # -- controls ----------------------------------------------------------------------
 

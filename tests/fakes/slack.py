@@ -1028,6 +1028,7 @@ class FakeSlack:
         except ApiError as error:
             bad_request = error
         call = ApiCall(method=method, params=decode_json_arguments(params), token=token)
+        call.connection = request.transport.get_extra_info("peername") if request.transport else None
         self.calls.append(call)
         fault = self._take_fault(method)
         if fault is not None:

@@ -525,6 +525,7 @@ class ApiCall:
     token: str | None
     http_status: int = 200
     response: JSON | None = None  # None for HTML/empty fault responses
+    connection: object = None  # the client's end of the TCP connection it came over (host, port)
 
     @property
     def ok(self) -> bool:
