@@ -257,3 +257,18 @@ async def test_admins_see_the_ratings_in_analyze_usage(
     assert "Answers rated in this workspace, last 7 days:* 👍 1 · 👎 1 (50 % positive)" in admin
     [person] = [e.text for e in slack.ephemerals(CHANNEL, "U0ALICE") if "Your analyses" in e.text]
     assert "Answers rated" not in person
+
+
+async def test_the_final_mark_is_set_even_when_the_eyes_are_gone(
+    harness: Harness, slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    """A run another process admitted (or whose 👀 someone removed) still ends with ✅."""
+    hold = Hold(asyncio.Event())
+    asked = await started(harness, claude, hold)
+    reactions = slack.message(CHANNEL, asked.ts).reactions
+    assert "eyes" in reactions
+    del reactions["eyes"]
+    hold.gate.set()
+    await harness.settle()
+    assert "The answer is 42." in harness.thread_text(asked)
+    assert list(slack.message(CHANNEL, asked.ts).reactions) == ["white_check_mark"]

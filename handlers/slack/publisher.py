@@ -85,10 +85,15 @@ def left_out_note(names: tuple[str, ...]) -> str:
 
 
 async def react(client: AsyncWebClient, channel_id: str, ts: str, name: str, *, remove: str | None = None) -> None:
-    """Swap reactions on a message; a reaction failing never fails anything."""
-    try:
-        if remove:
+    """Swap reactions on a message; a reaction failing never fails anything. The new one is
+    added even when the old one isn't there (a run another process admitted, or a 👀 someone
+    removed: Slack answers ``no_reaction``)."""
+    if remove:
+        try:
             await client.reactions_remove(channel=channel_id, timestamp=ts, name=remove)
+        except SlackApiError as error:
+            log.info("reaction %s not removed: %s", remove, slack_error_code(error))
+    try:
         await client.reactions_add(channel=channel_id, timestamp=ts, name=name)
     except SlackApiError as error:
         log.info("reaction %s not set: %s", name, slack_error_code(error))
@@ -275,9 +280,7 @@ class SlackPublisher:
         elif isinstance(event, Finished):
             await self._withdraw_stop()
             if self.message_ts:
-                mark = {"succeeded": "white_check_mark", "cancelled": "black_square_for_stop"}.get(
-                    event.status, "warning"
-                )
+                mark = FINAL_MARKS.get(event.status, "warning")
                 await react(self.client, self.thread.channel_id, self.message_ts, mark, remove="eyes")
 
     async def _done(self, done: Done) -> None:
