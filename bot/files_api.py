@@ -13,6 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,20 @@ UPLOAD_CLAIM_STALE_S = 900
 UPLOAD_CLAIM_POLL_S = 0.25
 # The Files API's own expiry accepts 1 hour to 90 days.
 MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 7_776_000
+
+
+@dataclass(frozen=True)
+class Content:
+    """One file to upload and what its ``files`` row records about it."""
+
+    path: Path
+    sha256: str
+    filename: str
+    mime_type: str
+    size: int
+    team_id: str | None
+    user_id: str | None
+    run_id: int | None
 
 
 class FilesApi:
@@ -89,14 +104,12 @@ class FilesApi:
         or another — that bring the same file at once, one uploads it and the others wait for its
         record and reuse the id.
         """
+        content = Content(path, sha256, filename, mime_type, size, team_id, user_id, run_id)
         lock, users = self._same_content.get(sha256, (asyncio.Lock(), 0))
         self._same_content[sha256] = (lock, users + 1)
         try:
             async with lock:
-                return await self._claim_and_upload(
-                    path, sha256=sha256, filename=filename, mime_type=mime_type, size=size,
-                    team_id=team_id, user_id=user_id, run_id=run_id,
-                )  # fmt: skip
+                return await self._claim_and_upload(content)
         finally:
             lock, users = self._same_content[sha256]
             if users == 1:
@@ -104,19 +117,9 @@ class FilesApi:
             else:
                 self._same_content[sha256] = (lock, users - 1)
 
-    async def _claim_and_upload(
-        self,
-        path: Path,
-        *,
-        sha256: str,
-        filename: str,
-        mime_type: str,
-        size: int,
-        team_id: str | None,
-        user_id: str | None,
-        run_id: int | None,
-    ) -> str:
+    async def _claim_and_upload(self, content: Content) -> str:
         """:meth:`ensure_uploaded` across processes: the database claim on the content."""
+        sha256 = content.sha256
         key = f"upload:{sha256}"
         while True:
             known = await self._reusable(sha256)
@@ -128,10 +131,7 @@ class FilesApi:
                     known = await self._reusable(sha256)
                     if known is not None:
                         return known
-                    return await self._upload(
-                        path, sha256=sha256, filename=filename, mime_type=mime_type, size=size,
-                        team_id=team_id, user_id=user_id, run_id=run_id,
-                    )  # fmt: skip
+                    return await self._upload(content)
                 finally:
                     await self.store.release_claim(key)
             log.info("file %s is being uploaded by another run; waiting for it", sha256[:12])
@@ -155,20 +155,9 @@ class FilesApi:
         await self.store.mark_file_deleted(known.id)
         return None
 
-    async def _upload(
-        self,
-        path: Path,
-        *,
-        sha256: str,
-        filename: str,
-        mime_type: str,
-        size: int,
-        team_id: str | None,
-        user_id: str | None,
-        run_id: int | None,
-    ) -> str:
-        name = safe_filename(filename)
-        with path.open("rb") as handle:
+    async def _upload(self, content: Content) -> str:
+        name, mime_type = safe_filename(content.filename), content.mime_type
+        with content.path.open("rb") as handle:
             if self.expires_in is not None:
                 meta = await self.client.files.upload(
                     file=(name, handle, mime_type), expires_in_seconds=self.expires_in
@@ -180,11 +169,11 @@ class FilesApi:
             origin="upload",
             filename=name,
             mime_type=mime_type,
-            size_bytes=size,
-            sha256=sha256,
-            team_id=team_id,
-            user_id=user_id,
-            run_id=run_id,
+            size_bytes=content.size,
+            sha256=content.sha256,
+            team_id=content.team_id,
+            user_id=content.user_id,
+            run_id=content.run_id,
         )
         if self.on_upload is not None:
             self.on_upload(False)
