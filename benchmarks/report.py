@@ -191,42 +191,32 @@ def render(results: Results) -> str:
 
     # ack latency and first feedback at 50 simultaneous deliveries
     if n50 is not None:
-        acks = {spec.key: _per_repeat(results, spec.key, n50, _ack_p99_ms) for spec in bots}
-        ack_mid = medians(_ack_p99_ms, n50)
-        ok = _all_below(ack_mid, ACK_P99_MS)
-        row(
-            f"ack latency p99, {n50} simultaneous deliveries",
-            f"< {ACK_P99_MS:.0f} ms",
-            {k: _spread_text(v, 0, " ms") for k, v in acks.items()},
-            _ratio(ack_mid.get(ANALYST.key, math.nan), ack_mid.get(NAIVE.key, math.nan)),
-            ok,
-        )
-        if ok is False:
-            missed.append("ack")
-        feedback = {spec.key: _per_repeat(results, spec.key, n50, _feedback_p99_ms) for spec in bots}
-        fb_mid = medians(_feedback_p99_ms, n50)
-        ok = _all_below(fb_mid, FEEDBACK_P99_MS)
-        row(
-            f"event → first visible feedback p99, {n50} at once",
-            f"< {FEEDBACK_P99_MS:.0f} ms",
-            {k: _late_text(v, deadline) for k, v in feedback.items()},
-            _ratio(fb_mid.get(ANALYST.key, math.nan), fb_mid.get(NAIVE.key, math.nan)),
-            ok,
-        )
-        if ok is False:
-            missed.append("feedback")
-        cpu = {spec.key: _per_repeat(results, spec.key, n50, _cpu_ms) for spec in bots}
-        cpu_mid = medians(_cpu_ms, n50)
-        ok = _all_below(cpu_mid, CPU_PER_ANALYSIS_MS)
-        row(
-            f"bot CPU per analysis (/proc), {n50} at once",
-            f"< {CPU_PER_ANALYSIS_MS:.0f} ms",
-            {k: _spread_text(v, 0, " ms") for k, v in cpu.items()},
-            _ratio(cpu_mid.get(ANALYST.key, math.nan), cpu_mid.get(NAIVE.key, math.nan)),
-            ok,
-        )
-        if ok is False:
-            missed.append("cpu")
+
+        def target_row(
+            measure: str, target: str, limit: float, per_run: Callable[[LoadRun], float],
+            text: Callable[[list[float]], str], name: str,
+        ) -> None:  # fmt: skip
+            assert n50 is not None
+            per_bot = {spec.key: _per_repeat(results, spec.key, n50, per_run) for spec in bots}
+            middle = medians(per_run, n50)
+            ok = _all_below(middle, limit)
+            ratio = _ratio(middle.get(ANALYST.key, math.nan), middle.get(NAIVE.key, math.nan))
+            row(measure, target, {k: text(v) for k, v in per_bot.items()}, ratio, ok)
+            if ok is False:
+                missed.append(name)
+
+        target_row(
+            f"ack latency p99, {n50} simultaneous deliveries", f"< {ACK_P99_MS:.0f} ms", ACK_P99_MS,
+            _ack_p99_ms, lambda v: _spread_text(v, 0, " ms"), "ack",
+        )  # fmt: skip
+        target_row(
+            f"event → first visible feedback p99, {n50} at once", f"< {FEEDBACK_P99_MS:.0f} ms", FEEDBACK_P99_MS,
+            _feedback_p99_ms, lambda v: _late_text(v, deadline), "feedback",
+        )  # fmt: skip
+        target_row(
+            f"bot CPU per analysis (/proc), {n50} at once", f"< {CPU_PER_ANALYSIS_MS:.0f} ms", CPU_PER_ANALYSIS_MS,
+            _cpu_ms, lambda v: _spread_text(v, 0, " ms"), "cpu",
+        )  # fmt: skip
         calls = {spec.key: _per_repeat(results, spec.key, n50, lambda r: r.calls_per_analysis[0]) for spec in bots}
         requests = {spec.key: _per_repeat(results, spec.key, n50, lambda r: r.calls_per_analysis[1]) for spec in bots}
         row(
@@ -399,15 +389,25 @@ def _throughput_section(results: Results, bots: list[Any], sizes: list[int], dea
 
 
 def _rate_limited_section(results: Results) -> list[str]:
-    lines = ["## Rate-limited scenario", ""]
-    if results.rate_limited is None:
-        lines.append(
-            "Not run: the fake Anthropic has no per-minute token budget on this branch (it comes with the "
-            "adaptive limiter). `benchmarks/scenarios.py` (`rate_limited_run`) is written against the "
-            "interface described in benchmarks/README.md and runs as soon as the fake offers it."
-        )
-    else:
-        lines.append(f"Result: {results.rate_limited}")
+    """The fake Anthropic refuses (429, ``retry-after``) once a window's input tokens run out."""
+    r = results.rate_limited
+    if r is None:
+        return []
+    ok = r["failed"] == 0 and r["retried_too_soon"] == 0 and r["finished"] == r["analyses"]
+    lines = [
+        "## Rate-limited scenario",
+        "",
+        f"{r['analyses']} analyses at once against a fake Anthropic that allows {r['limit_per_window']:,} input "
+        f"tokens per {r['window_s']:.0f} s window (about half of what they need; one analysis takes about "
+        f"{r['input_tokens_per_analysis']:,}) and answers 429 `rate_limit_error` with `retry-after` beyond it.",
+        "",
+        "| finished | failed | late acks | Messages requests | answered 429 | retried sooner than `retry-after` "
+        "| busiest window's input tokens | took | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {r['finished']}/{r['analyses']} | {r['failed']} | {r['late_acks']} | {r['messages_requests']} | "
+        f"{r['refused_429']} | {r['retried_too_soon']} | {r['busiest_window_input_tokens']:,} of "
+        f"{r['limit_per_window']:,} | {r['minutes']} min | {_verdict(ok)} |",
+    ]
     return [*lines, ""]
 
 

@@ -10,8 +10,9 @@ import pytest
 from benchmarks.bots import NAIVE, NULL, BotSpec
 from benchmarks.claude import fixed_time
 from benchmarks.proc import BotProcess, free_port
-from benchmarks.report import NOTES_BEGIN, NOTES_END, kept_notes
+from benchmarks.report import NOTES_BEGIN, NOTES_END, Results, kept_notes, render
 from benchmarks.rig import bot_env
+from benchmarks.scale import ScaleRun
 from benchmarks.stats import median, percentile
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
@@ -53,3 +54,23 @@ def test_a_new_results_file_keeps_the_notes_written_into_the_old_one() -> None:
     old = f"# Benchmark results\n| old table |\n\n{NOTES_BEGIN}\nWhy the cache share is low.\n{NOTES_END}\n"
     assert kept_notes(old) == f"{NOTES_BEGIN}\nWhy the cache share is low.\n{NOTES_END}"
     assert kept_notes("# Benchmark results\n") == ""
+
+
+def test_the_rate_limited_and_replica_sections_say_what_was_measured() -> None:
+    rate = {
+        "analyses": 50, "finished": 50, "failed": 0, "late_acks": 0, "input_tokens_per_analysis": 75,
+        "limit_per_window": 1875, "window_s": 60.0, "messages_requests": 57, "refused_429": 7,
+        "retried_too_soon": 0, "windows": 2, "busiest_window_input_tokens": 1875, "minutes": 1.1,
+    }  # fmt: skip
+    scale = [
+        ScaleRun("1 replica, SQLite", 200, 0, 2.0, 8.0, 200, 201, 201, 0, 1),
+        ScaleRun("2 replicas, PostgreSQL", 200, 0, 2.0, 10.0, 200, 202, 202, 20, 2),
+    ]
+    options = {
+        "argv": "--only rate,scale", "repeats": 1, "deadline_s": 60.0, "claude_s": 2.0, "steps": 0,
+        "bots": ["analyst"], "profile_n": 200, "pinning": "",
+    }  # fmt: skip
+    text = render(Results(options, rate_limited=rate, scale=scale, machine=["test machine"]))
+    assert "| 50/50 | 0 | 0 | 57 | 7 | 0 | 1,875 of 1,875 | 1.1 min | **pass** |" in text
+    assert "| 1 replica, SQLite | 25% |" in text and "| 2 replicas, PostgreSQL | 20% |" in text
+    assert "two replicas on PostgreSQL ≥ one on SQLite, exactly once: **miss**" in text
