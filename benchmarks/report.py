@@ -483,8 +483,8 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
         "ack": "Acks are slow when the bot's event loop is busy: an event waits behind the CPU work of the "
         "analyses already running (see the CPU per analysis and the profile). Next: less CPU per analysis; "
         "the ack path itself does no I/O.",
-        "feedback": "The first visible write (the :eyes: reaction) queues behind the same CPU work. Next: as for "
-        "acks; with the fixed cap (defaults), the first write itself does not wait for a slot.",
+        "feedback": "The first visible write (the :eyes: reaction) queues behind the same CPU work on the one "
+        "event loop. Next: as for acks.",
         "cpu": f"The real bot spends {_num(cpu_ms)} ms of CPU per analysis; one core then serves at most "
         f"{_num(1000 / cpu_ms if cpu_ms else math.nan, 1)} analyses a second, against the "
         f"{_num(THROUGHPUT_TARGET_N / claude_s)} a second that {THROUGHPUT_TARGET_N} analyses of "
@@ -496,11 +496,10 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
         "cache": "Follow-ups read less than the target from the cache: check where the previous request's "
         "breakpoint sits against the 20-block lookback.",
         "throughput": f"At {THROUGHPUT_TARGET_N} at once the real bot reaches less than "
-        f"{THROUGHPUT_OF_CEILING:.0f}% of the ceiling. With the defaults the fixed cap "
-        "(`ANALYST_MAX_CONCURRENT=4`) queues all but four: the adaptive limiter (branch `limiter`) "
-        "replaces it. With the cap lifted, the bound is the bot's CPU per analysis (row above) times "
-        f"{THROUGHPUT_TARGET_N}, which does not fit in {claude_s:g} s of one core: the profile's hot spots "
-        "are what to cut.",
+        f"{THROUGHPUT_OF_CEILING:.0f}% of the ceiling. The adaptive limiter lets all of them run (the "
+        "defaults and the lifted cap now match), so the bound is the bot's CPU per analysis (row above) "
+        f"times {THROUGHPUT_TARGET_N}, which does not fit in {claude_s:g} s of one core: the profile's hot "
+        "spots are what to cut, or the work is spread over more processes.",
     }
     for key in missed:
         lines.append(f"- **{key}**: {notes[key]}")
