@@ -47,6 +47,32 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Totals:
+    """The ledger's counts, summed: what the store reads first (one aggregate per scope), so
+    admitting someone under every limit never reads the runs themselves."""
+
+    runs_last_hour: int  # the person's admitted runs started in the rolling hour
+    active: int  # the person's runs queued or running
+    user_tokens: int  # the person's tokens over the rolling 24 hours
+    workspace_tokens: int  # everyone's in the workspace
+
+
+def limit_reached(totals: Totals, limits: Limits, *, exempt: bool = False) -> str | None:
+    """The setting of the first limit ``totals`` reach (in the order :func:`check` tells them),
+    or None when every count is under its limit. ``exempt`` skips the per-user limits."""
+    if not exempt:
+        if totals.active >= limits.max_concurrent_per_user:
+            return "ANALYST_MAX_CONCURRENT_PER_USER"
+        if totals.runs_last_hour >= limits.runs_per_hour:
+            return "ANALYST_RUNS_PER_HOUR"
+        if totals.user_tokens >= limits.daily_tokens_per_user:
+            return "ANALYST_DAILY_TOKENS_PER_USER"
+    if totals.workspace_tokens >= limits.daily_tokens_per_workspace:
+        return "ANALYST_DAILY_TOKENS_PER_WORKSPACE"
+    return None
+
+
+@dataclass(frozen=True)
 class LedgerState:
     """What the ledger says, as of ``now``."""
 
@@ -54,6 +80,15 @@ class LedgerState:
     active: int  # the person's runs queued or running
     user_tokens: Sequence[tuple[float, int]]  # (start, tokens) of the person's runs in the last 24 h
     workspace_tokens: Sequence[tuple[float, int]]  # the same for everyone in the workspace
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(
+            runs_last_hour=len(self.run_starts),
+            active=self.active,
+            user_tokens=sum(tokens for _, tokens in self.user_tokens),
+            workspace_tokens=sum(tokens for _, tokens in self.workspace_tokens),
+        )
 
 
 @dataclass(frozen=True)
@@ -94,50 +129,40 @@ def when_tokens_free(entries: Sequence[tuple[float, int]], limit: int) -> float 
 
 def _tokens_refusal(
     entries: Sequence[tuple[float, int]], limit: int, setting: str, who: str, whose: str, now: float
-) -> Refusal | None:
-    """A refusal when the rolling 24 hours of ``entries`` reach ``limit`` tokens."""
+) -> Refusal:
+    """The refusal once the rolling 24 hours of ``entries`` reached ``limit`` tokens."""
     used = sum(tokens for _, tokens in entries)
-    if used < limit:
-        return None
     frees_at = when_tokens_free(entries, limit)
     when = f" Capacity frees at {slack_time(frees_at)} (in {_in_minutes(frees_at - now)})." if frees_at else ""
     return Refusal(setting, f"{who} used {used:,} of {whose} {limit:,} tokens for the last 24 hours.{when}", frees_at)
 
 
 def check(usage: LedgerState, limits: Limits, *, now: float, exempt: bool = False) -> Refusal | None:
-    """The first limit this request would break, or None to admit it.
-
-    ``exempt`` (admins) skips the per-user limits; the workspace's still applies.
-    """
-    if not exempt:
-        if usage.active >= limits.max_concurrent_per_user:
-            plural = "analyses" if limits.max_concurrent_per_user != 1 else "analysis"
-            return Refusal(
-                "ANALYST_MAX_CONCURRENT_PER_USER",
-                f"You already have {usage.active} {plural} in progress (the limit is "
-                f"{limits.max_concurrent_per_user} at a time). Ask again when it has finished.",
-                None,
-            )
-        if len(usage.run_starts) >= limits.runs_per_hour:
-            starts = usage.run_starts
-            frees = run_slot_frees_at(starts, limits.runs_per_hour)
-            return Refusal(
-                "ANALYST_RUNS_PER_HOUR",
-                f"You've reached your limit of {limits.runs_per_hour} analyses per hour "
-                f"({len(starts)} in the last hour). Your next slot frees at {slack_time(frees)} "
-                f"(in {_in_minutes(frees - now)}).",
-                frees,
-            )
-        refusal = _tokens_refusal(
-            usage.user_tokens, limits.daily_tokens_per_user, "ANALYST_DAILY_TOKENS_PER_USER", "You've", "your", now
+    """The first limit this request would break (:func:`limit_reached`), explained, or None to
+    admit it. ``exempt`` (admins) skips the per-user limits; the workspace's still applies."""
+    reached = limit_reached(usage.totals, limits, exempt=exempt)
+    if reached == "ANALYST_MAX_CONCURRENT_PER_USER":
+        plural = "analyses" if limits.max_concurrent_per_user != 1 else "analysis"
+        return Refusal(
+            reached,
+            f"You already have {usage.active} {plural} in progress (the limit is "
+            f"{limits.max_concurrent_per_user} at a time). Ask again when it has finished.",
+            None,
         )
-        if refusal is not None:
-            return refusal
-    return _tokens_refusal(
-        usage.workspace_tokens,
-        limits.daily_tokens_per_workspace,
-        "ANALYST_DAILY_TOKENS_PER_WORKSPACE",
-        "This workspace has",
-        "its",
-        now,
-    )
+    if reached == "ANALYST_RUNS_PER_HOUR":
+        starts = usage.run_starts
+        frees = run_slot_frees_at(starts, limits.runs_per_hour)
+        return Refusal(
+            reached,
+            f"You've reached your limit of {limits.runs_per_hour} analyses per hour "
+            f"({len(starts)} in the last hour). Your next slot frees at {slack_time(frees)} "
+            f"(in {_in_minutes(frees - now)}).",
+            frees,
+        )
+    if reached == "ANALYST_DAILY_TOKENS_PER_USER":
+        return _tokens_refusal(usage.user_tokens, limits.daily_tokens_per_user, reached, "You've", "your", now)
+    if reached == "ANALYST_DAILY_TOKENS_PER_WORKSPACE":
+        return _tokens_refusal(
+            usage.workspace_tokens, limits.daily_tokens_per_workspace, reached, "This workspace has", "its", now
+        )
+    return None

@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 from bot import leases
 from bot.db import Database, DatabaseTarget, Queries, lock, open_database
 from bot.progress import Usage
-from bot.quotas import DAY, HOUR, LedgerState, Limits, Refusal, check, run_tokens
+from bot.quotas import DAY, HOUR, LedgerState, Limits, Refusal, Totals, check, limit_reached, run_tokens
 from bot.schema import (
     POST_KINDS,
     RUN_COLUMNS,
@@ -67,7 +67,7 @@ def thread_key(channel_id: str, thread_ts: str) -> str:
 
 def utc_iso(timestamp: float) -> str:
     """A sortable UTC timestamp with millisecond precision, as stored in every table."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True)
@@ -463,29 +463,65 @@ async def admit_run(
 
     The transaction first takes the person's and the workspace's locks (``BEGIN IMMEDIATE``
     already excludes every other writer on SQLite; on PostgreSQL, transaction-scoped advisory
-    locks), so the counts it reads cannot change before its row is in.
+    locks), so the counts it reads cannot change before its row is in. The counts are sums
+    (:func:`usage_totals`); only a request that reaches a limit reads the runs themselves, whose
+    start times say when capacity frees.
     """
-    await lock(tx, f"admit:user:{fields.get('user_id')}", f"admit:team:{fields.get('team_id')}")
-    day_ago = utc_iso(now - DAY)
-    mine = await _tokens_since(tx, "user_id", fields.get("user_id"), day_ago)
-    # A run whose lease expired (its process is gone) no longer holds a slot; an unowned one does
-    # (it is waiting for a process to take it).
-    active = await tx.fetchone(
-        "SELECT COUNT(*) AS n FROM runs WHERE user_id = ? AND status IN ('queued', 'running') "
-        "AND (owner IS NULL OR lease_until IS NULL OR lease_until >= ?)",
-        [fields.get("user_id"), utc_iso(now)],
-    )
-    usage = LedgerState(
-        run_starts=[started for started, _ in mine if started >= now - HOUR],
-        active=int(active["n"]) if active else 0,
-        user_tokens=mine,
-        workspace_tokens=await _tokens_since(tx, "team_id", fields.get("team_id"), day_ago),
-    )
-    refusal = check(usage, limits, now=now, exempt=exempt)
+    user_id, team_id = fields.get("user_id"), fields.get("team_id")
+    await lock(tx, f"admit:user:{user_id}", f"admit:team:{team_id}")
+    refusal = None
+    if limit_reached(await usage_totals(tx, user_id, team_id, now), limits, exempt=exempt) is not None:
+        refusal = check(await ledger_state(tx, user_id, team_id, now), limits, now=now, exempt=exempt)
     row = {**fields, "started_at": utc_iso(now), "status": "refused" if refusal else "queued"}
     if refusal is not None:
         row.update(finished_at=row["started_at"], error=f"{refusal.limit}: {refusal.message}")
     return await insert_run(tx, row), refusal
+
+
+# The tokens of one run, as quotas.tokens_used counts them (every input token, cached or not).
+_RUN_TOKENS = (
+    "(COALESCE(input_tokens, 0) + COALESCE(cache_read_tokens, 0) + COALESCE(cache_write_tokens, 0) "
+    "+ COALESCE(output_tokens, 0))"
+)
+# A run whose lease expired (its process is gone) no longer holds a slot; an unowned one does
+# (it is waiting for a process to take it).
+_HOLDS_A_SLOT = (
+    "user_id = ? AND status IN ('queued', 'running') AND (owner IS NULL OR lease_until IS NULL OR lease_until >= ?)"
+)
+
+
+async def usage_totals(tx: Queries, user_id: Any, team_id: Any, now: float) -> Totals:
+    """The quotas' counts for a person and their workspace as of ``now``, summed in the database
+    (one statement, however long the ledger)."""
+    day_ago, hour_ago = utc_iso(now - DAY), utc_iso(now - HOUR)
+    admitted = "started_at >= ? AND status != 'refused'"
+    row = await tx.fetchone(
+        f"SELECT (SELECT COALESCE(SUM({_RUN_TOKENS}), 0) FROM runs WHERE user_id = ? AND {admitted}) AS user_tokens, "  # noqa: S608 - fixed SQL
+        f"(SELECT COUNT(*) FROM runs WHERE user_id = ? AND {admitted}) AS runs_last_hour, "
+        f"(SELECT COUNT(*) FROM runs WHERE {_HOLDS_A_SLOT}) AS active, "
+        f"(SELECT COALESCE(SUM({_RUN_TOKENS}), 0) FROM runs WHERE team_id = ? AND {admitted}) AS workspace_tokens",
+        [user_id, day_ago, user_id, hour_ago, user_id, utc_iso(now), team_id, day_ago],
+    )
+    assert row is not None  # a SELECT without FROM returns one row
+    return Totals(
+        runs_last_hour=int(row["runs_last_hour"]),
+        active=int(row["active"]),
+        user_tokens=int(row["user_tokens"]),
+        workspace_tokens=int(row["workspace_tokens"]),
+    )
+
+
+async def ledger_state(tx: Queries, user_id: Any, team_id: Any, now: float) -> LedgerState:
+    """The runs behind :func:`usage_totals`, with their start times (to say when capacity frees)."""
+    day_ago = utc_iso(now - DAY)
+    mine = await _tokens_since(tx, "user_id", user_id, day_ago)
+    active = await tx.fetchone(f"SELECT COUNT(*) AS n FROM runs WHERE {_HOLDS_A_SLOT}", [user_id, utc_iso(now)])  # noqa: S608 - fixed SQL
+    return LedgerState(
+        run_starts=[started for started, _ in mine if started >= now - HOUR],
+        active=int(active["n"]) if active else 0,
+        user_tokens=mine,
+        workspace_tokens=await _tokens_since(tx, "team_id", team_id, day_ago),
+    )
 
 
 async def _tokens_since(tx: Queries, column: str, value: Any, since: str) -> list[tuple[float, int]]:
@@ -712,4 +748,5 @@ class ConversationStore:
 
 
 def parse_iso(value: str) -> float:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    """A stored timestamp (:func:`utc_iso`) as seconds since the epoch."""
+    return datetime.fromisoformat(value).timestamp()

@@ -8,6 +8,7 @@ the health ping.
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from bot.db import describe_target, to_numbered
 from bot.feedback import FeedbackStore
 from bot.health import database_ok
-from bot.store import ConversationStore, Store, ThreadFile, utc_iso
+from bot.store import ConversationStore, Store, ThreadFile, ledger_state, usage_totals, utc_iso
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.harness import Harness
@@ -78,6 +79,38 @@ async def test_runs_update_and_read_back(store_target: Path | str) -> None:
             await store.create_run(source="dm", user_id="U0ALICE")
         latest = await store.latest_runs_of_user("U0ALICE", 2)
         assert [r["id"] for r in latest] == [run_id + 3, run_id + 2]
+
+
+async def test_quota_totals_summed_in_the_database_match_the_runs_they_sum(store_target: Path | str) -> None:
+    """Admission reads sums (one statement); the refusal's explanation reads the runs. Both count
+    the same runs the same way: admitted ones only, in the rolling hour and day, every token kind,
+    missing counts as 0, an expired lease holding no slot."""
+    shuffle = random.Random(7)
+    async with Store(store_target, clock=lambda: NOW) as store:
+        for _ in range(120):
+            started = NOW - shuffle.uniform(0, 30 * 3600)
+            store.clock = lambda started=started: started
+            tokens = {
+                column: shuffle.choice([None, 0, shuffle.randint(1, 5_000)])
+                for column in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+            }
+            run_id = await store.create_run(
+                source="mention",
+                status=shuffle.choice(["queued", "running", "succeeded", "failed", "refused", "cancelled"]),
+                user_id=shuffle.choice(["U0ALICE", "U0BOB"]),
+                team_id=shuffle.choice(["T0TEAM", "T0OTHER"]),
+                **tokens,
+            )
+            if shuffle.random() < 0.5:  # owned by a process, whose lease may have expired
+                await store.database.execute(
+                    "UPDATE runs SET owner = ?, lease_until = ? WHERE id = ?",
+                    ["host:1:a", utc_iso(NOW + shuffle.choice([-5, 5])), run_id],
+                )
+        for user, team in (("U0ALICE", "T0TEAM"), ("U0BOB", "T0OTHER"), ("U0NOBODY", "T0NONE")):
+            state = await ledger_state(store.database, user, team, NOW)
+            assert await usage_totals(store.database, user, team, NOW) == state.totals
+        busy = await usage_totals(store.database, "U0ALICE", "T0TEAM", NOW)
+        assert busy.user_tokens > 0 and busy.runs_last_hour > 0 and busy.active > 0
 
 
 async def test_posts_map_to_their_run_and_are_forgotten(store_target: Path | str) -> None:
