@@ -21,8 +21,10 @@ what every response says (:mod:`bot.ratelimits`):
   by 1/width per call, about one more analysis per round of calls. Between low and healthy it holds.
 
 Narrowing never cancels an analysis that holds a slot; widening wakes the queue at once. Waiters
-are served in arrival order and told their place again when it changed enough
-(:func:`should_retell`), so 200 people queued cause a few updates each, not one per departure.
+are served in arrival order. One still waiting after :data:`TELL_AFTER_S` is told its place (a
+burst that the widening width absorbs within a moment posts no queue notes that are stale as
+they land), and told again when it changed enough (:func:`should_retell`), so 200 people queued
+cause a few updates each, not one per departure.
 The arithmetic is in plain functions; the clock and the sleep are injectable.
 """
 
@@ -46,6 +48,7 @@ EASE_OFF = 0.75  # the width kept when a limit runs low
 LOW_HEADROOM = 0.10  # less than this fraction left of any limit: narrow
 HEALTHY_HEADROOM = 0.5  # at least this left of every limit: may widen
 NARROW_COOLDOWN_S = 2.0  # at most one cut per this many seconds
+TELL_AFTER_S = 2.0  # a waiter is first told its place once it has waited this long
 CLOSE_PLACE = 3  # a waiter this close to the front is told every move
 RETELL_SHRINK = 0.2  # further back, it is told again once its place shrank by this fraction
 
@@ -83,7 +86,7 @@ def should_retell(told: int, place: int) -> bool:
 @dataclass(eq=False)
 class _Waiter:
     told: int  # the place it was last told
-    listening: bool  # it has an on_wait to be told with
+    listening: bool  # it is told its place (it has an on_wait, and has waited long enough)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # granted, or its place changed enough
     granted: bool = False
 
@@ -97,11 +100,13 @@ class Limiter:
         ceiling: int | None = None,
         *,
         start: int = START_WIDTH,
+        tell_after: float = TELL_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.ceiling = ceiling  # ANALYST_MAX_CONCURRENT, None when adaptive
         self.most = ceiling if ceiling is not None else ADAPTIVE_MAX_WIDTH
+        self.tell_after = tell_after
         self.clock = clock
         self._sleep = sleep
         self._width = float(max(1, min(start, self.most)))
@@ -142,8 +147,9 @@ class Limiter:
 
     @asynccontextmanager
     async def slot(self, on_wait: OnWait | None = None) -> AsyncIterator[None]:
-        """Hold a slot for the block. If it has to wait, ``on_wait(place)`` is awaited at once and
-        again whenever its place in line changed enough (:func:`should_retell`)."""
+        """Hold a slot for the block. If it has to wait longer than :attr:`tell_after`,
+        ``on_wait(place)`` is awaited then, and again whenever its place in line changed enough
+        (:func:`should_retell`)."""
         if self.running < self.slots and not self._waiting:
             self.running += 1
         else:
@@ -154,19 +160,27 @@ class Limiter:
             self._release()
 
     async def _wait_in_line(self, on_wait: OnWait | None) -> None:
-        waiter = _Waiter(told=len(self._waiting) + 1, listening=on_wait is not None)
+        waiter = _Waiter(told=len(self._waiting) + 1, listening=False)
         self._waiting.append(waiter)
+        timer: asyncio.TimerHandle | None = None
         try:
-            if on_wait is not None:
+            if on_wait is not None and self.tell_after <= 0:
+                waiter.listening = True
                 await on_wait(waiter.told)
+            elif on_wait is not None:
+                timer = asyncio.get_running_loop().call_later(self.tell_after, waiter.wake.set)
             while not waiter.granted:
                 await waiter.wake.wait()
                 waiter.wake.clear()
-                if on_wait is not None and not waiter.granted:
-                    place = self._waiting.index(waiter) + 1
-                    if should_retell(waiter.told, place):
-                        waiter.told = place
-                        await on_wait(place)
+                if on_wait is None or waiter.granted:
+                    continue
+                place = self._waiting.index(waiter) + 1
+                if not waiter.listening:  # waited long enough: told for the first time
+                    waiter.listening, waiter.told = True, place
+                    await on_wait(place)
+                elif should_retell(waiter.told, place):
+                    waiter.told = place
+                    await on_wait(place)
         except BaseException:
             if waiter.granted:
                 self._release()  # handed a slot it won't use: pass it on
@@ -174,6 +188,9 @@ class Limiter:
                 self._waiting.remove(waiter)
                 self._moved()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _release(self) -> None:
         self.running -= 1

@@ -17,7 +17,7 @@ from typing import Any, Generic, Literal, TypeVar, cast
 from urllib.parse import urlparse
 
 from bot.db import DatabaseTarget, database_target, is_postgres_url
-from bot.limiter import ADAPTIVE_MAX_WIDTH, START_WIDTH
+from bot.limiter import ADAPTIVE_MAX_WIDTH, START_WIDTH, TELL_AFTER_S
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -561,7 +561,8 @@ ANALYST_MAX_CONCURRENT = Setting[int | None](
     section=GUARDRAILS,
     doc=f"Most analyses this process runs at once: `adaptive` (start at {START_WIDTH}, narrow when Anthropic's "
     f"rate limits run low or it answers 429/529, widen again as they recover, up to {ADAPTIVE_MAX_WIDTH}) or a "
-    "whole number as a hard ceiling. The rest wait in a queue and are told their place as it changes.",
+    "whole number as a hard ceiling. The rest wait in a queue; whoever waits more than "
+    f"{TELL_AFTER_S:g} s is told their place, and again as it changes.",
     note="Most analyses this process runs at once: adaptive (follows Anthropic's rate limits) or a whole number "
     "as a hard ceiling.",
     example="adaptive",

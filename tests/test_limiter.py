@@ -263,7 +263,7 @@ class Told:
 
 
 async def test_waiters_are_served_in_arrival_order_and_told_each_move_near_the_front() -> None:
-    limiter = Limiter(ceiling=1)
+    limiter = Limiter(ceiling=1, tell_after=0)
     order: list[int] = []
     told = {n: Told() for n in range(4)}
     entered = {n: asyncio.Event() for n in range(4)}
@@ -295,7 +295,7 @@ async def test_waiters_are_served_in_arrival_order_and_told_each_move_near_the_f
 
 
 async def test_a_waiter_cancelled_in_line_loses_no_slot_and_moves_the_others_up() -> None:
-    limiter = Limiter(ceiling=1)
+    limiter = Limiter(ceiling=1, tell_after=0)
     tasks, release = await hold(limiter, 1)
     first, second = Told(), Told()
 
@@ -324,7 +324,7 @@ async def test_a_waiter_cancelled_in_line_loses_no_slot_and_moves_the_others_up(
 
 
 async def test_a_waiter_cancelled_just_after_being_served_passes_its_slot_on() -> None:
-    limiter = Limiter(ceiling=1)
+    limiter = Limiter(ceiling=1, tell_after=0)
     release, entered = asyncio.Event(), asyncio.Event()
     first_told, second_told = Told(), Told()
     holding = asyncio.Event()
@@ -360,7 +360,7 @@ async def test_a_waiter_cancelled_just_after_being_served_passes_its_slot_on() -
 
 async def test_narrowing_mid_flight_cancels_no_holder_and_widening_wakes_waiters() -> None:
     fake_time = FakeTime()
-    limiter = Limiter(ceiling=8, start=4, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = Limiter(ceiling=8, start=4, tell_after=0, clock=fake_time.clock, sleep=fake_time.sleep)
     tasks, release = await hold(limiter, 4)
     limiter.refused({})
     assert limiter.slots == 2 and limiter.running == 4 and not any(t.done() for t in tasks)
@@ -383,7 +383,7 @@ async def test_narrowing_mid_flight_cancels_no_holder_and_widening_wakes_waiters
 
 
 async def test_a_long_line_is_retold_a_few_times_each_not_at_every_move() -> None:
-    limiter = Limiter(ceiling=1)
+    limiter = Limiter(ceiling=1, tell_after=0)
     n = 200
     told = [Told() for _ in range(n + 1)]
     entered = [asyncio.Event() for _ in range(n + 1)]
@@ -409,6 +409,44 @@ async def test_a_long_line_is_retold_a_few_times_each_not_at_every_move() -> Non
     # About log(n) tells each (3,123 here), where telling every move would be n(n+1)/2 = 20,100.
     assert sum(len(t.places) for t in told) < 20 * n
     assert limiter.running == 0
+
+
+async def test_a_waiter_is_told_its_place_only_once_it_has_waited_a_while() -> None:
+    """A burst that the width absorbs within a moment posts no queue notes; a waiter still in line
+    after ``tell_after`` is told where it is then, and again as it moves up."""
+    patient = Limiter(ceiling=1, tell_after=3600)  # never waits that long here
+    tasks, release = await hold(patient, 1)
+    untold = Told()
+    lining_up, entered = asyncio.Event(), asyncio.Event()
+
+    async def brief() -> None:
+        lining_up.set()
+        async with patient.slot(on_wait=untold):  # in line before this task first waits
+            entered.set()
+
+    waiter = asyncio.create_task(brief())
+    await lining_up.wait()
+    assert patient.waiting == 1
+    release.set()
+    await asyncio.gather(*tasks, waiter)
+    assert entered.is_set() and untold.places == []
+
+    limiter = Limiter(ceiling=1, tell_after=0.01)
+    tasks, release = await hold(limiter, 1)
+    first, second = Told(), Told()
+    leave = asyncio.Event()
+
+    async def waits(told: Told) -> None:
+        async with limiter.slot(on_wait=told):
+            await leave.wait()
+
+    queued = [asyncio.create_task(waits(first)), asyncio.create_task(waits(second))]
+    await second.until([2])  # told after the grace, at its place then
+    await first.until([1])
+    release.set()
+    await second.until([2, 1])  # moved up: told again
+    leave.set()
+    await asyncio.gather(*tasks, *queued)
 
 
 # -- end to end, against the fakes -----------------------------------------------------------------
