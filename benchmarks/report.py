@@ -142,6 +142,10 @@ def _cpu_ms(run: LoadRun) -> float:
     return 1000 * run.cpu_per_analysis_s
 
 
+def _rig_cpu_ms(run: LoadRun) -> float:
+    return 1000 * run.rig_cpu_per_analysis_s
+
+
 def _overhead_ms(run: LoadRun) -> float:
     return 1000 * median(run.overhead_s) if run.overhead_s else math.nan
 
@@ -357,7 +361,8 @@ def _throughput_section(results: Results, bots: list[Any], sizes: list[int], dea
         f"Analyses completed per second as a % of ideal (n analyses every {results.options['claude_s']:g} s: "
         "all at once, no overhead); each cell is the median [lowest–highest] over repeats, then the worst "
         "repeat's failures (an answer that failed, or an ack later than Slack's 3 s) and the analyses "
-        f"still unfinished at the {deadline:.0f} s cut-off, then the bot's CPU per analysis.",
+        f"still unfinished at the {deadline:.0f} s cut-off, then the bot's CPU per analysis and the rig's "
+        "(the fakes serving that bot's calls, on the rig's own core).",
         "",
         "| simultaneous analyses | " + " | ".join(spec.label for spec in bots) + " |",
         "|---|" + "---|" * len(bots),
@@ -378,11 +383,12 @@ def _throughput_section(results: Results, bots: list[Any], sizes: list[int], dea
                 notes.append(f"{unfinished} unfinished")
             # A run cut off at the deadline spent CPU on analyses it never finished: no per-analysis figure.
             cpu = median([_cpu_ms(r) for r in runs if not r.unfinished])
+            rig_cpu = median([_rig_cpu_ms(r) for r in runs if not r.unfinished])
             cell = _spread_text([r.percent_of_ideal for r in runs], 0, "%")
             if spec.key != NULL.key and results.runs(NULL.key, n):
                 cell += f" ({_num(_of_ceiling(results, spec.key, n))}% of ceiling)"
             cell += "; " + (", ".join(notes) if notes else "0 errors")
-            cell += f"; {_num(cpu)} ms CPU" if not math.isnan(cpu) else "; cut off"
+            cell += f"; {_num(cpu)} ms CPU, rig {_num(rig_cpu)} ms" if not math.isnan(cpu) else "; cut off"
             cells.append(cell)
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return [*lines, ""]
@@ -479,12 +485,25 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
         return [*lines, "Every target measured here holds.", ""]
     cpu_ms = median(_per_repeat(results, ANALYST_UNCAPPED.key, n50, _cpu_ms)) if n50 else math.nan
     claude_s = float(results.options["claude_s"])
+    ack_floor = median(_per_repeat(results, NULL.key, n50, _ack_p99_ms)) if n50 else math.nan
+    big = THROUGHPUT_TARGET_N
+    big_cpu_ms = median(_per_repeat(results, ANALYST_UNCAPPED.key, big, _cpu_ms))
+    big_rig_ms = median(_per_repeat(results, ANALYST_UNCAPPED.key, big, _rig_cpu_ms))
+    null_rig_ms = median(_per_repeat(results, NULL.key, big, _rig_cpu_ms))
+    rig_s = big * big_rig_ms / 1000
+    rig_bound = 100 * claude_s / max(claude_s, rig_s) if not math.isnan(rig_s) else math.nan
+    ceiling = _pct(results, NULL.key, big)
+    rig_bound_of_ceiling = 100 * rig_bound / ceiling if ceiling else math.nan
     notes = {
         "ack": "Acks are slow when the bot's event loop is busy: an event waits behind the CPU work of the "
-        "analyses already running (see the CPU per analysis and the profile). Next: less CPU per analysis; "
-        "the ack path itself does no I/O.",
-        "feedback": "The first visible write (the :eyes: reaction) queues behind the same CPU work on the one "
-        "event loop. Next: as for acks.",
+        "analyses already running (see the CPU per analysis and the profile), though Bolt answers it before "
+        f"any work of its own starts. The do-nothing bot's p99 in the same run was {_num(ack_floor)} ms: the "
+        "rig's own sending and timing of 50 deliveries on its one core (which serves the bot's calls "
+        "meanwhile) is part of every figure. Next: less CPU per analysis.",
+        "feedback": "The first visible write (the :eyes: reaction) comes once the event is claimed, the "
+        "thread's lock taken and the request admitted (about seven statements on the database's one worker "
+        "thread, alongside the asker's users.info lookup), each step queueing behind the same CPU work on "
+        "the one event loop. Next: as for acks, and fewer statements before the reaction.",
         "cpu": f"The real bot spends {_num(cpu_ms)} ms of CPU per analysis; one core then serves at most "
         f"{_num(1000 / cpu_ms if cpu_ms else math.nan, 1)} analyses a second, against the "
         f"{_num(THROUGHPUT_TARGET_N / claude_s)} a second that {THROUGHPUT_TARGET_N} analyses of "
@@ -496,10 +515,14 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
         "cache": "Follow-ups read less than the target from the cache: check where the previous request's "
         "breakpoint sits against the 20-block lookback.",
         "throughput": f"At {THROUGHPUT_TARGET_N} at once the real bot reaches less than "
-        f"{THROUGHPUT_OF_CEILING:.0f}% of the ceiling. The adaptive limiter lets all of them run (the "
-        "defaults and the lifted cap now match), so the bound is the bot's CPU per analysis (row above) "
-        f"times {THROUGHPUT_TARGET_N}, which does not fit in {claude_s:g} s of one core: the profile's hot "
-        "spots are what to cut, or the work is spread over more processes.",
+        f"{THROUGHPUT_OF_CEILING:.0f}% of the ceiling; all {THROUGHPUT_TARGET_N} run at once (the adaptive "
+        "limiter), so two CPUs bound it. The bot's: "
+        f"{_num(big_cpu_ms)} ms per analysis, {_num(THROUGHPUT_TARGET_N * big_cpu_ms / 1000, 1)} s of one core "
+        f"for {THROUGHPUT_TARGET_N} analyses that ideally take {claude_s:g} s. The rig's: its fakes spend "
+        f"{_num(big_rig_ms)} ms serving one analysis's calls (the do-nothing bot's one call each: "
+        f"{_num(null_rig_ms)} ms), so on its one core even a bot that cost nothing would reach at most "
+        f"{_num(rig_bound)}% of ideal here, {_num(rig_bound_of_ceiling)}% of the ceiling. Next: fewer calls per "
+        "analysis, less CPU per call; on more cores, replicas (#12, the scale figure).",
     }
     for key in missed:
         lines.append(f"- **{key}**: {notes[key]}")

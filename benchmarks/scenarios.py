@@ -47,6 +47,9 @@ class LoadRun:
     #: Slack Web API and Anthropic requests that reached the fakes during the run.
     slack_calls: int = 0
     anthropic_requests: int = 0
+    #: The rig's own CPU over the run (its process: the fakes serving the bot's calls, and Slack's
+    #: deliveries): what the bot's calls cost the instrument, on the rig's own core.
+    rig_cpu_s: float = math.nan
 
     @property
     def finished(self) -> int:
@@ -79,6 +82,10 @@ class LoadRun:
     @property
     def cpu_per_analysis_s(self) -> float:
         return self.cpu_s / self.finished if self.finished else math.nan
+
+    @property
+    def rig_cpu_per_analysis_s(self) -> float:
+        return self.rig_cpu_s / self.finished if self.finished else math.nan
 
     @property
     def calls_per_analysis(self) -> tuple[float, float]:
@@ -160,7 +167,7 @@ async def load_run(
     for _ in range(n):
         user = rig.user(next_user())
         asks.append(rig.mention(user, "what drives churn?", session.spec.done_rule, files=[rig.csv_file(user=user)]))
-    cpu_before = process.cpu_seconds()
+    cpu_before, rig_cpu_before = process.cpu_seconds(), time.process_time()
     slack_before, anthropic_before = len(rig.slack.calls), len(rig.claude.requests)
     start = time.perf_counter()
     deliveries = [asyncio.create_task(rig.deliver(events_url(process), ask, envelope)) for ask, envelope in asks]
@@ -169,6 +176,7 @@ async def load_run(
     for delivery in deliveries:
         delivery.cancel()
     await asyncio.gather(*deliveries, return_exceptions=True)
+    rig_cpu = time.process_time() - rig_cpu_before
     if all_done:
         elapsed = max(a.finished for a, _ in asks) - start
         cpu = await settle_cpu(process) - cpu_before
@@ -193,11 +201,12 @@ async def load_run(
         cpu,
         slack_calls=len(rig.slack.calls) - slack_before,
         anthropic_requests=len(rig.claude.requests) - anthropic_before,
+        rig_cpu_s=rig_cpu,
     )
     session.log(
         f"  {session.spec.key:>12} n={n:<3} #{repeat + 1}: {run.percent_of_ideal:5.1f}% of ideal, "
         f"{run.succeeded}/{n} ok, {run.failed} failed, {run.unfinished} unfinished, "
-        f"{1000 * run.cpu_per_analysis_s:.0f} ms CPU/analysis"
+        f"{1000 * run.cpu_per_analysis_s:.0f} ms CPU/analysis (the rig's: {1000 * run.rig_cpu_per_analysis_s:.0f} ms)"
     )
     return run
 

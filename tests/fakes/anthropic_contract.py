@@ -109,8 +109,22 @@ class _Field:
     required: bool
 
 
+# id(annotation) → (annotation, unwrapped): the SDK's types are few and live as long as the
+# process; every request walks them again, so each is unwrapped once (typing's get_origin is slow).
+_UNWRAPPED: dict[int, tuple[Any, Any]] = {}
+
+
 def _unwrap(annotation: Any) -> Any:
     """``annotation`` without ``Annotated`` metadata and ``Required``/``NotRequired``/``ReadOnly``."""
+    known = _UNWRAPPED.get(id(annotation))
+    if known is not None and known[0] is annotation:
+        return known[1]
+    unwrapped = _unwrapped(annotation)
+    _UNWRAPPED[id(annotation)] = (annotation, unwrapped)
+    return unwrapped
+
+
+def _unwrapped(annotation: Any) -> Any:
     while True:
         origin = get_origin(annotation)
         if origin is not None and origin in _QUALIFIERS:

@@ -70,6 +70,7 @@ class Workspace:
         self.users: dict[str, User] = {}
         self.channels: dict[str, Channel] = {}
         self.messages: dict[str, list[Message]] = {}
+        self._by_ts: dict[tuple[str, str], Message] = {}  # (channel, ts) → message: found without a scan
         self.ephemerals: list[Ephemeral] = []
         self.files: dict[str, SlackFile] = {}
         self.assistant_threads: dict[tuple[str, str], AssistantThread] = {}
@@ -170,6 +171,7 @@ class Workspace:
     def add_message(self, message: Message) -> Message:
         """Record a posted message. A reply by the app clears its thread's status, as in Slack."""
         self.messages.setdefault(message.channel, []).append(message)
+        self._by_ts.setdefault((message.channel, message.ts), message)
         if message.bot_id == self.bot_id and message.thread_ts:
             thread = self.assistant_threads.get((message.channel, message.thread_ts))
             if thread is not None:
@@ -178,7 +180,7 @@ class Workspace:
 
     def find_message(self, channel: str, ts: str) -> Message | None:
         """The message with ``ts`` in ``channel``, deleted or not."""
-        return next((m for m in self.messages.get(channel, []) if m.ts == ts), None)
+        return self._by_ts.get((channel, ts))
 
     def find_ephemeral(self, channel: str, ts: str) -> Ephemeral | None:
         return next((e for e in self.ephemerals if e.channel == channel and e.ts == ts), None)
