@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from bot.db import DatabaseUnavailable
 from bot.logs import LOG_FORMATS, configure_logging, secrets_in
 from bot.settings import ANALYST_LOG_FORMAT, ANALYST_LOG_LEVEL, ANALYST_METRICS_PORT, PORT, Settings, SettingsError
 from bot.usage_report import FORMATS, GROUPINGS
@@ -113,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"slack-analyst: {error}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as error:
+        print(f"slack-analyst: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"slack-analyst: could not start: {error}", file=sys.stderr)
         return 1
@@ -167,7 +171,7 @@ async def _usage(*, since: str, by: str, fmt: str) -> int:
         )
         return 1
     store = Store(path)
-    unreadable: tuple[type[BaseException], ...] = (MigrationError, *store.database.errors)
+    unreadable: tuple[type[BaseException], ...] = (MigrationError, DatabaseUnavailable, *store.database.errors)
     try:
         async with store:
             rows = await store.runs_since(start)

@@ -62,6 +62,11 @@ def describe_target(target: DatabaseTarget) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+class DatabaseUnavailable(Exception):
+    """The database could not be opened; the message names it (password masked), says why and
+    what to check."""
+
+
 class Queries(Protocol):
     """What a statement can be run on: the database itself (each statement on its own) or a
     transaction (every statement in it, or none, takes effect)."""
@@ -169,7 +174,13 @@ class SqliteDatabase:
                 conn.execute("PRAGMA journal_mode = wal")
             return conn
 
-        self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        try:
+            self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        except (sqlite3.Error, OSError) as error:
+            raise DatabaseUnavailable(
+                f"could not open the database {self.path}: {error}. Check ANALYST_DB, and that its folder "
+                "exists or can be created and is writable by this user."
+            ) from error
 
     async def close(self) -> None:
         async with self._turn:  # not in the middle of someone's transaction
@@ -275,7 +286,14 @@ class PostgresDatabase:
     async def open(self) -> None:
         import asyncpg
 
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.max_connections)
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.max_connections)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            raise DatabaseUnavailable(
+                f"could not connect to the database {describe_target(self.url)}: {error or type(error).__name__}. "
+                "Check ANALYST_DB (host, port, user, password and database name) and that the server is "
+                "running and accepts this user."
+            ) from error
 
     async def close(self) -> None:
         if self._pool is not None:

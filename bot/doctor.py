@@ -26,7 +26,7 @@ import aiohttp
 import anthropic
 
 from bot.clients import anthropic_client
-from bot.db import describe_target
+from bot.db import DatabaseUnavailable, describe_target
 from bot.engine import Engine, InputFile, Job
 from bot.files_api import FilesApi, digest_file
 from bot.progress import Done, Failed
@@ -422,7 +422,7 @@ async def check_database(config: Config) -> Check:
     name = "database"
     file_existed = target.exists() if isinstance(target, Path) else None
     store = Store(target)
-    refused: tuple[type[BaseException], ...] = (*store.database.errors, OSError)
+    refused: tuple[type[BaseException], ...] = (*store.database.errors, OSError, DatabaseUnavailable)
     try:
         await store.open()
         await probe_write(store)
@@ -434,17 +434,19 @@ async def check_database(config: Config) -> Check:
             f"{shown}: {error}",
             "back up the database and start from a fresh ANALYST_DB (the bot creates it), or repair the table named",
         )
-    except refused as error:
+    except refused as refusal:
+        # Opening says what to check in a sentence of its own; here the hint follows, so the cause alone.
+        cause = refusal.__cause__ if isinstance(refusal, DatabaseUnavailable) and refusal.__cause__ else refusal
         if isinstance(target, Path):
             return fail(
                 name,
-                f"can't write {shown} ({error})",
+                f"can't write {shown} ({cause})",
                 "set ANALYST_DB to a file in a directory this user can write (it is created on first start); "
                 "if the file isn't an SQLite database, move it away",
             )
         return fail(
             name,
-            f"can't use {shown} ({error})",
+            f"can't use {shown} ({cause})",
             "check ANALYST_DB's host, port, user, password and database name: the server must be reachable "
             "and the user allowed to create tables in that database",
         )

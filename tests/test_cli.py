@@ -13,6 +13,7 @@ from bot.store import Store
 from tests.conftest import STREAMING_CSV
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
+from tests.postgres import PostgresServer
 from tests.processes import LISTENING, free_port, start_cli, wait_for_line
 
 
@@ -37,6 +38,34 @@ async def test_settings_are_read_from_a_dot_env_file(tmp_path: Path) -> None:
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert stderr.decode().startswith("slack-analyst: ANALYST_CODE_EXECUTION: unknown tool version '1999'")
+
+
+async def test_a_postgresql_database_that_refuses_stops_start_up_with_one_line(
+    tmp_path: Path, env: dict[str, str], slack: FakeSlack, postgres_server: PostgresServer
+) -> None:
+    url = postgres_server.url("no_such_database").replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+    process = await start_cli("serve", "--http", env={**env, "ANALYST_DB": url, "PORT": "0"}, cwd=tmp_path)
+    _, stderr = await process.communicate()
+    text = stderr.decode()
+    assert process.returncode == 1
+    assert text.startswith(
+        "slack-analyst: could not connect to the database postgresql://postgres:***@/no_such_database"
+    )
+    assert 'database "no_such_database" does not exist' in text and "Check ANALYST_DB" in text
+    assert "s3cret" not in text and "Traceback" not in text and text.count("\n") == 1
+
+
+async def test_a_database_file_that_cannot_be_created_stops_start_up_with_one_line(
+    tmp_path: Path, env: dict[str, str], slack: FakeSlack
+) -> None:
+    (tmp_path / "data").write_text("a file where the database's folder should be")
+    db = tmp_path / "data" / "analyst.db"
+    process = await start_cli("serve", "--http", env={**env, "ANALYST_DB": str(db), "PORT": "0"}, cwd=tmp_path)
+    _, stderr = await process.communicate()
+    text = stderr.decode()
+    assert process.returncode == 1
+    assert text.startswith(f"slack-analyst: could not open the database {db}: ") and "Check ANALYST_DB" in text
+    assert "Traceback" not in text and text.count("\n") == 1
 
 
 async def _mention_and_wait_for_the_answer(
