@@ -116,6 +116,11 @@ async def record_stop_request(store: Store, run_id: int, by: str) -> bool:
     return await store.request_stop(run_id, by)
 
 
+async def refuse(store: Store, run_id: int, reason: str) -> None:
+    """A run the access rules no longer let in (checked again before resuming it)."""
+    await store.update_run(run_id, status="refused", error=f"access: {reason}")
+
+
 async def give_up(store: Store, run_id: int) -> None:
     """A run left unfinished too long ago to resume."""
     await store.update_run(run_id, status="failed", error=TOO_OLD_TO_RESUME)

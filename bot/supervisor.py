@@ -147,7 +147,16 @@ class Supervisor:
                 await self.parts.surface.tell_thread(request, TOO_LATE)
 
     async def resume(self, run_id: int, request: AnalysisRequest) -> RunStatus:
-        """Run an interrupted analysis again from the start, with the same files."""
+        """Run an interrupted analysis again from the start, with the same files — if the access
+        rules still let its asker and channel in (they may have changed since it was admitted:
+        the allowed users or channels, or the asker now belongs to another organisation). Its
+        files are checked again as they are fetched, as for any run."""
+        if (refused := await self.gate.access(request)) is not None:
+            log.info("run %s not resumed: the access rules no longer let it in", run_id)
+            await ledger.refuse(self.parts.store, run_id, refused.message)
+            await self.parts.surface.tell_privately(request, refused.message)
+            await self.parts.surface.react(request, "no_entry_sign", remove="eyes")
+            return "refused"
         async with self.thread_lock(request, run_id=run_id):
             await self.parts.surface.tell_thread(request, RESTARTED)
             question = await self.gate.question(request)

@@ -268,6 +268,32 @@ async def test_a_run_too_old_to_resume_is_failed_with_a_message(
         await restarted.wait()
 
 
+async def test_a_run_the_access_rules_no_longer_allow_is_not_resumed(
+    tmp_path: Path, durable_env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
+) -> None:
+    """Restarted with the asker no longer allowed: the run ends refused, only the asker is told
+    why, and Claude is not asked again."""
+    env = durable_env
+    message, port = await kill_mid_analysis(env, tmp_path, slack, claude)
+    asked_before = len(claude.requests)
+    restarted = await start_bot({**env, "ANALYST_ALLOWED_USERS": "U0BOB"}, tmp_path, port)
+    try:
+        await slack.wait_for(
+            lambda: "no_entry_sign" in slack.message("C0DATA", message["ts"]).reactions, timeout=60, what="refused"
+        )
+        [note] = slack.ephemerals("C0DATA", "U0ALICE")
+        assert "isn't enabled for you" in slack.visible_text(note)
+        assert "eyes" not in slack.message("C0DATA", message["ts"]).reactions
+        bot_replies = [slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]) if m.bot_id]
+        assert not any("starting it again" in text for text in bot_replies)
+        [run] = await ledger(env)
+        assert run["status"] == "refused" and run["error"].startswith("access: ")
+        assert len(claude.requests) == asked_before
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        await restarted.wait()
+
+
 async def test_sigterm_lets_a_running_analysis_finish(
     tmp_path: Path, durable_env: dict[str, str], slack: FakeSlack, claude: FakeAnthropic
 ) -> None:
