@@ -30,7 +30,7 @@ async def ask(settings: Settings, files: list[Path], question: str, *, out: Path
         print("slack-analyst ask: give at least one file or a question (-q)", file=sys.stderr)
         return 2
     claude = anthropic_client(settings)
-    async with Store(settings.db_path) as store:
+    async with Store(settings.db_path, pool_size=settings.db_pool_size) as store:
         files_api = FilesApi(claude, store)
         try:
             inputs = []

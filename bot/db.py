@@ -103,10 +103,14 @@ class Database(Queries, Protocol):
         ...
 
 
-def open_database(target: DatabaseTarget) -> Database:
-    """The backend ``target`` names (not yet opened)."""
+# The most connections one process keeps open to PostgreSQL (ANALYST_DB_POOL_SIZE).
+DEFAULT_POOL_SIZE = 10
+
+
+def open_database(target: DatabaseTarget, *, pool_size: int = DEFAULT_POOL_SIZE) -> Database:
+    """The backend ``target`` names (not yet opened); ``pool_size`` bounds PostgreSQL's pool."""
     if isinstance(target, str) and is_postgres_url(target):
-        return PostgresDatabase(target)
+        return PostgresDatabase(target, max_connections=pool_size)
     return SqliteDatabase(Path(target))
 
 
@@ -269,7 +273,7 @@ class PostgresDatabase:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, max_connections: int = 10) -> None:
+    def __init__(self, url: str, *, max_connections: int = DEFAULT_POOL_SIZE) -> None:
         import asyncpg
 
         self.url = url

@@ -421,7 +421,7 @@ async def check_database(config: Config) -> Check:
     shown = describe_target(target)
     name = "database"
     file_existed = target.exists() if isinstance(target, Path) else None
-    store = Store(target)
+    store = Store(target, pool_size=config.settings.db_pool_size)
     refused: tuple[type[BaseException], ...] = (*store.database.errors, OSError, DatabaseUnavailable)
     try:
         await store.open()

@@ -16,7 +16,7 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any, Generic, Literal, TypeVar, cast
 from urllib.parse import urlparse
 
-from bot.db import DatabaseTarget, database_target, is_postgres_url
+from bot.db import DEFAULT_POOL_SIZE, DatabaseTarget, database_target, is_postgres_url
 from bot.limiter import ADAPTIVE_MAX_WIDTH, START_WIDTH, TELL_AFTER_S
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -356,6 +356,16 @@ ANALYST_DB = Setting(
     doc="The database: run ledger, seen events, uploaded files, conversations. An SQLite file, or a "
     "`postgresql://user:password@host:5432/dbname` URL to keep them in PostgreSQL (several processes may share it).",
     note="The database: an SQLite file, or a postgresql://user:password@host:5432/dbname URL.",
+)
+
+ANALYST_DB_POOL_SIZE = Setting(
+    "ANALYST_DB_POOL_SIZE",
+    DEFAULT_POOL_SIZE,
+    _integer(minimum=2),
+    section=ANALYST,
+    doc="PostgreSQL only: the most connections this process keeps open to the database. Each replica has its "
+    "own pool, so replicas × this must stay within the server's `max_connections` (or your pooler's limit).",
+    note="PostgreSQL only: the most database connections this process keeps open.",
 )
 
 ANALYST_MODEL = Setting(
@@ -743,6 +753,7 @@ class Settings:
     slack_app_token: str | None = _declare(SLACK_APP_TOKEN)
     slack_api_url: str = _declare(SLACK_API_URL)
     db_path: DatabaseTarget = _declare(ANALYST_DB)  # noqa: RUF009 (_declare returns a dataclasses.field)
+    db_pool_size: int = _declare(ANALYST_DB_POOL_SIZE)
     model: str = _declare(ANALYST_MODEL)
     code_execution: CodeExecutionTool = _declare(ANALYST_CODE_EXECUTION)  # noqa: RUF009 (as above)
     max_file_mb: float = _declare(ANALYST_MAX_FILE_MB)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from bot import leases
-from bot.db import Database, DatabaseTarget, Queries, lock, open_database
+from bot.db import DEFAULT_POOL_SIZE, Database, DatabaseTarget, Queries, lock, open_database
 from bot.progress import Usage
 from bot.quotas import DAY, HOUR, LedgerState, Limits, Refusal, Totals, check, limit_reached, run_tokens
 from bot.schema import (
@@ -83,12 +83,18 @@ class FileRecord:
 class Store:
     """The bot's records on a :class:`~bot.db.Database` (SQLite or PostgreSQL, by ``target``)."""
 
-    def __init__(self, target: DatabaseTarget, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        *,
+        clock: Callable[[], float] | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> None:
         import time
 
         self.target = target
         self.clock = clock or time.time
-        self.database: Database = open_database(target)
+        self.database: Database = open_database(target, pool_size=pool_size)
         self.migrated: tuple[str, ...] = ()  # the migrations ``open`` applied
         self.holder = uuid.uuid4().hex  # whose claims are this store's (see take_claim)
         self.owner = leases.make_owner()  # whose run leases and thread locks are this process's

@@ -49,7 +49,7 @@ async def open_analyst(
     """The core, and Slack as its surface, ready for requests; the store and every client
     close on exit."""
     async with (
-        Store(settings.db_path, clock=clock) as store,
+        Store(settings.db_path, clock=clock, pool_size=settings.db_pool_size) as store,
         aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http,
         slack_session() as web_api,
     ):

@@ -13,6 +13,7 @@ def test_defaults() -> None:
     settings = Settings.from_env(BASE)
     assert settings.slack_api_url == "https://slack.com/api/"
     assert settings.db_path == Path("./data/analyst.db")
+    assert settings.db_pool_size == 10
     assert settings.model == DEFAULT_MODEL
     assert settings.code_execution.type == "code_execution_20260521"
     assert settings.code_execution.beta is None
@@ -51,6 +52,7 @@ def test_api_url_gets_a_trailing_slash() -> None:
         ({"ANALYST_MAX_FILE_MB": "nan"}, "ANALYST_MAX_FILE_MB"),
         ({"ANALYST_CODE_EXECUTION": "20991231"}, "ANALYST_CODE_EXECUTION"),
         ({"ANALYST_MAX_TOKENS": "1.5"}, "ANALYST_MAX_TOKENS"),
+        ({"ANALYST_DB_POOL_SIZE": "1"}, "ANALYST_DB_POOL_SIZE"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], name: str) -> None:

@@ -113,6 +113,15 @@ async def test_quota_totals_summed_in_the_database_match_the_runs_they_sum(store
         assert busy.user_tokens > 0 and busy.runs_last_hour > 0 and busy.active > 0
 
 
+async def test_the_postgresql_pool_opens_at_most_its_size(postgres_url: str) -> None:
+    """ANALYST_DB_POOL_SIZE bounds the connections: 6 statements at once on a pool of 2 share them."""
+    async with Store(postgres_url, pool_size=2) as store:
+        pids = await asyncio.gather(
+            *(store.database.fetchone("SELECT pg_backend_pid() AS pid, pg_sleep(0.05)") for _ in range(6))
+        )
+        assert len({row["pid"] for row in pids if row}) == 2
+
+
 async def test_posts_map_to_their_run_and_are_forgotten(store_target: Path | str) -> None:
     async with Store(store_target, clock=lambda: NOW) as store:
         run_id = await store.create_run(source="mention")
