@@ -75,10 +75,11 @@ class Gate:
         self.surface = surface
 
     async def claim(self, request: AnalysisRequest) -> bool:
-        """True the first time this request (by its Slack event id and its message) is seen."""
-        if request.event_id is not None and not await self.store.claim(f"event:{request.event_id}"):
-            return False
-        return await self.store.claim(request.dedupe_key)
+        """True the first time this request is seen: neither its Slack event id (a retry) nor its
+        message (the same mention as an ``app_mention`` and a ``message`` event) was claimed before."""
+        if request.event_id is None:
+            return await self.store.claim(request.dedupe_key)
+        return await self.store.claim(f"event:{request.event_id}", request.dedupe_key)
 
     async def is_external(self, request: AnalysisRequest) -> bool | None:
         """Whether the asker belongs to another organisation (None: Slack won't say); a lookup

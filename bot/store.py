@@ -128,13 +128,16 @@ class Store:
 
     # -- events ----------------------------------------------------------------------
 
-    async def claim(self, key: str) -> bool:
-        """Record ``key`` as seen. True the first time only, atomically (across processes too)."""
-        won = await self.database.fetchone(
-            "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
-            [key, self.now()],
+    async def claim(self, *keys: str) -> bool:
+        """Record ``keys`` as seen, in one statement (atomically, across processes too). True only
+        if none of them had been seen; either way every one of them is seen from now on."""
+        now = self.now()
+        won = await self.database.fetch(
+            f"INSERT INTO events (key, received_at) VALUES {', '.join('(?, ?)' for _ in keys)} "  # noqa: S608 - placeholders
+            "ON CONFLICT (key) DO NOTHING RETURNING key",
+            [value for key in keys for value in (key, now)],
         )
-        return won is not None
+        return len(won) == len(set(keys))
 
     # -- claims on work one process does at a time --------------------------------------
 

@@ -29,6 +29,11 @@ async def test_an_event_key_is_claimed_once(store_target: Path | str) -> None:
         assert await store.claim("event:Ev1") is True
         assert await store.claim("event:Ev1") is False
         assert await store.claim("event:Ev2") is True
+        # Several keys in one statement: won only if none was seen; all are seen afterwards.
+        assert await store.claim("event:Ev3", "message:C1:1.0") is True
+        assert await store.claim("event:Ev4", "message:C1:1.0") is False  # the same message, another event
+        assert await store.claim("event:Ev4") is False
+        assert await store.claim("event:Ev5", "event:Ev5") is True  # a key given twice counts once
 
 
 async def test_uploads_are_found_by_content_until_deleted(store_target: Path | str) -> None:
