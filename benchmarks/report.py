@@ -501,7 +501,7 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
         "rig's own sending and timing of 50 deliveries on its one core (which serves the bot's calls "
         "meanwhile) is part of every figure. Next: less CPU per analysis.",
         "feedback": "The first visible write (the :eyes: reaction) comes once the event is claimed, the "
-        "thread's lock taken and the request admitted (about seven statements on the database's one worker "
+        "thread's lock taken and the request admitted (about six statements on the database's one worker "
         "thread, alongside the asker's users.info lookup), each step queueing behind the same CPU work on "
         "the one event loop. Next: as for acks, and fewer statements before the reaction.",
         "cpu": f"The real bot spends {_num(cpu_ms)} ms of CPU per analysis; one core then serves at most "
