@@ -29,7 +29,7 @@ from tests.fakes.slack_events import message_event
 from tests.fakes.slack_models import Message
 from tests.forkserver import ForkServer
 from tests.harness import ALICE, CHANNEL, prompt_text
-from tests.replicas import Replicas
+from tests.replicas import Replica, Replicas
 
 #: Limits high enough that only deduplication keeps a delivery from running.
 GENEROUS = {
@@ -120,6 +120,19 @@ def requests_for(claude: FakeAnthropic, n: int) -> int:
     return sum(
         1 for r in claude.message_requests if isinstance(r.body, dict) and tag(n) in prompt_text(r.body["messages"][-1])
     )
+
+
+async def ask_held(rig: Replicas, slack: FakeSlack, hold: Hold, *, to: Replica) -> dict[str, Any]:
+    """Ask 0, delivered to ``to``; returns once its analysis is stalled at ``hold`` in the fake."""
+    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
+    await rig.deliver(envelope, to=to)
+    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    return message
+
+
+def follow_up_to(slack: FakeSlack, message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ask 1, in ``message``'s thread: (the message, its event envelope)."""
+    return slack.mention_event(CHANNEL, ALICE, f"and 6 times 8? ({tag(1)})", thread_ts=str(message["ts"]))
 
 
 async def everything_answered(rig: Replicas, slack: FakeSlack, asks: list[dict[str, Any]]) -> None:
@@ -299,9 +312,7 @@ async def test_a_rolling_restart_with_a_run_in_flight_loses_and_duplicates_nothi
     claude.script = quick(hold)
     old = await rig.start_one(**GENEROUS, ANALYST_SHUTDOWN_GRACE_S="0")
     await rig.start_one(**GENEROUS)
-    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
-    await rig.deliver(envelope, to=old)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    message = await ask_held(rig, slack, hold, to=old)
 
     # The new process starts while the old one works: it must leave that live run (its lease) alone.
     new = await rig.start_one(**GENEROUS)
@@ -330,9 +341,7 @@ async def test_a_killed_replicas_run_is_finished_by_another_within_about_a_lease
     claude.script = quick(hold)
     lease = {"ANALYST_LEASE_S": "1"}
     doomed, survivor = await rig.start(2, **GENEROUS, **lease)
-    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
-    await rig.deliver(envelope, to=doomed)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    message = await ask_held(rig, slack, hold, to=doomed)
     await rig.sigkill(doomed)
     hold.gate.set()
 
@@ -358,12 +367,8 @@ async def test_a_follow_up_at_another_replica_waits_for_the_running_answer_and_r
     hold = Hold(asyncio.Event())
     claude.script = quick(hold)
     first, second = await rig.start(2)
-    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
-    await rig.deliver(envelope, to=first)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
-    follow_up, envelope = slack.mention_event(
-        CHANNEL, ALICE, f"and 6 times 8? ({tag(1)})", thread_ts=str(message["ts"])
-    )
+    message = await ask_held(rig, slack, hold, to=first)
+    follow_up, envelope = follow_up_to(slack, message)
     await rig.deliver(envelope, to=second)
     # Let the first answer go once the other replica has decided about the follow-up (without the
     # thread lock in the database it admits or refuses it at once); it waits, and the window runs out.
@@ -393,12 +398,8 @@ async def test_a_follow_up_waiting_at_a_replica_that_shuts_down_is_run_by_anothe
     claude.script = quick(hold)
     first = await rig.start_one()
     leaving = await rig.start_one(ANALYST_SHUTDOWN_GRACE_S="0")
-    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
-    await rig.deliver(envelope, to=first)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
-    follow_up, envelope = slack.mention_event(
-        CHANNEL, ALICE, f"and 6 times 8? ({tag(1)})", thread_ts=str(message["ts"])
-    )
+    message = await ask_held(rig, slack, hold, to=first)
+    follow_up, envelope = follow_up_to(slack, message)
     await rig.deliver(envelope, to=leaving)
     await rig.wait_until(
         lambda: bool(leaving.messages(r"^waiting for thread ")), timeout=60, what="the follow-up to wait for the thread"
@@ -440,9 +441,7 @@ async def test_stop_pressed_at_another_replica_stops_the_run(
     hold = Hold(asyncio.Event())
     claude.script = quick(hold)
     running_it, other = await rig.start(2)
-    message, envelope = slack.mention_event(CHANNEL, ALICE, f"what is 6 times 7? ({tag(0)})")
-    await rig.deliver(envelope, to=running_it)
-    await asyncio.wait_for(hold.reached.wait(), timeout=60)
+    message = await ask_held(rig, slack, hold, to=running_it)
     await rig.wait_until(lambda: stop_button(slack, message) is not None, timeout=60, what="the Stop button")
     button = stop_button(slack, message)
     assert button is not None
