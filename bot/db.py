@@ -5,10 +5,11 @@ SQL is written once, in the subset both engines speak: ``?`` placeholders (turne
 ``RETURNING``. Everything above this module — claims, quota admission, the ledger, files,
 threads — is written once against :class:`Queries`.
 
-- :class:`SqliteDatabase`: one connection used only from one worker thread (a single write
-  path, so no ``database is locked`` within a process), WAL mode and a busy timeout; a
-  transaction is ``BEGIN IMMEDIATE`` on that thread, and statements from other tasks wait
-  for it to end.
+- :class:`SqliteDatabase`: one connection (a single write path, so no ``database is locked``
+  within a process), in WAL mode. Statements run on the event loop's thread; a commit's fsync
+  and any wait for another process's lock run on one worker thread. A transaction is
+  ``BEGIN IMMEDIATE``, a write outside one is a transaction of its own, and statements from
+  other tasks wait for it to end.
 - :class:`PostgresDatabase` (``ANALYST_DB=postgresql://…``): an asyncpg pool; a transaction
   holds one pooled connection.
 """
@@ -122,8 +123,21 @@ def _rows(cursor: sqlite3.Cursor) -> list[Row]:
     return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
+#: How long a statement on the worker thread waits for another process's write lock.
+BUSY_TIMEOUT_MS = 30_000
+
+# SQLITE_BUSY and SQLITE_LOCKED: another connection holds a lock this statement needs.
+_WOULD_WAIT = (5, 6)
+
+
+def _is_read(sql: str) -> bool:
+    """A statement that only reads (a write outside a transaction gets one of its own)."""
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
 class _SqliteStatements:
-    """Statements on the SQLite connection, each run on the worker thread."""
+    """Statements on the SQLite connection, run as the caller's turn allows (see
+    :meth:`SqliteDatabase.now_or_blocking`)."""
 
     dialect: Dialect = "sqlite"
 
@@ -131,18 +145,27 @@ class _SqliteStatements:
         self._database = database
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self._database.run(lambda conn: _rows(conn.execute(sql, list(params))))
+        return await self._database.now_or_blocking(lambda conn: _rows(conn.execute(sql, list(params))))
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return await self._database.run(lambda conn: conn.execute(sql, list(params)).rowcount)
+        return await self._database.now_or_blocking(lambda conn: conn.execute(sql, list(params)).rowcount)
 
 
 class SqliteDatabase:
-    """One SQLite connection on one worker thread; see the module's docstring."""
+    """One SQLite connection; see the module's docstring.
+
+    A statement takes microseconds, so it runs right away on the event loop's thread, which
+    never waits there: the connection's busy timeout is 0. What may wait goes to the one worker
+    thread: a ``COMMIT`` that wrote something (its fsync), a statement that found another
+    process's lock (``SQLITE_BUSY``, retried there with a 30 s busy timeout), migrations and
+    ``close``. So a transaction costs one hand-over to the thread, not one per statement: under
+    a burst of events each hand-over waits for a whole turn of a busy event loop, and with one
+    per statement the database, which every request passes through, became the queue.
+    """
 
     dialect: Dialect = "sqlite"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
@@ -152,7 +175,8 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
         # Held by a transaction from BEGIN to COMMIT, and by each statement outside one, so no
-        # other task's statement lands inside someone's transaction on the shared connection.
+        # other task's statement lands inside someone's transaction on the shared connection
+        # (and none runs on the loop's thread while the worker thread has the connection).
         self._turn = asyncio.Lock()
         self._inside = _SqliteStatements(self)
 
@@ -163,19 +187,52 @@ class SqliteDatabase:
         return self._conn
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn(connection)`` on the worker thread."""
+        """``fn(connection)`` on the worker thread, in its own turn, waiting for locks as needed."""
+        async with self._turn:
+            return await self.blocking(fn)
+
+    async def blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` on the worker thread, with the busy timeout (the caller has the turn).
+        Cancelled, it still waits for the thread to finish with the connection before raising."""
         conn = self.conn
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+
+        def waiting(conn: sqlite3.Connection) -> T:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("PRAGMA busy_timeout = 0")
+
+        done = asyncio.get_running_loop().run_in_executor(self._executor, waiting, conn)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            while not done.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([done])
+            raise
+
+    async def now_or_blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` on this thread if it needs no lock another process holds, else on
+        the worker thread (:meth:`blocking`). The caller has the turn. A statement refused with
+        ``SQLITE_BUSY`` changed nothing, so running it again is safe."""
+        try:
+            return fn(self.conn)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode not in _WOULD_WAIT:
+                raise
+        return await self.blocking(fn)
 
     async def open(self) -> None:
         def connect() -> sqlite3.Connection:
             memory = str(self.path) == ":memory:"
             if not memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn = sqlite3.connect(str(self.path), timeout=0, isolation_level=None, check_same_thread=False)
             if not memory:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # another process may be migrating
                 conn.execute("PRAGMA journal_mode = wal")
+                conn.execute("PRAGMA busy_timeout = 0")
             return conn
 
         try:
@@ -189,34 +246,46 @@ class SqliteDatabase:
     async def close(self) -> None:
         async with self._turn:  # not in the middle of someone's transaction
             if self._conn is not None:
-                await self.run(lambda conn: conn.close())
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
                 self._conn = None
         self._executor.shutdown(wait=True)
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        if not _is_read(sql):
+            async with self.transaction() as tx:
+                return await tx.fetch(sql, params)
         async with self._turn:
             return await self._inside.fetch(sql, params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        async with self._turn:
-            return await self._inside.fetchone(sql, params)
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
+        if not _is_read(sql):
+            async with self.transaction() as tx:
+                return await tx.execute(sql, params)
         async with self._turn:
             return await self._inside.execute(sql, params)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         async with self._turn:
+            await self.now_or_blocking(lambda conn: conn.execute("BEGIN IMMEDIATE"))
+            changes = self.conn.total_changes
             try:
-                await self.run(lambda conn: conn.execute("BEGIN IMMEDIATE"))
                 yield self._inside
+                if self.conn.total_changes == changes:  # wrote nothing: no fsync to wait for
+                    await self.now_or_blocking(_commit)
+                else:
+                    await self.blocking(_commit)
             except BaseException:
-                # Queued behind whatever the thread still runs (a cancelled BEGIN, say), so it
-                # ends any transaction that began.
-                await asyncio.shield(self.run(_rollback))
+                _rollback(self.conn)  # nothing to wait for: a rollback only drops what was written
                 raise
-            await self.run(lambda conn: conn.execute("COMMIT"))
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,29 @@ async def test_a_cancelled_transaction_is_rolled_back_and_the_store_goes_on(stor
         assert await store.claim("event:cut") is True
         async with store.database.transaction() as tx:
             assert await tx.fetchone("SELECT key FROM events WHERE key = ?", ["event:cut"]) is not None
+
+
+async def test_another_process_holding_sqlites_write_lock_delays_the_write_not_the_event_loop(tmp_path: Path) -> None:
+    """Statements run on the event loop's thread, so one that would wait for another process's
+    lock must not wait there: it waits on the worker thread, the loop goes on, and it lands
+    once the lock is released."""
+    path = tmp_path / "analyst.db"
+    async with Store(path, clock=lambda: NOW) as store:
+        other = sqlite3.connect(path, isolation_level=None)  # another replica, mid-transaction
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO events (key, received_at) VALUES ('event:theirs', 'x')")
+            write = asyncio.create_task(store.claim("event:mine"))
+            async with asyncio.timeout(10):  # the loop keeps turning while the write waits (not 30 s)
+                for _ in range(50):
+                    await asyncio.sleep(0)
+            assert not write.done()
+            other.execute("COMMIT")
+            assert await write is True
+        finally:
+            other.close()
+        assert await store.claim("event:theirs") is False  # their commit is seen
+        assert await store.claim("event:mine") is False
 
 
 # -- the SQL dialect ----------------------------------------------------------------------------
