@@ -47,7 +47,12 @@ async def start_bot(
 ) -> BotProcess:
     """Start ``spec`` on a free port in a fresh working directory (a fresh database too)."""
     port = free_port()
-    env = {**rig.env(workdir / "analyst.db"), "PORT": str(port), **spec.env, **(extra_env or {})}
+    db = workdir / "analyst.db"
+    # A --workdir reused from an earlier invocation holds that run's database, whose claimed
+    # event ids would turn this one's deliveries into duplicates: start it afresh.
+    for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    env = {**rig.env(db), "PORT": str(port), **spec.env, **(extra_env or {})}
     process = BotProcess(spec.key, spec.command(port), env, workdir, port, ready_path=spec.ready_path, cpu=cpu)
     return await process.start()
 
