@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -179,6 +180,8 @@ class SqliteDatabase:
         # (and none runs on the loop's thread while the worker thread has the connection).
         self._turn = asyncio.Lock()
         self._inside = _SqliteStatements(self)
+        self._group: _Group | None = None  # the transaction the next one joins, until it commits
+        self._savepoints = itertools.count()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -189,6 +192,7 @@ class SqliteDatabase:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` on the worker thread, in its own turn, waiting for locks as needed."""
         async with self._turn:
+            await self._end_group(self._group)
             return await self.blocking(fn)
 
     async def blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -246,6 +250,7 @@ class SqliteDatabase:
     async def close(self) -> None:
         async with self._turn:  # not in the middle of someone's transaction
             if self._conn is not None:
+                await self._end_group(self._group)
                 await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
                 self._conn = None
         self._executor.shutdown(wait=True)
@@ -271,17 +276,68 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         async with self._turn:
-            await self.now_or_blocking(lambda conn: conn.execute("BEGIN IMMEDIATE"))
-            changes = self.conn.total_changes
+            group = self._group
+            if group is None:
+                await self.now_or_blocking(lambda conn: conn.execute("BEGIN IMMEDIATE"))
+                group = self._group = _Group(asyncio.get_running_loop(), self.conn.total_changes)
+                # Queued for the turn behind every transaction already waiting for it: those
+                # join this one, and all of them commit together.
+                group.committing = asyncio.get_running_loop().create_task(self._commit_when_turn(group))
+            savepoint = f"tx{next(self._savepoints)}"
+            self.conn.execute(f"SAVEPOINT {savepoint}")
             try:
                 yield self._inside
-                if self.conn.total_changes == changes:  # wrote nothing: no fsync to wait for
-                    await self.now_or_blocking(_commit)
-                else:
-                    await self.blocking(_commit)
             except BaseException:
-                _rollback(self.conn)  # nothing to wait for: a rollback only drops what was written
+                if (
+                    self.conn.in_transaction
+                ):  # (an error SQLite ends the whole transaction for fails the group's commit)
+                    self.conn.execute(f"ROLLBACK TO {savepoint}")  # undoes this transaction's part only
+                    self.conn.execute(f"RELEASE {savepoint}")
                 raise
+            self.conn.execute(f"RELEASE {savepoint}")
+        await asyncio.shield(group.committed)  # durable once the group's COMMIT has returned
+
+    async def _commit_when_turn(self, group: _Group) -> None:
+        async with self._turn:
+            await self._end_group(group)
+
+    async def _end_group(self, group: _Group | None) -> None:
+        """End ``group`` (the caller has the turn), if it is still open: one ``COMMIT`` for all
+        its transactions, whose outcome each of them gets (a failed commit is raised to them)."""
+        if group is None or self._group is not group:
+            return
+        self._group = None
+        wrote = self.conn.total_changes != group.changes_before
+        try:
+            # Writes wait for their fsync on the worker thread; a group that only read has none.
+            await (self.blocking(_commit) if wrote else self.now_or_blocking(_commit))
+        except asyncio.CancelledError:
+            # Cancelled (at shutdown), the thread has still finished: did the COMMIT happen?
+            if self.conn.in_transaction:
+                _rollback(self.conn)
+                group.committed.set_exception(sqlite3.OperationalError("the commit was cancelled"))
+            else:
+                group.committed.set_result(None)
+            raise
+        except Exception as error:  # noqa: BLE001 - raised to every transaction of the group instead
+            _rollback(self.conn)
+            group.committed.set_exception(error)
+        else:
+            group.committed.set_result(None)
+
+
+class _Group:
+    """Transactions of several tasks that share one ``BEGIN IMMEDIATE … COMMIT`` (group commit),
+    each in a savepoint of its own: one that fails is undone alone; the commit makes them
+    durable together, with one fsync where each would have had its own. Under a burst of
+    events, every request's claims, lock and admission would otherwise queue for a commit each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, changes_before: int) -> None:
+        self.changes_before = changes_before  # the connection's total_changes at BEGIN
+        self.committed: asyncio.Future[None] = loop.create_future()
+        # Nobody may be left to await it (every member cancelled): that is not an error to report.
+        self.committed.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self.committing: asyncio.Task[None] | None = None  # (held: the loop keeps only weak references)
 
 
 def _commit(conn: sqlite3.Connection) -> None:

@@ -321,6 +321,37 @@ async def test_another_process_holding_sqlites_write_lock_delays_the_write_not_t
         assert await store.claim("event:mine") is False
 
 
+async def test_transactions_waiting_together_commit_together_and_each_fails_alone(tmp_path: Path) -> None:
+    """A burst of writes on SQLite shares its commits (one fsync for all waiting, not one each);
+    what returned is durable (another connection sees it), and a transaction that failed
+    leaves nothing behind while the others of its commit stay."""
+    path = tmp_path / "analyst.db"
+    async with Store(path, clock=lambda: NOW) as store:
+        commits: list[str] = []
+        store.database.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)  # type: ignore[attr-defined]
+
+        async def doomed() -> None:
+            async with store.database.transaction() as tx:
+                await tx.execute("INSERT INTO events (key, received_at) VALUES (?, ?)", ["event:doomed", "x"])
+                raise ZeroDivisionError
+
+        keys = [f"event:Ev{n}" for n in range(50)]
+        results = await asyncio.gather(
+            *(store.claim(key) for key in keys[:25]),
+            doomed(),
+            *(store.claim(key) for key in keys[25:]),
+            return_exceptions=True,
+        )
+        assert [r for r in results if not isinstance(r, ZeroDivisionError)] == [True] * 50
+        assert len(commits) < 5  # 51 transactions
+        other = sqlite3.connect(path)
+        try:
+            seen = {row[0] for row in other.execute("SELECT key FROM events")}
+        finally:
+            other.close()
+        assert seen >= set(keys) and "event:doomed" not in seen
+
+
 # -- the SQL dialect ----------------------------------------------------------------------------
 
 
