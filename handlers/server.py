@@ -1,8 +1,9 @@
 """Runs the Bolt app: over Socket Mode, or as an HTTP server with a health check.
 
-HTTP mode serves ``POST /slack/events`` (events, slash commands and interactivity),
-``GET /metrics`` (Prometheus text format) and ``GET /healthz`` (200 when the database answers
-and the bot is ready, else 503; the report also shows the limiter). Socket Mode serves
+HTTP mode serves ``POST /slack/events`` (events, slash commands and interactivity; a
+signed Events API delivery is acknowledged before Bolt dispatches it), ``GET /metrics``
+(Prometheus text format) and ``GET /healthz`` (200 when the database answers and the bot is
+ready, else 503; the report also shows the limiter). Socket Mode serves
 ``/metrics`` and ``/healthz`` on ``ANALYST_METRICS_PORT`` (there, "connected" is the
 socket's state). On SIGTERM or SIGINT the bot stops taking new work and lets running analyses
 finish within the grace period.
@@ -15,14 +16,16 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 
 from bot.analyst import Analyst
 from bot.clients import anthropic_client
@@ -83,9 +86,18 @@ def add_observability(
 
 def http_app(app: AsyncApp, analyst: Analyst, ready: asyncio.Event) -> web.Application:
     """The aiohttp application for HTTP mode."""
+    secret = analyst.settings.slack_signing_secret
+    verifier = SignatureVerifier(secret) if secret else None
 
     async def slack_events(request: web.Request) -> web.Response:
-        bolt_response = await app.async_dispatch(await to_bolt_request(request))
+        bolt_request = await to_bolt_request(request)
+        if acknowledge_first(bolt_request, request.headers, verifier):
+            # Events API: Slack wants an empty 200 within 3 s and nothing else from the
+            # response, so it is sent now and Bolt (middleware, listeners) runs after it. Under a
+            # burst of deliveries, an acknowledgement then waits for no other event's dispatch.
+            analyst.spawn(app.async_dispatch(bolt_request), name="slack event")
+            return web.Response()
+        bolt_response = await app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     async def is_ready() -> bool:
@@ -95,6 +107,17 @@ def http_app(app: AsyncApp, analyst: Analyst, ready: asyncio.Event) -> web.Appli
     web_app.router.add_post("/slack/events", slack_events)
     add_observability(web_app, analyst, connected=is_ready, mode="http")
     return web_app
+
+
+def acknowledge_first(
+    request: AsyncBoltRequest, headers: Mapping[str, str], verifier: SignatureVerifier | None
+) -> bool:
+    """Whether ``request`` is an Events API delivery (``event_callback``) that passes Slack's
+    signature check (when checks are on): its acknowledgement needs nothing from Bolt. Anything
+    else, a forged or stale delivery included, goes through Bolt, which answers it."""
+    if request.body.get("type") != "event_callback":
+        return False
+    return verifier is None or verifier.is_valid_request(request.raw_body, headers)
 
 
 class RunningBot:

@@ -3,6 +3,7 @@ interpretation in the thread. The real bot against the loopback fakes."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import time
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Action, Code, MaxTokens, Pause, Refuse, ScriptContext, Text, ToolError, scripted
@@ -452,6 +456,33 @@ async def test_every_subscribed_event_is_acknowledged(
     await harness.settle()
     assert [m for m in slack.thread("C0DATA", message["ts"]) if m.bot_id] == []
     assert claude.requests == []
+
+
+async def test_an_event_is_acknowledged_before_bolt_dispatches_it(
+    harness: Harness, slack: FakeSlack, streaming_csv: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack needs only an empty 200 for an Events API delivery: it is sent before Bolt's
+    middleware and listeners run, so no other delivery's dispatch can hold it up."""
+    release = asyncio.Event()
+    dispatch = AsyncApp.async_dispatch
+
+    async def held(app: AsyncApp, request: AsyncBoltRequest) -> BoltResponse:
+        await release.wait()
+        return await dispatch(app, request)
+
+    monkeypatch.setattr(AsyncApp, "async_dispatch", held)
+    csv = harness.file("streaming.csv", streaming_csv)
+    message, envelope = slack.mention_event("C0DATA", "U0ALICE", "what drives churn?", files=[csv])
+    async with asyncio.timeout(30):  # (the acknowledgement must not wait for the held dispatch)
+        status, body = await harness.deliver(envelope)
+    assert (status, body) == (200, "")
+    assert not slack.message("C0DATA", message["ts"]).reactions  # nothing ran yet
+    release.set()
+    await harness.settle()
+    assert "Free" in "\n".join(slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]) if m.bot_id)
+    # A delivery that fails Slack's signature check still goes to Bolt, which refuses it.
+    status, _ = await harness.deliver(envelope, secret="not-the-secret")
+    assert status == 401
 
 
 async def test_a_retried_delivery_is_not_run_twice(
