@@ -494,16 +494,19 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
     rig_bound = 100 * claude_s / max(claude_s, rig_s) if not math.isnan(rig_s) else math.nan
     ceiling = _pct(results, NULL.key, big)
     rig_bound_of_ceiling = 100 * rig_bound / ceiling if ceiling else math.nan
+    # The wall time the target allows, all of which the bot's one core could spend on the work.
+    needed_s = claude_s / (THROUGHPUT_OF_CEILING / 100 * ceiling / 100) if ceiling else math.nan
+    needed_ms = 1000 * needed_s / big
     notes = {
-        "ack": "Acks are slow when the bot's event loop is busy: an event waits behind the CPU work of the "
-        "analyses already running (see the CPU per analysis and the profile), though Bolt answers it before "
-        f"any work of its own starts. The do-nothing bot's p99 in the same run was {_num(ack_floor)} ms: the "
+        "ack": "A signed event is acknowledged before Bolt dispatches it, but its request still waits for the "
+        "event loop, busy with the deliveries before it and the analyses they started (see the CPU per "
+        f"analysis and the profile). The do-nothing bot's p99 in the same run was {_num(ack_floor)} ms: the "
         "rig's own sending and timing of 50 deliveries on its one core (which serves the bot's calls "
         "meanwhile) is part of every figure. Next: less CPU per analysis.",
         "feedback": "The first visible write (the :eyes: reaction) comes once the event is claimed, the "
-        "thread's lock taken and the request admitted (about six statements on the database's one worker "
-        "thread, alongside the asker's users.info lookup), each step queueing behind the same CPU work on "
-        "the one event loop. Next: as for acks, and fewer statements before the reaction.",
+        "thread's lock taken and the request admitted (three transactions, which a burst shares through "
+        "SQLite's group commit, alongside the asker's users.info lookup), each step queueing behind the same "
+        "CPU work on the one event loop. Next: as for acks.",
         "cpu": f"The real bot spends {_num(cpu_ms)} ms of CPU per analysis; one core then serves at most "
         f"{_num(1000 / cpu_ms if cpu_ms else math.nan, 1)} analyses a second, against the "
         f"{_num(THROUGHPUT_TARGET_N / claude_s)} a second that {THROUGHPUT_TARGET_N} analyses of "
@@ -521,8 +524,12 @@ def _missed_section(results: Results, missed: list[str], n50: int | None) -> lis
         f"for {THROUGHPUT_TARGET_N} analyses that ideally take {claude_s:g} s. The rig's: its fakes spend "
         f"{_num(big_rig_ms)} ms serving one analysis's calls (the do-nothing bot's one call each: "
         f"{_num(null_rig_ms)} ms), so on its one core even a bot that cost nothing would reach at most "
-        f"{_num(rig_bound)}% of ideal here, {_num(rig_bound_of_ceiling)}% of the ceiling. Next: fewer calls per "
-        "analysis, less CPU per call; on more cores, replicas (#12, the scale figure).",
+        f"{_num(rig_bound)}% of ideal here, {_num(rig_bound_of_ceiling)}% of the ceiling. To reach the target the "
+        f"bot would have to finish {THROUGHPUT_TARGET_N} analyses within {_num(needed_s, 1)} s, so spend at most "
+        f"{_num(needed_ms, 1)} ms of its one core on each (it spends {_num(big_cpu_ms)} ms, about half of it in "
+        "its two Anthropic SDK requests and ten Slack Web API calls). That needs more than this machine's two "
+        "cores: replicas (#12, the scale figure) on more cores. Next here: fewer calls per analysis, less CPU "
+        "per call.",
     }
     for key in missed:
         lines.append(f"- **{key}**: {notes[key]}")

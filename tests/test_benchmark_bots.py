@@ -11,8 +11,9 @@ from benchmarks.bots import NAIVE, NULL, BotSpec
 from benchmarks.claude import fixed_time
 from benchmarks.proc import BotProcess, free_port
 from benchmarks.report import NOTES_BEGIN, NOTES_END, Results, kept_notes, render
-from benchmarks.rig import bot_env
+from benchmarks.rig import Ask, bot_env
 from benchmarks.scale import ScaleRun
+from benchmarks.scenarios import LoadRun
 from benchmarks.stats import median, percentile
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
@@ -74,3 +75,24 @@ def test_the_rate_limited_and_replica_sections_say_what_was_measured() -> None:
     assert "| 50/50 | 0 | 0 | 57 | 7 | 0 | 1,875 of 1,875 | 1.1 min | **pass** |" in text
     assert "| 1 replica, SQLite | 25% |" in text and "| 2 replicas, PostgreSQL | 20% |" in text
     assert "two replicas on PostgreSQL ≥ one on SQLite, exactly once: **miss**" in text
+
+
+def test_a_missed_throughput_target_says_how_much_cpu_per_analysis_it_would_need() -> None:
+    def load(bot: str, elapsed_s: float, cpu_ms: float, rig_ms: float) -> LoadRun:
+        asks = []
+        for number in range(200):
+            ask = Ask("C0DATA", f"1.{number}", "U0ALICE", "reaction", sent=0.0, acked=0.01, ack_status=200)
+            ask.first_write, ask.finished = 0.2, elapsed_s
+            ask.done.set()
+            asks.append(ask)
+        return LoadRun(bot, 200, 0, 2.0, 60.0, asks, elapsed_s, 200 * cpu_ms / 1000, rig_cpu_s=200 * rig_ms / 1000)
+
+    options = {
+        "argv": "--only load", "repeats": 1, "deadline_s": 60.0, "claude_s": 2.0, "steps": 0,
+        "bots": ["analyst_1000", "null"], "profile_n": 200, "pinning": "",
+    }  # fmt: skip
+    loads = [load("analyst_1000", 10.0, 40.0, 20.0), load("null", 2.5, 2.0, 3.0)]  # 20 % and 80 % of ideal
+    text = render(Results(options, loads=loads, machine=["test machine"]))
+    # 90 % of the ceiling (80 % of ideal) is 2 s of Claude time in 2.8 s: 13.9 ms of one core each.
+    assert "finish 200 analyses within 2.8 s, so spend at most 13.9 ms of its one core on each" in text
+    assert "(it spends 40 ms" in text
