@@ -236,6 +236,9 @@ class SqliteDatabase:
             if not memory:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # another process may be migrating
                 conn.execute("PRAGMA journal_mode = wal")
+                # A commit is on disk when it returns (the ledger resumes every admitted run);
+                # SQLite's usual default, set so that no build's other default weakens it.
+                conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA busy_timeout = 0")
             return conn
 
