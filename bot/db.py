@@ -291,9 +291,9 @@ class SqliteDatabase:
             try:
                 yield self._inside
             except BaseException:
-                if (
-                    self.conn.in_transaction
-                ):  # (an error SQLite ends the whole transaction for fails the group's commit)
+                # After an error on which SQLite ended the whole transaction there is no savepoint
+                # to return to: the group's COMMIT then fails, and every member hears of it.
+                if self.conn.in_transaction:
                     self.conn.execute(f"ROLLBACK TO {savepoint}")  # undoes this transaction's part only
                     self.conn.execute(f"RELEASE {savepoint}")
                 raise
