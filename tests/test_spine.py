@@ -19,7 +19,7 @@ from slack_bolt.response import BoltResponse
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.scripts import Action, Code, MaxTokens, Pause, Refuse, ScriptContext, Text, ToolError, scripted
 from tests.fakes.slack import FakeSlack
-from tests.harness import Harness, prompt_text
+from tests.harness import Asked, Harness, prompt_text
 
 
 async def test_mention_with_csv_gets_interpretation_chart_and_code_in_the_thread(
@@ -479,7 +479,7 @@ async def test_an_event_is_acknowledged_before_bolt_dispatches_it(
     assert not slack.message("C0DATA", message["ts"]).reactions  # nothing ran yet
     release.set()
     await harness.settle()
-    assert "Free" in "\n".join(slack.visible_text(m) for m in slack.thread("C0DATA", message["ts"]) if m.bot_id)
+    assert "Free" in harness.thread_text(Asked(message, envelope, "C0DATA"))
     # A delivery that fails Slack's signature check still goes to Bolt, which refuses it.
     status, _ = await harness.deliver(envelope, secret="not-the-secret")
     assert status == 401
